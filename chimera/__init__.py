@@ -1,0 +1,2 @@
+"""Chimera Bench: reproducible training benchmarks for small transformer classifiers on AG News."""
+__version__ = "0.1.0"

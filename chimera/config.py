@@ -1,0 +1,249 @@
+"""Every knob of a run as frozen, keyword-only dataclasses, validated where each field is defined.
+
+A `RunConfig` is fully resolved: the matrix file plus profile plus `--set` overrides. It is written
+into the run record verbatim, so a record alone is enough to rerun it (`chimera reproduce`).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from chimera.errors import ChimeraError
+
+SCHEDULES = ("constant", "linear", "cosine")
+FFN_KINDS = ("dense", "moe")
+EXPERT_KINDS = ("gelu", "swiglu")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ChimeraError(f"config: {key} {message}")
+
+
+def _check_prob(value: float, key: str, *, upper_inclusive: bool = False) -> None:
+    ok = 0.0 <= value <= 1.0 if upper_inclusive else 0.0 <= value < 1.0
+    _check(ok, key, f"must be in [0, 1{']' if upper_inclusive else ')'}, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Which rows a run sees and how text becomes token ids."""
+
+    train_samples: int = 2048  # stratified subset of the train split used for training
+    val_samples: int = 1024  # stratified, disjoint from the training subset, from the train split
+    test_samples: int = 0  # stratified subset of the official test split; 0 = the whole split
+    max_length: int = 64  # tokens per example after truncation ([CLS] included)
+    vocab_size: int = 8192  # WordPiece vocabulary, trained on the training subset only
+    lowercase: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.train_samples >= 8, "data.train_samples", f"must be >= 8, got {self.train_samples}")
+        _check(self.val_samples >= 8, "data.val_samples", f"must be >= 8, got {self.val_samples}")
+        _check(self.test_samples >= 0, "data.test_samples", f"must be >= 0, got {self.test_samples}")
+        _check(4 <= self.max_length <= 4096, "data.max_length", f"must be in [4, 4096], got {self.max_length}")
+        _check(128 <= self.vocab_size <= 1_000_000, "data.vocab_size",
+               f"must be in [128, 1000000], got {self.vocab_size}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentConfig:
+    """Training-only text augmentation; validation, test and clean-train text is never augmented."""
+
+    enabled: bool = False
+    synonym_prob: float = 0.1  # per-word chance of a WordNet synonym replacement
+    word_dropout: float = 0.1  # per-word chance of deletion
+    word_shuffle: float = 0.15  # per-word chance of swapping with a neighbour
+
+    def __post_init__(self) -> None:
+        for name in ("synonym_prob", "word_dropout", "word_shuffle"):
+            _check_prob(getattr(self, name), f"augment.{name}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Encoder-only classifier; `ffn` picks the dense FFN or the routed mixture of experts."""
+
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 1024  # hidden width of the FFN (of each expert, for MoE)
+    dropout: float = 0.1
+    ffn: str = "dense"
+    num_experts: int = 4
+    top_k: int = 2
+    moe_every: int = 1  # every k-th block (counting from the last) gets the MoE FFN; 1 = all blocks
+    expert_kind: str = "gelu"  # "gelu" (same as the dense FFN) or "swiglu" (Mixtral-style)
+    capacity_factor_train: float | None = None  # None = dropless
+    capacity_factor_eval: float | None = None
+    aux_loss_coef: float = 0.01  # Switch Transformer load-balancing loss weight
+    z_loss_coef: float = 0.001  # router z-loss weight (ST-MoE)
+
+    def __post_init__(self) -> None:
+        for name in ("d_model", "n_layers", "n_heads", "d_ff", "num_experts", "top_k", "moe_every"):
+            _check(getattr(self, name) >= 1, f"model.{name}", f"must be >= 1, got {getattr(self, name)}")
+        _check(self.d_model % self.n_heads == 0, "model.d_model",
+               f"({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
+        _check_prob(self.dropout, "model.dropout")
+        _check(self.ffn in FFN_KINDS, "model.ffn", f"must be one of {FFN_KINDS}, got {self.ffn!r}")
+        _check(self.expert_kind in EXPERT_KINDS, "model.expert_kind",
+               f"must be one of {EXPERT_KINDS}, got {self.expert_kind!r}")
+        _check(self.top_k <= self.num_experts, "model.top_k",
+               f"({self.top_k}) must be <= model.num_experts ({self.num_experts})")
+        for name in ("capacity_factor_train", "capacity_factor_eval"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"model.{name}", f"must be None (dropless) or > 0, got {value!r}")
+        for name in ("aux_loss_coef", "z_loss_coef"):
+            _check(getattr(self, name) >= 0, f"model.{name}", f"must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Optimisation, evaluation cadence and stopping."""
+
+    batch_size: int = 32
+    lr: float = 3e-4  # peak learning rate (AdamW)
+    weight_decay: float = 0.01  # applied to matrices only (see model.weight_decay_groups)
+    betas: tuple[float, float] = (0.9, 0.999)
+    label_smoothing: float = 0.0
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    schedule: str = "constant"  # lr after warmup: constant, linear or cosine decay to 0 at max_steps
+    warmup_steps: int = 0
+    max_steps: int = 5000
+    eval_every: int = 100  # steps between evaluations on the full validation set
+    early_stopping: bool = False
+    patience: int = 5  # evaluations without a val-loss improvement of at least min_delta
+    min_delta: float = 0.001
+    checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = only on SIGINT/SIGTERM
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "train.betas",
+               f"must be two numbers in [0, 1), got {self.betas!r}")
+        _check_prob(self.label_smoothing, "train.label_smoothing")
+        _check(self.grad_clip >= 0, "train.grad_clip", f"must be >= 0, got {self.grad_clip}")
+        _check(self.schedule in SCHEDULES, "train.schedule", f"must be one of {SCHEDULES}, got {self.schedule!r}")
+        _check(self.max_steps >= 1, "train.max_steps", f"must be >= 1, got {self.max_steps}")
+        _check(0 <= self.warmup_steps < self.max_steps, "train.warmup_steps",
+               f"must be in [0, train.max_steps), got {self.warmup_steps}")
+        _check(self.eval_every >= 1, "train.eval_every", f"must be >= 1, got {self.eval_every}")
+        _check(self.patience >= 1, "train.patience", f"must be >= 1, got {self.patience}")
+        _check(self.min_delta >= 0, "train.min_delta", f"must be >= 0, got {self.min_delta}")
+        _check(self.checkpoint_every >= 0, "train.checkpoint_every", f"must be >= 0, got {self.checkpoint_every}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """One matrix cell under one profile: everything needed to rerun it."""
+
+    cell: str
+    profile: str
+    seed: int = 0
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.device in DEVICES, "device", f"must be one of {DEVICES}, got {self.device!r}")
+        _check(0 <= self.seed < 2**32, "seed", f"must be in [0, 2**32), got {self.seed}")
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """True when `value` fits a (resolved) annotation; ints are accepted where floats are expected."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, arm) for arm in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if origin is tuple:
+        arms = typing.get_args(annotation)
+        return (isinstance(value, (tuple, list)) and len(value) == len(arms)
+                and all(_type_ok(v, a) for v, a in zip(value, arms, strict=True)))
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    if annotation in (float, float | None) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def build_section(cls: type, values: dict[str, Any], *, where: str) -> Any:
+    """Build a config dataclass from plain data, naming the offending key on any mismatch."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ChimeraError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+        if not _type_ok(value, hints[key]):
+            raise ChimeraError(f"{where}: {key} must be {_describe(hints[key])}, got {value!r}")
+        clean[key] = _coerce(value, hints[key])
+    return cls(**clean)
+
+
+def _describe(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def parse_assignment(text: str) -> tuple[str, str, Any]:
+    """Parse `section.key=value` (value as a Python literal, bare words as strings); never evaluates code."""
+    path, sep, raw = text.partition("=")
+    section, dot, key = path.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise ChimeraError(f"--set {text!r}: expected section.key=value, e.g. train.lr=1e-4")
+    raw = raw.strip()
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        if not raw.replace("_", "").replace("-", "").isalnum():
+            raise ChimeraError(f"--set {text!r}: value {raw!r} is not a literal (number, bool, None, string)") from None
+        value = raw  # a bare word such as cosine
+    return section, key, value
+
+
+def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
+    """Apply `--set section.key=value` overrides; each is type-checked against its field."""
+    for text in assignments:
+        section, key, value = parse_assignment(text)
+        if section not in SECTIONS:
+            raise ChimeraError(f"--set {text!r}: unknown section {section!r} (known: {', '.join(SECTIONS)})")
+        current = dataclasses.asdict(getattr(config, section))
+        current[key] = value
+        updated = build_section(SECTIONS[section], current, where=f"--set {section}")
+        config = replace(config, **{section: updated})
+    return config
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """Plain JSON-ready data (tuples become lists)."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(data: dict[str, Any], *, where: str = "record.config") -> RunConfig:
+    """Inverse of `config_to_dict`, with the same validation as the matrix file."""
+    top = {k: v for k, v in data.items() if k not in SECTIONS}
+    sections = {name: build_section(cls, data.get(name, {}), where=f"{where}.{name}") for name, cls in SECTIONS.items()}
+    known_top = {"cell", "profile", "seed", "device"}
+    unknown = set(top) - known_top
+    if unknown:
+        raise ChimeraError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    return RunConfig(**top, **sections)
