@@ -1,0 +1,79 @@
+"""Config validation and `--set` overrides: every bad value names its key."""
+
+import pytest
+
+from chimera.config import (
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    parse_assignment,
+)
+from chimera.errors import ChimeraError
+
+
+def base() -> RunConfig:
+    return RunConfig(cell="fixed/dense", profile="ci")
+
+
+@pytest.mark.parametrize("assignment, key", [
+    ("model.dropout=1.0", "model.dropout"),
+    ("model.dropout=-0.1", "model.dropout"),
+    ("train.lr=0", "train.lr"),
+    ("train.lr=-1e-4", "train.lr"),
+    ("train.patience=0", "train.patience"),
+    ("train.schedule=triangle", "train.schedule"),
+    ("model.n_heads=3", "model.d_model"),
+    ("model.top_k=5", "model.top_k"),
+    ("data.max_length=2", "data.max_length"),
+])
+def test_out_of_range_values_name_their_key(assignment, key):
+    with pytest.raises(ChimeraError, match=key.replace(".", r"\.")):
+        apply_overrides(base(), [assignment])
+
+
+@pytest.mark.parametrize("assignment, fragment", [
+    ("train.lrr=1e-4", "unknown key 'lrr'"),
+    ("optim.lr=1e-4", "unknown section 'optim'"),
+    ("train.lr=fast", "lr must be float"),
+    ("train.max_steps=1.5", "max_steps must be int"),
+    ("train.early_stopping=1", "early_stopping must be bool"),
+    ("train.lr", "expected section.key=value"),
+    ("lr=1", "expected section.key=value"),
+    ("train.lr=__import__('os').system('true')", "not a literal"),
+    ("train.lr=(lambda: 1)()", "not a literal"),
+])
+def test_bad_overrides_are_rejected_with_a_one_line_message(assignment, fragment):
+    with pytest.raises(ChimeraError, match=fragment.replace("(", r"\(").replace(")", r"\)")) as info:
+        apply_overrides(base(), [assignment])
+    assert "\n" not in str(info.value)
+
+
+def test_overrides_apply_with_types_coerced():
+    config = apply_overrides(base(), ["train.lr=2e-4", "train.schedule=linear", "train.weight_decay=0",
+                                      "model.capacity_factor_train=1.25", "train.betas=[0.9, 0.95]"])
+    assert config.train.lr == 2e-4 and config.train.schedule == "linear"
+    assert isinstance(config.train.weight_decay, float)
+    assert config.model.capacity_factor_train == 1.25
+    assert config.train.betas == (0.9, 0.95)
+
+
+def test_parse_assignment_never_evaluates_code():
+    assert parse_assignment("train.schedule=cosine") == ("train", "schedule", "cosine")
+    assert parse_assignment("model.capacity_factor_eval=None") == ("model", "capacity_factor_eval", None)
+
+
+def test_config_round_trips_through_plain_data():
+    config = apply_overrides(base(), ["train.betas=(0.8, 0.9)"])
+    assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_dataclasses_are_frozen_and_keyword_only():
+    with pytest.raises(TypeError):
+        TrainConfig(32)  # type: ignore[misc]
+    with pytest.raises(Exception):
+        DataConfig().max_length = 10  # type: ignore[misc]
+    assert ModelConfig().ffn == "dense"
