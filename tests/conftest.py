@@ -1,0 +1,43 @@
+"""Shared fixtures. Integration tests train on the real AG News copy named by $CHIMERA_DATA_DIR.
+
+Without data they skip with a reason, except under CHIMERA_REQUIRE_DATA=1 (CI), where missing data
+is a failure: a skipped check must never read as a pass.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import load_cell, run_chimera  # noqa: F401  (re-exported for tests)
+
+
+def _require_data() -> Path:
+    raw = os.environ.get("CHIMERA_DATA_DIR")
+    if raw and (Path(raw) / "train.csv").exists():
+        return Path(raw)
+    reason = f"real AG News not found (CHIMERA_DATA_DIR={raw!r})"
+    if os.environ.get("CHIMERA_REQUIRE_DATA") == "1":
+        pytest.fail(f"{reason} but CHIMERA_REQUIRE_DATA=1")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return _require_data()
+
+
+@pytest.fixture(scope="session")
+def ci_runs(data_dir, tmp_path_factory) -> Path:
+    """The ci-profile matrix (all four cells, seed 0), trained once per test session in a fresh process.
+
+    Set CHIMERA_TEST_RUNS to a folder holding such a matrix to reuse it while developing.
+    """
+    reuse = os.environ.get("CHIMERA_TEST_RUNS")
+    if reuse:
+        return Path(reuse)
+    out = tmp_path_factory.mktemp("ci_runs")
+    run_chimera("matrix", "--profile", "ci", "--out", str(out), "--data-dir", str(data_dir), "--quiet")
+    return out

@@ -1,0 +1,66 @@
+"""Every bad input the CLI can see gets exit code 2 and one line naming the problem, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import run_chimera
+
+GOOD = ["train", "--cell", "fixed/dense", "--profile", "ci", "--quiet"]
+
+
+def _csv(path, rows, header="text,label"):
+    path.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        (path / f"{split}.csv").write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def synthetic_rows(n: int = 64) -> list[str]:
+    words = ["alpha", "beta", "gamma", "delta"]
+    return [f'"{words[i % 4]} item {i} story",{i % 4}' for i in range(n)]
+
+
+def bad_inputs(tmp_path):
+    ok_dir = _csv(tmp_path / "ok", synthetic_rows())
+    bad_label = _csv(tmp_path / "badlabel", [*synthetic_rows(8), '"some text",7'])
+    wrong_cols = _csv(tmp_path / "cols", [*synthetic_rows(8), '"some text",1,extra'])
+    empty_text = _csv(tmp_path / "empty", [*synthetic_rows(8), '"   ",1'])
+    return {
+        "unknown cell": (["train", "--cell", "fixed/sparse", "--profile", "ci"], "unknown cell"),
+        "unknown profile": (["train", "--cell", "fixed/dense", "--profile", "nightly"], "unknown profile"),
+        "unknown --set key": ([*GOOD, "--set", "train.lrr=1"], "unknown key 'lrr'"),
+        "ill-typed --set": ([*GOOD, "--set", "train.max_steps=many"], "max_steps must be int"),
+        "dropout out of range": ([*GOOD, "--set", "model.dropout=1.0"], "model.dropout"),
+        "lr not positive": ([*GOOD, "--set", "train.lr=0"], "train.lr"),
+        "patience below 1": ([*GOOD, "--set", "train.patience=0"], "train.patience"),
+        "missing data dir": ([*GOOD, "--data-dir", str(tmp_path / "nowhere")], "no such folder"),
+        "train_samples larger than split": ([*GOOD, "--data-dir", str(ok_dir), "--out", str(tmp_path / "o1"),
+                                             "--set", "data.train_samples=10000"], "data.train_samples"),
+        "label out of range": ([*GOOD, "--data-dir", str(bad_label), "--out", str(tmp_path / "o2")], "train.csv"),
+        "wrong column count": ([*GOOD, "--data-dir", str(wrong_cols), "--out", str(tmp_path / "o3")], "train.csv"),
+        "empty text": ([*GOOD, "--data-dir", str(empty_text), "--out", str(tmp_path / "o4")], "train.csv"),
+    }
+
+
+CASES = ["unknown cell", "unknown profile", "unknown --set key", "ill-typed --set", "dropout out of range",
+         "lr not positive", "patience below 1", "missing data dir", "train_samples larger than split",
+         "label out of range", "wrong column count", "empty text"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_exits_2_with_one_line(tmp_path, case):
+    args, fragment = bad_inputs(tmp_path)[case]
+    result = run_chimera(*args, check=False, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert fragment in lines[0]
+    assert not list(tmp_path.rglob("record.json")), "a rejected input must not leave a record"
+
+
+def test_help_explains_every_command():
+    result = run_chimera("--help")
+    for command in ("train", "matrix", "env"):
+        assert command in result.stdout
+    assert "--set" in run_chimera("train", "--help").stdout
