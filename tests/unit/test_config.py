@@ -1,5 +1,7 @@
 """Config validation and `--set` overrides: every bad value names its key."""
 
+import dataclasses
+
 import pytest
 
 from chimera.config import (
@@ -74,6 +76,6 @@ def test_config_round_trips_through_plain_data():
 def test_dataclasses_are_frozen_and_keyword_only():
     with pytest.raises(TypeError):
         TrainConfig(32)  # type: ignore[misc]
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         DataConfig().max_length = 10  # type: ignore[misc]
     assert ModelConfig().ffn == "dense"

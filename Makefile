@@ -1,0 +1,82 @@
+# Chimera Bench: one command per job. `make` lists the targets; `make -n TARGET` prints its commands.
+# Hardware targets (CPU, CUDA in Docker, native MPS) are described in docs/hardware.md.
+# Benchmarks read their device from $CHIMERA_DEVICE (auto, cpu, cuda, mps; default auto).
+
+PYTHON_BOOT ?= python3
+VENV        ?= .venv
+MPS_VENV    ?= .venv-mps
+PY          := $(VENV)/bin/python
+MPS_PY      := $(MPS_VENV)/bin/python
+DOCKER      ?= docker
+CUDA_IMAGE  ?= chimera-bench:cuda
+CPU_IMAGE   ?= chimera-bench:cpu
+RESULTS     ?= bench/results
+PROFILE     ?= ci
+# AG News folder; default $CHIMERA_DATA_DIR, else ../shared/data/ag_news if present, else the Hugging Face hub.
+DATA_DIR    ?= $(or $(CHIMERA_DATA_DIR),$(wildcard $(abspath ../shared/data/ag_news)))
+DATA_ARG     = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+DATA_MOUNT   = $(if $(DATA_DIR),-v $(abspath $(DATA_DIR)):/data:ro,-e CHIMERA_DATA_DIR=)
+BENCH        = pytest bench --benchmark-only
+CUDA_BUILD   = $(DOCKER) build -f docker/Dockerfile.cuda -t $(CUDA_IMAGE) .
+CPU_BUILD    = $(DOCKER) build -f docker/Dockerfile.cpu -t $(CPU_IMAGE) .
+# Containers run as the caller so results on the bind mount belong to them.
+DOCKER_RUN   = $(DOCKER) run --rm --user $$(id -u):$$(id -g) $(DATA_MOUNT)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test lint matrix report bench-cpu docker-cuda bench-cuda docker-cpu bench-cpu-docker bench-mps
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(VENV)/.installed ## .venv with the pinned CPU set and dev tools, chimera (editable) and WordNet
+
+$(VENV)/.installed: requirements-cpu.txt requirements-dev.txt pyproject.toml scripts/prepare_wordnet.sh
+	$(PYTHON_BOOT) -m venv $(VENV)
+	$(VENV)/bin/pip install -r requirements-cpu.txt -r requirements-dev.txt
+	$(VENV)/bin/pip install -e . --no-deps
+	PYTHON=$(PY) bash scripts/prepare_wordnet.sh
+	touch $@
+
+test: setup ## run the test suite
+	$(PY) -m pytest -q
+
+lint: setup ## ruff on the Python sources, hadolint on the Dockerfiles
+	$(VENV)/bin/ruff check chimera tests $(wildcard bench scripts)
+	$(VENV)/bin/hadolint docker/Dockerfile.cuda docker/Dockerfile.cpu
+
+matrix: setup ## train every cell of the ci profile -> runs/ci/
+	$(VENV)/bin/chimera matrix --profile $(PROFILE) --out runs/$(PROFILE) $(DATA_ARG)
+
+report: setup ## tables and plots from runs/ci (trains the matrix first if missing) -> report/
+	test -d runs/$(PROFILE) || $(MAKE) matrix
+	$(VENV)/bin/chimera report runs/$(PROFILE) --out report
+
+bench-cpu: setup ## benchmarks on this machine's CPU -> bench/results/cpu/bench.json
+	mkdir -p $(RESULTS)/cpu
+	CHIMERA_DEVICE=cpu $(VENV)/bin/$(BENCH) --benchmark-json=$(RESULTS)/cpu/bench.json
+
+docker-cuda: ## build the CUDA image (docker/Dockerfile.cuda)
+	$(CUDA_BUILD)
+
+bench-cuda: ## benchmarks on NVIDIA GPUs in Docker, building the image if missing -> bench/results/cuda/
+	$(DOCKER) image inspect $(CUDA_IMAGE) >/dev/null 2>&1 || $(CUDA_BUILD)
+	mkdir -p $(RESULTS)/cuda
+	$(DOCKER_RUN) --gpus all -v $(CURDIR)/$(RESULTS)/cuda:/results $(CUDA_IMAGE)
+
+docker-cpu: ## build the CPU image (docker/Dockerfile.cpu)
+	$(CPU_BUILD)
+
+bench-cpu-docker: ## benchmarks on CPU in Docker, building the image if missing -> bench/results/cpu-docker/
+	$(DOCKER) image inspect $(CPU_IMAGE) >/dev/null 2>&1 || $(CPU_BUILD)
+	mkdir -p $(RESULTS)/cpu-docker
+	$(DOCKER_RUN) -v $(CURDIR)/$(RESULTS)/cpu-docker:/results $(CPU_IMAGE)
+
+bench-mps: ## on Apple silicon: .venv-mps from requirements-mps.txt, benchmarks on MPS -> bench/results/mps/
+	@test "$$(uname -sm)" = "Darwin arm64" || { echo "bench-mps needs an Apple silicon Mac (macOS 14+); this is $$(uname -sm)" >&2; exit 1; }
+	test -x $(MPS_PY) || $(PYTHON_BOOT) -m venv $(MPS_VENV)
+	$(MPS_VENV)/bin/pip install -r requirements-mps.txt -r requirements-dev.txt
+	$(MPS_VENV)/bin/pip install -e . --no-deps
+	$(MPS_PY) -m nltk.downloader -q -d $(MPS_VENV)/nltk_data wordnet
+	$(MPS_PY) -c 'import sys, torch; ok = torch.backends.mps.is_available(); ok or sys.exit("MPS is not available to torch " + torch.__version__ + ": needs Apple silicon, macOS 14+ and the arm64 torch of requirements-mps.txt")'
+	mkdir -p $(RESULTS)/mps
+	CHIMERA_DEVICE=mps $(MPS_VENV)/bin/$(BENCH) --benchmark-json=$(RESULTS)/mps/bench.json

@@ -1,0 +1,162 @@
+"""Command-line front door: parse, call one function, map errors to exit codes.
+
+    chimera train --cell fixed/dense --profile ci --data-dir ../shared/data/ag_news --out runs/
+    chimera matrix --profile ci --out runs/ci
+    chimera env
+
+Exit codes: 0 success; 1 a run failed or a check found a problem; 2 bad input (one-line message,
+no traceback); 130 interrupted (a resumable checkpoint was written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from chimera.errors import ChimeraError
+
+DATA_ENV = "CHIMERA_DATA_DIR"
+EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+log = logging.getLogger("chimera")
+
+
+def _data_dir(value: str | None) -> Path | None:
+    """--data-dir, else $CHIMERA_DATA_DIR, else None (the Hugging Face hub)."""
+    raw = value or os.environ.get(DATA_ENV) or None
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        source = "--data-dir" if value else f"${DATA_ENV}"
+        raise ChimeraError(f"{source} {raw}: no such folder (it must hold train and test files)")
+    return path
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="ci", help="profile from the matrix file: ci (minutes on a CPU) or "
+                        "full (the original setup); default: %(default)s")
+    parser.add_argument("--data-dir", help=f"local AG News folder (hub schema or original CSV layout); default: "
+                        f"${DATA_ENV}, else download from the Hugging Face hub")
+    parser.add_argument("--out", default="runs", type=Path, help="folder for run folders; default: %(default)s")
+    parser.add_argument("--seed", type=int, default=0, help="seed for data subsets, init, order, augmentation")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config field, e.g. --set train.lr=2e-4 (repeatable; type-checked)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                        help="default: cuda, else mps, else cpu")
+    parser.add_argument("--matrix", type=Path, default=None, help="matrix TOML (default: the packaged one)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="tokenizer cache; default $CHIMERA_CACHE_DIR or ~/.cache/chimera")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chimera", description="Chimera Bench: train and benchmark small transformer classifiers on "
+        "AG News ({baseline, fixed} x {dense, moe}) and check that they generalise.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train one matrix cell and write its run record",
+                           description="Train one cell; writes OUT/<cell>-<profile>-s<seed>/record.json.")
+    train.add_argument("--cell", required=True, help="baseline/dense, baseline/moe, fixed/dense or fixed/moe")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                       help="continue an interrupted run from its last checkpoint (same result as uninterrupted)")
+    _add_run_options(train)
+
+    matrix = sub.add_parser("matrix", help="train every cell of a profile, one record each",
+                            description="Train cells one after another; goes on past a failed cell and exits 1 "
+                            "at the end if any failed.")
+    matrix.add_argument("--cells", nargs="+", help="subset of cells (default: all)")
+    _add_run_options(matrix)
+
+    sub.add_parser("env", help="print the environment fingerprint and the device policy it would use")
+
+    from chimera import doctor, report  # neither imports torch: parsing stays fast
+
+    doctor.add_doctor_arguments(sub.add_parser(
+        "doctor", help="diagnose run records (memorisation, leakage, divergence, routing); exit 1 on errors",
+        description="Read run records and print findings with evidence and a fix; exit 1 when any is an error."))
+    report.add_report_arguments(sub.add_parser(
+        "report", help="render the matrix as markdown + HTML with plots",
+        description="Write report.md, report.html (images embedded) and PNG plots from a folder of records."))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ChimeraError as exc:
+        print(f"chimera: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "env":
+        return _env()
+    if args.command == "doctor":
+        from chimera.doctor import run_doctor
+        return run_doctor(args)
+    if args.command == "report":
+        from chimera.report import run_report
+        return run_report(args)
+    from chimera.matrix import load_matrix
+
+    matrix = load_matrix(args.matrix)
+    data_dir = _data_dir(args.data_dir)
+    if args.command == "train":
+        config = matrix.resolve(args.cell, args.profile, seed=args.seed, device=args.device, overrides=args.overrides)
+        out = args.out
+        if args.resume:
+            out = args.resume.parent
+            from chimera.train.trainer import run_dir_for
+            if run_dir_for(config, out).resolve() != args.resume.resolve():
+                raise ChimeraError(f"--resume {args.resume}: it is not the run folder of {args.cell} "
+                                   f"seed {args.seed} profile {args.profile}")
+        return _train_one(config, out, data_dir, args, resume=bool(args.resume))
+    cells = args.cells or list(matrix.cells)
+    configs = [matrix.resolve(c, args.profile, seed=args.seed, device=args.device, overrides=args.overrides)
+               for c in cells]  # resolve all first: a typo fails before an hour of training
+    codes = []
+    for config in configs:
+        try:
+            codes.append(_train_one(config, args.out, data_dir, args, resume=False))
+        except ChimeraError as exc:
+            print(f"chimera: error: {config.cell}: {exc}", file=sys.stderr)
+            codes.append(EXIT_FAILED)
+    log.info("matrix %s: %d of %d cells ok", args.profile, codes.count(0), len(codes))
+    return 0 if all(code == 0 for code in codes) else EXIT_FAILED
+
+
+def _train_one(config, out: Path, data_dir: Path | None, args, *, resume: bool) -> int:
+    from chimera.train.trainer import TrainingDiverged, run_dir_for, train
+
+    try:
+        record = train(config, out_dir=out, data_dir=data_dir, cache_dir=args.cache_dir, quiet=args.quiet,
+                       resume=resume)
+    except TrainingDiverged as exc:
+        print(f"chimera: run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    run_dir = run_dir_for(config, out)
+    m = record["final_metrics"]
+    log.info("%s: %s at step %d; clean train loss %.4f, val loss %.4f, val acc %.3f, test acc %.3f -> %s",
+             config.cell, record["status"], m["steps"], m["train_loss"] or float("nan"),
+             m["val_loss"] or float("nan"), m["val_acc"] or 0.0, m["test_acc"] or 0.0, run_dir / "record.json")
+    return EXIT_INTERRUPTED if record["status"] == "interrupted" else 0
+
+
+def _env() -> int:
+    from chimera.train.device import choose_policy, describe_environment, probe_device
+
+    info = probe_device("auto")
+    policy = choose_policy(info)
+    print(json.dumps({"environment": describe_environment(info, policy), "policy": vars(policy)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

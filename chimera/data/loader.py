@@ -1,0 +1,72 @@
+"""DataLoaders whose order and augmentation are pure functions of (seed, epoch, index).
+
+A resumed run rebuilds the loader for its epoch and skips the batches already seen; it then gets
+exactly the rows, in exactly the order and with exactly the augmentation, of the interrupted run.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from chimera.data.agnews import TextSplit
+from chimera.data.augment import Augmenter
+from chimera.data.tokenizer import TokenizerBundle, encode_batch
+
+EPOCH_STRIDE = 1_000_003  # prime: seed * stride + epoch never collides for epochs below it
+
+
+class TextDataset(Dataset):
+    """(text, label) rows; with an augmenter, row i of an epoch is augmented with its own seeded rng."""
+
+    def __init__(self, split: TextSplit, *, augmenter: Augmenter | None = None, seed: int = 0,
+                 epoch: int = 0) -> None:
+        self.split, self.augmenter, self.seed, self.epoch = split, augmenter, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[str, int]:
+        text = self.split.texts[index]
+        if self.augmenter is not None:
+            text = self.augmenter(text, random.Random(f"{self.seed}:{self.epoch}:{index}"))
+        return text, self.split.labels[index]
+
+
+class EncodeCollate:
+    """Tokenizes a batch with dynamic padding; a module-level class so worker processes can pickle it."""
+
+    def __init__(self, bundle: TokenizerBundle, max_length: int) -> None:
+        self.bundle, self.max_length = bundle, max_length
+
+    def __call__(self, rows: list[tuple[str, int]]) -> dict[str, torch.Tensor]:
+        texts, labels = zip(*rows, strict=True)
+        input_ids, attention_mask = encode_batch(self.bundle, texts, self.max_length)
+        return {"input_ids": input_ids, "attention_mask": attention_mask,
+                "labels": torch.tensor(labels, dtype=torch.long)}
+
+
+def epoch_order(n: int, *, seed: int, epoch: int) -> list[int]:
+    """The row order of one epoch, from its own generator so global RNG state never matters."""
+    generator = torch.Generator().manual_seed(seed * EPOCH_STRIDE + epoch)
+    return torch.randperm(n, generator=generator).tolist()
+
+
+def train_loader(split: TextSplit, bundle: TokenizerBundle, *, augmenter: Augmenter | None, seed: int,
+                 epoch: int, batch_size: int, max_length: int, pin_memory: bool = False, num_workers: int = 0,
+                 drop_last: bool = True) -> DataLoader:
+    """One epoch of shuffled, optionally augmented training batches."""
+    dataset = TextDataset(split, augmenter=augmenter, seed=seed, epoch=epoch)
+    return DataLoader(dataset, batch_size=batch_size, sampler=epoch_order(len(split), seed=seed, epoch=epoch),
+                      collate_fn=EncodeCollate(bundle, max_length), drop_last=drop_last,
+                      pin_memory=pin_memory, num_workers=num_workers)
+
+
+def eval_loader(split: TextSplit, bundle: TokenizerBundle, *, batch_size: int, max_length: int,
+                pin_memory: bool = False, num_workers: int = 0) -> DataLoader:
+    """Every row once, in order, never augmented."""
+    return DataLoader(TextDataset(split), batch_size=batch_size, shuffle=False, drop_last=False,
+                      collate_fn=EncodeCollate(bundle, max_length), pin_memory=pin_memory,
+                      num_workers=num_workers)

@@ -1,0 +1,159 @@
+"""WordPiece tokenizer trained on a run's training subset, cached on disk by a hash of what it was trained on.
+
+The saved JSON's sha256 goes into the run record, so two records with the same fingerprint saw exactly
+the same token ids. Special tokens have fixed ids: [PAD]=0, [UNK]=1, [CLS]=2; every encoding starts
+with [CLS] (counted in `max_length`). Ids are for the model only: there is no decoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import tokenizers
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+from chimera.errors import ChimeraError
+
+log = logging.getLogger(__name__)
+
+PAD, UNK, CLS = "[PAD]", "[UNK]", "[CLS]"
+SPECIAL_TOKENS = (PAD, UNK, CLS)  # ids follow this order
+CACHE_FORMAT = "wordpiece-v1"  # bump when the pipeline below changes, so old cache files are not reused
+
+
+@dataclass(frozen=True, eq=False)
+class TokenizerBundle:
+    """A trained tokenizer with the ids the model and collate need and the fingerprint for records."""
+
+    tokenizer: Tokenizer
+    sha256: str  # of the saved tokenizer JSON
+    path: Path
+    pad_id: int
+    unk_id: int
+    cls_id: int
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+
+def default_cache_dir() -> Path:
+    """$CHIMERA_CACHE_DIR, else $XDG_CACHE_HOME/chimera, else ~/.cache/chimera."""
+    if os.environ.get("CHIMERA_CACHE_DIR"):
+        return Path(os.environ["CHIMERA_CACHE_DIR"])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "chimera"
+    return Path.home() / ".cache" / "chimera"
+
+
+def build_tokenizer(texts: Sequence[str], *, vocab_size: int, lowercase: bool,
+                    cache_dir: Path | None = None) -> TokenizerBundle:
+    """Load the tokenizer trained on exactly these texts and settings, training and caching it if new."""
+    key = _cache_key(texts, vocab_size=vocab_size, lowercase=lowercase)
+    path = (cache_dir or default_cache_dir()) / "tokenizers" / f"{key}.json"
+    if path.is_file():
+        try:
+            return _bundle(path.read_bytes(), path)
+        except Exception as exc:  # a truncated or foreign file: retrain rather than fail the run
+            log.warning("tokenizer cache %s unreadable (%s); retraining", path, exc)
+    raw = _train(texts, vocab_size=vocab_size, lowercase=lowercase).to_str().encode("utf-8")
+    _write_atomic(path, raw)
+    return _bundle(raw, path)
+
+
+def encode_batch(bundle: TokenizerBundle, texts: Sequence[str],
+                 max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (B, T) with T the longest row after truncation to max_length.
+
+    An empty text becomes [CLS] [UNK], so no row is all padding.
+    """
+    if max_length < 2:
+        raise ValueError(f"max_length must be >= 2 ([CLS] plus one token), got {max_length}")
+    rows = [e.ids[:max_length] if len(e.ids) > 1 else [bundle.cls_id, bundle.unk_id]
+            for e in bundle.tokenizer.encode_batch(list(texts))]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    width = int(lengths.max()) if rows else 1
+    ids = torch.tensor([r + [bundle.pad_id] * (width - len(r)) for r in rows], dtype=torch.long)
+    mask = torch.arange(width) < lengths[:, None]  # (B, T)
+    return ids.view(len(rows), width), mask
+
+
+def token_stats(bundle: TokenizerBundle, texts: Sequence[str], max_length: int) -> dict[str, float]:
+    """unk_rate: share of text tokens ([CLS] excluded) that are [UNK]; truncation_rate: share of texts cut."""
+    encodings = bundle.tokenizer.encode_batch(list(texts))
+    tokens = unknown = truncated = 0
+    for encoding in encodings:
+        specials = encoding.special_tokens_mask
+        content = [i for i, special in zip(encoding.ids, specials, strict=True) if not special]
+        tokens += len(content)
+        unknown += sum(i == bundle.unk_id for i in content)
+        truncated += len(encoding.ids) > max_length
+    return {"unk_rate": unknown / tokens if tokens else 0.0,
+            "truncation_rate": truncated / len(encodings) if encodings else 0.0,
+            "mean_tokens": (tokens / len(encodings) + 1) if encodings else 0.0}  # + 1 for [CLS]
+
+
+def _cache_key(texts: Sequence[str], *, vocab_size: int, lowercase: bool) -> str:
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|tokenizers {tokenizers.__version__}|vocab {vocab_size}|"
+                            f"lowercase {lowercase}|".encode())
+    for text in texts:
+        raw = text.encode("utf-8")
+        digest.update(f"{len(raw)}:".encode())
+        digest.update(raw)
+    return digest.hexdigest()
+
+
+def _train(texts: Sequence[str], *, vocab_size: int, lowercase: bool) -> Tokenizer:
+    """Deterministic WordPiece training.
+
+    No "##" continuation prefix: tokenizers creates the "##x" pieces in hash-map order, which changes
+    ids and merge tie-breaks from run to run (huggingface/tokenizers#1794). Without a prefix every
+    starting piece comes from the sorted alphabet, so the same texts give the same file. The cost: a
+    piece inside a word shares its id with the same piece at the start of a word.
+    """
+    tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=""))
+    tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                      strip_accents=None, lowercase=lowercase)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # split on whitespace and punctuation
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                        show_progress=False, continuing_subword_prefix="")
+    tokenizer.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    cls_id = tokenizer.token_to_id(CLS)
+    tokenizer.post_processor = processors.TemplateProcessing(single=f"{CLS} $A",
+                                                             special_tokens=[(CLS, cls_id)])
+    return tokenizer
+
+
+def _bundle(raw: bytes, path: Path) -> TokenizerBundle:
+    tokenizer = Tokenizer.from_str(raw.decode("utf-8"))
+    ids = [tokenizer.token_to_id(token) for token in SPECIAL_TOKENS]
+    if ids != [0, 1, 2]:
+        raise ValueError(f"special token ids {ids}, expected [0, 1, 2]")
+    return TokenizerBundle(tokenizer=tokenizer, sha256=hashlib.sha256(raw).hexdigest(), path=path,
+                           pad_id=ids[0], unk_id=ids[1], cls_id=ids[2])
+
+
+def _write_atomic(path: Path, raw: bytes) -> None:
+    """Temp file in the same folder, then os.replace: readers never see half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(raw)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ChimeraError(f"{path.parent}: cannot write the tokenizer cache ({exc.strerror or exc}); "
+                           "set CHIMERA_CACHE_DIR to a writable folder") from None

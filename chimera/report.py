@@ -1,0 +1,245 @@
+"""The matrix as tables and plots: a markdown report, a self-contained HTML page and PNG figures.
+
+    chimera report runs/ci --out report/ [--bench-dir bench/results]
+
+Reads run records (and pytest-benchmark JSON for throughput) only, never live objects; the doctor's
+findings for every record are included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import html
+import json
+import logging
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chimera import report_figures as figures
+from chimera.doctor import SEVERITIES, Finding, diagnose, format_evidence
+from chimera.records import find_records, load_record
+
+DASH = "—"
+TABLE_HEADER = ("cell", "seeds", "params total", "params active", "best step", "stopped early",
+                "clean train loss", "val loss", "val acc", "test acc", "throughput (samples/s)")
+log = logging.getLogger("chimera")
+Block = tuple  # ("h1"|"h2"|"h3"|"p", text) · ("table", header, rows) · ("img", file, alt) · ("list", items)
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """What `render_report` wrote."""
+
+    markdown: Path
+    html: Path
+    images: dict[str, Path] = field(default_factory=dict)  # figure name -> PNG; absent figures are omitted
+
+
+def bench_throughput(bench_dir: Path) -> tuple[dict[str, float], list[str]]:
+    """Median `extra_info.samples_per_s` per `extra_info.cell` over all pytest-benchmark JSON files."""
+    found: dict[str, list[float]] = {}
+    notes: list[str] = []
+    for path in sorted(Path(bench_dir).rglob("*.json")) if Path(bench_dir).is_dir() else []:
+        try:
+            benchmarks = json.loads(path.read_text(encoding="utf-8")).get("benchmarks", [])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            notes.append(f"skipped unreadable benchmark file `{path}`")
+            continue
+        for bench in benchmarks if isinstance(benchmarks, list) else []:
+            info = (bench.get("extra_info") if isinstance(bench, dict) else None) or {}
+            if isinstance(info.get("cell"), str) and isinstance(info.get("samples_per_s"), (int, float)):
+                found.setdefault(info["cell"], []).append(float(info["samples_per_s"]))
+    return {cell: statistics.median(values) for cell, values in found.items()}, notes
+
+
+def fmt_stat(values: Sequence[float | None], spec: str, std_spec: str = ".2g") -> str:
+    """One value, or `mean ± sample std` over seeds; a dash when any seed lacks the number."""
+    if not values or any(v is None for v in values):
+        return DASH
+    if len(set(values)) == 1:
+        return format(values[0], spec)
+    return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), std_spec)}"
+
+
+def seed_label(record: dict) -> str:
+    """The seed, with the status when the run did not finish (its numbers are then partial or missing)."""
+    finished = record["status"] in ("completed", "stopped_early")
+    return str(record["seed"]) if finished else f"{record['seed']} ({record['status']})"
+
+
+def matrix_row(cell: str, records: Sequence[dict], bench: dict[str, float]) -> list[str]:
+    metrics = [r["final_metrics"] for r in records]
+    best = [m["best_step"] for m in metrics]
+    stopped = sum(bool(m["stopped_early"]) for m in metrics)
+    if cell in bench:
+        throughput = f"{bench[cell]:,.0f} (bench)"
+    else:
+        run = fmt_stat([m["train_samples_per_s"] for m in metrics], ",.0f", ",.0f")
+        throughput = DASH if run == DASH else f"{run} (run)"
+    return [
+        cell, ", ".join(seed_label(r) for r in records),
+        fmt_stat([r["params"]["total"] for r in records], ",.0f", ",.0f"),
+        fmt_stat([r["params"]["active"] for r in records], ",.0f", ",.0f"),
+        DASH if None in best else ", ".join(str(b) for b in best) if len(set(best)) > 1 else str(best[0]),
+        "no" if not stopped else "yes" if stopped == len(metrics) else f"{stopped} of {len(metrics)}",
+        *(fmt_stat([m[key] for m in metrics], ".4g") for key in ("train_loss", "val_loss")),
+        *(fmt_stat([m[key] for m in metrics], ".4f") for key in ("val_acc", "test_acc")),
+        throughput,
+    ]
+
+
+def _findings_item(finding: Finding) -> list[str]:
+    numbers = format_evidence(finding.evidence)
+    lines = [f"**{finding.severity.upper()}** `{finding.code}`: {finding.title}"]
+    lines += [f"evidence: {numbers}"] if numbers else []
+    lines += [f"example: {e}" for e in finding.evidence.get("examples", [])]
+    lines += [f"fix: {finding.fix}"] if finding.fix else []
+    return lines
+
+
+def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[str, list[dict]],
+                 bench: dict[str, float], bench_dir: Path, notes: list[str],
+                 images: dict[str, Path]) -> list[Block]:
+    profiles = ", ".join(sorted({r["profile"] for _, r in loaded}))
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    blocks: list[Block] = [
+        ("h1", "Chimera Bench report"),
+        ("p", f"Runs: `{run_dir}`, {len(loaded)} record(s), profile(s) {profiles}. Generated {now}."),
+        ("h2", "Matrix"),
+        ("table", TABLE_HEADER, [matrix_row(cell, recs, bench) for cell, recs in by_cell.items()]),
+        ("p", "Losses are clean cross-entropy in nats (eval mode, no label smoothing, no augmentation) of "
+              "the final model (the restored best checkpoint when early stopping is on). Several seeds show "
+              "mean ± sample standard deviation; best step lists each seed's when they differ. Throughput: "
+              f"`(bench)` is the median `samples_per_s` of the pytest-benchmark results under `{bench_dir}`; "
+              "`(run)` is the run's own `train_samples_per_s` (training steps only, on the machine that "
+              "trained it)."),
+        ("h2", "Curves"),
+        ("img", images["loss_curves"].name, "Clean train vs validation loss per cell"),
+        ("img", images["accuracy_curves"].name, "Clean train vs validation accuracy per cell"),
+        ("h2", "Throughput"),
+    ]
+    if "throughput" in images:
+        blocks.append(("img", images["throughput"].name, "Dense vs MoE throughput"))
+    else:
+        blocks.append(("p", f"No benchmark results under `{bench_dir}` (no pytest-benchmark entry whose "
+                            "`extra_info` has `cell` and `samples_per_s`), so the throughput figure is "
+                            "omitted; the table shows each run's own training throughput, marked `(run)`."))
+    blocks.append(("h2", "Expert utilisation"))
+    if "expert_utilisation" in images:
+        blocks.append(("img", images["expert_utilisation"].name, "Expert utilisation per MoE layer"))
+    else:
+        blocks.append(("p", "No MoE routing statistics in these records."))
+    blocks += [("p", note) for note in notes]
+    blocks.append(("h2", "Doctor findings"))
+    for path, record in loaded:
+        findings = diagnose(record)
+        counts = ", ".join(f"{sum(f.severity == s for f in findings)} {s}" for s in SEVERITIES)
+        blocks.append(("h3", f"{record['cell']} seed {record['seed']}: `{path.parent.name}` ({counts})"))
+        blocks.append(("list", [_findings_item(f) for f in findings]))
+    return blocks
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    out: list[str] = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + block[1])
+        elif kind == "p":
+            out.append(block[1])
+        elif kind == "img":
+            out.append(f"![{block[2]}]({block[1]})")
+        elif kind == "table":
+            rows = [block[1], ["---"] * len(block[1]), *block[2]]
+            out.append("\n".join("| " + " | ".join(row) + " |" for row in rows))
+        elif kind == "list":
+            out.append("\n".join("- " + "  \n  ".join(item) for item in block[1]))
+    return "\n\n".join(out) + "\n"
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+
+
+CSS = ("body{font-family:system-ui,sans-serif;max-width:75rem;margin:2rem auto;padding:0 1rem;color:#222}"
+       "table{border-collapse:collapse;font-size:.9rem}th,td{border:1px solid #ccc;padding:.3rem .5rem;"
+       "text-align:right}th:first-child,td:first-child{text-align:left}th{background:#f3f3f3}"
+       "img{max-width:100%;border:1px solid #eee}code{background:#f6f6f6;padding:0 .2rem}li{margin:.4rem 0}")
+
+
+def to_html(blocks: list[Block], out_dir: Path) -> str:
+    body: list[str] = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3", "p"):
+            body.append(f"<{kind}>{_inline(block[1])}</{kind}>")
+        elif kind == "img":
+            data = base64.b64encode((out_dir / block[1]).read_bytes()).decode("ascii")
+            body.append(f'<p><img alt="{html.escape(block[2])}" src="data:image/png;base64,{data}"></p>')
+        elif kind == "table":
+            head = "".join(f"<th>{_inline(h)}</th>" for h in block[1])
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
+                           for row in block[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "list":
+            items = "".join("<li>" + "<br>".join(_inline(line) for line in item) + "</li>"
+                            for item in block[1])
+            body.append(f"<ul>{items}</ul>")
+    head = '<meta charset="utf-8"><title>Chimera Bench report</title>'
+    return (f'<!doctype html>\n<html lang="en"><head>{head}<style>{CSS}</style></head><body>\n'
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def group_by_cell(loaded: list[tuple[Path, dict]]) -> dict[str, list[dict]]:
+    """Records per cell in grid order (rows, then columns), seeds ascending."""
+    cells = {r["cell"] for _, r in loaded}
+    rows, cols = figures.grid_of(list(cells))
+    ordered = [f"{row}/{col}" for row in rows for col in cols if f"{row}/{col}" in cells]
+    return {cell: sorted((r for _, r in loaded if r["cell"] == cell), key=lambda r: r["seed"])
+            for cell in ordered}
+
+
+def render_report(run_dir: Path | str, out_dir: Path | str, *,
+                  bench_dir: Path | str = Path("bench/results")) -> ReportFiles:
+    """Write report.md, report.html and the PNG figures for every record under `run_dir`."""
+    run_dir, out_dir, bench_dir = Path(run_dir), Path(out_dir), Path(bench_dir)
+    loaded = [(path, load_record(path)) for path in find_records([run_dir])]
+    by_cell = group_by_cell(loaded)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bench, notes = bench_throughput(bench_dir)
+    bench = {cell: value for cell, value in bench.items() if cell in by_cell}
+    images = {"loss_curves": figures.loss_curves(by_cell, out_dir / "loss_curves.png"),
+              "accuracy_curves": figures.accuracy_curves(by_cell, out_dir / "accuracy_curves.png")}
+    if bench:
+        images["throughput"] = figures.throughput_bars(bench, out_dir / "throughput.png")
+    moe_cells = {c: rs for c, rs in by_cell.items() if any(p.get("moe") for r in rs for p in r["curves"])}
+    if moe_cells:
+        path = out_dir / "expert_utilisation.png"
+        images["expert_utilisation"] = figures.expert_utilisation(moe_cells, path)
+    blocks = build_blocks(run_dir, loaded, by_cell, bench, bench_dir, notes, images)
+    markdown, page = out_dir / "report.md", out_dir / "report.html"
+    markdown.write_text(to_markdown(blocks), encoding="utf-8")
+    page.write_text(to_html(blocks, out_dir), encoding="utf-8")
+    return ReportFiles(markdown=markdown, html=page, images=images)
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="folder searched recursively for record.json")
+    parser.add_argument("--out", type=Path, default=Path("report"),
+                        help="report folder; default: %(default)s")
+    parser.add_argument("--bench-dir", type=Path, default=Path("bench/results"),
+                        help="pytest-benchmark JSON results for the throughput figure; default: %(default)s")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    files = render_report(args.run_dir, args.out, bench_dir=args.bench_dir)
+    log.info("wrote %s, %s and %d figure(s)", files.markdown, files.html, len(files.images))
+    return 0

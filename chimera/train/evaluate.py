@@ -1,0 +1,58 @@
+"""Evaluation passes: clean loss (no smoothing, eval mode) and accuracy, plus MoE routing statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    acc: float
+    moe: list[dict] = field(default_factory=list)  # one entry per MoE layer, averaged over batches
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, accelerator: Accelerator, *, with_moe: bool = False) -> EvalResult:
+    """Mean cross-entropy (no label smoothing) and accuracy over every row of `loader`.
+
+    Rows are gathered across processes with `gather_for_metrics`, which drops the padding that
+    distributed sampling adds, so the numbers are over the split exactly once.
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = 0
+    rows = 0
+    moe_sums: list[dict] = []
+    batches = 0
+    for batch in loader:
+        out = model(batch["input_ids"], batch["attention_mask"])
+        logits, labels = accelerator.gather_for_metrics((out.logits.float(), batch["labels"]))
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double().cpu()
+        correct += int((logits.argmax(-1) == labels).sum())
+        rows += labels.numel()
+        if with_moe and out.moe:
+            batches += 1
+            _accumulate_moe(moe_sums, out.moe)
+    if was_training:
+        model.train()
+    moe = [{key: value if key == "layer" else (value / batches).tolist() for key, value in layer.items()}
+           for layer in moe_sums]
+    return EvalResult(loss=float(loss_sum) / max(rows, 1), acc=correct / max(rows, 1), moe=moe)
+
+
+_MOE_KEYS = ("tokens_per_expert", "router_entropy", "dropped_fraction", "balance_loss", "z_loss")
+
+
+def _accumulate_moe(sums: list[dict], layers) -> None:
+    for i, stats in enumerate(layers):
+        if len(sums) <= i:
+            sums.append({"layer": int(stats.layer),
+                         **{key: torch.zeros_like(getattr(stats, key).float().cpu()) for key in _MOE_KEYS}})
+        for key in _MOE_KEYS:
+            sums[i][key] += getattr(stats, key).float().cpu()

@@ -1,0 +1,105 @@
+"""Everything a run needs before its first step: data subsets, tokenizer, loaders, model, record skeleton.
+
+`prepare_inputs` is the one seam tests replace to train on synthetic data (as accelerate's
+`mocked_dataloaders` does for its examples).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+from chimera.config import RunConfig, config_to_dict
+from chimera.data.agnews import Subsets, load_ag_news, make_subsets
+from chimera.data.augment import Augmenter
+from chimera.data.loader import eval_loader, train_loader
+from chimera.data.tokenizer import TokenizerBundle, build_tokenizer, token_stats
+from chimera.errors import ChimeraError
+from chimera.model.encoder import EncoderClassifier
+from chimera.records import SCHEMA_VERSION
+from chimera.train.device import DevicePolicy, describe_environment, probe_device
+
+NUM_CLASSES = 4
+EVAL_BATCH_SIZE = 256  # evaluation has no gradients, so larger batches are cheaper per row
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    subsets: Subsets
+    tokenizer: TokenizerBundle
+    train_loader: Callable[[int], DataLoader]  # epoch -> loader (order and augmentation fixed by seed, epoch)
+    eval_loaders: dict[str, DataLoader]  # val, clean_train, test
+    batches_per_epoch: int
+    data_info: dict
+
+
+def prepare_inputs(config: RunConfig, *, data_dir: Path | None, cache_dir: Path | None,
+                   accelerator: Accelerator) -> RunInputs:
+    """Load AG News, cut the seeded subsets, train (or reuse) the tokenizer and build the loaders."""
+    dc = config.data
+    with accelerator.main_process_first():  # one process trains the tokenizer, the others hit the cache
+        splits = load_ag_news(data_dir)
+        subsets = make_subsets(splits, dc, config.seed)
+        bundle = build_tokenizer(subsets.train.texts, vocab_size=dc.vocab_size, lowercase=dc.lowercase,
+                                 cache_dir=cache_dir)
+    augmenter = Augmenter(config.augment) if config.augment.enabled else None
+    pin = accelerator.device.type == "cuda"
+    batches_per_epoch = len(subsets.train) // config.train.batch_size
+    if batches_per_epoch < 1:
+        raise ChimeraError(f"data.train_samples ({len(subsets.train)}) is smaller than "
+                            f"train.batch_size ({config.train.batch_size})")
+
+    def make_train_loader(epoch: int) -> DataLoader:
+        return train_loader(subsets.train, bundle, augmenter=augmenter, seed=config.seed, epoch=epoch,
+                            batch_size=config.train.batch_size, max_length=dc.max_length, pin_memory=pin)
+
+    evals = {name: eval_loader(getattr(subsets, name), bundle, batch_size=EVAL_BATCH_SIZE,
+                               max_length=dc.max_length, pin_memory=pin)
+             for name in ("val", "clean_train", "test")}
+    names = ("train", "val", "clean_train", "test")
+    data_info = {
+        "source": str(data_dir) if data_dir else "hub:fancyzhx/ag_news",
+        "sizes": {name: len(getattr(subsets, name)) for name in names},
+        "label_counts": {name: {str(k): v for k, v in getattr(subsets, name).label_counts().items()}
+                         for name in names},
+        "leakage": dict(subsets.leakage),
+        "fingerprints": {name: getattr(subsets, name).fingerprint() for name in names},
+        "tokenizer_sha256": bundle.sha256,
+        "token_stats": {name: token_stats(bundle, getattr(subsets, name).texts, dc.max_length)
+                        for name in ("train", "val", "test")},
+    }
+    return RunInputs(subsets=subsets, tokenizer=bundle, train_loader=make_train_loader, eval_loaders=evals,
+                     batches_per_epoch=batches_per_epoch, data_info=data_info)
+
+
+def build_model(config: RunConfig, inputs: RunInputs) -> EncoderClassifier:
+    return EncoderClassifier(config.model, vocab_size=inputs.tokenizer.tokenizer.get_vocab_size(),
+                             max_length=config.data.max_length, num_classes=NUM_CLASSES,
+                             pad_id=inputs.tokenizer.pad_id)
+
+
+def start_record(config: RunConfig, inputs: RunInputs, *, policy: DevicePolicy, world_size: int) -> dict:
+    """The record skeleton; the trainer fills curves, events and final metrics."""
+    now = dt.datetime.now(dt.UTC)
+    slug = config.cell.replace("/", "-")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": f"{slug}-{config.profile}-s{config.seed}-{now:%Y%m%dT%H%M%SZ}",
+        "cell": config.cell, "profile": config.profile, "seed": config.seed,
+        "status": "failed", "created_at": now.isoformat(timespec="seconds"),
+        "world_size": world_size,
+        "config": config_to_dict(config),
+        "env": {**describe_environment(probe_device(policy.device), policy), "mixed_precision": policy.mixed_precision},
+        "data": inputs.data_info,
+        "params": {"total": 0, "embedding": 0, "non_embedding": 0, "active": 0},
+        "curves": [], "timing": [], "events": [],
+        "final_metrics": {"train_loss": None, "val_loss": None, "val_acc": None, "test_loss": None,
+                          "test_acc": None, "best_step": None, "steps": 0, "stopped_early": False,
+                          "wall_s": 0.0, "train_samples_per_s": None},
+        "error": None, "resume": None,
+    }

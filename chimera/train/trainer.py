@@ -1,0 +1,247 @@
+"""The training loop, in plain Python on `accelerate`: one cell, one seed, one run record.
+
+    chimera train --cell fixed/dense --profile ci --data-dir ../shared/data/ag_news --out runs/
+
+Scale out without code changes: `torchrun --nproc_per_node 2 -m chimera train ...` or
+`accelerate launch -m chimera train ...` (the global batch is batch_size × world_size).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from chimera.config import RunConfig
+from chimera.errors import ChimeraError
+from chimera.model.encoder import parameter_counts, weight_decay_groups
+from chimera.records import write_record
+from chimera.train import checkpoint
+from chimera.train.device import choose_policy, configure_process, probe_device
+from chimera.train.evaluate import EvalResult, evaluate
+from chimera.train.run_setup import RunInputs, build_model, prepare_inputs, start_record
+from chimera.train.schedule import lr_multiplier
+from chimera.train.stopping import EarlyStopping
+
+
+class TrainingDiverged(ChimeraError):
+    """A non-finite loss or gradient: the run stops at the first bad step."""
+
+
+@dataclass
+class LoopState:
+    """Everything the loop carries between steps; checkpointed as plain data for exact resume."""
+
+    step: int = 0
+    curves: list | None = None
+    timing: list | None = None
+    events: list | None = None
+    stopper: EarlyStopping | None = None
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    last_grad_norm: float | None = None
+    train_seconds: float = 0.0
+    interval_seconds: float = 0.0
+    interval_steps: int = 0
+
+
+def run_dir_for(config: RunConfig, out_dir: Path) -> Path:
+    return Path(out_dir) / f"{config.cell.replace('/', '-')}-{config.profile}-s{config.seed}"
+
+
+def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir: Path | None = None,
+          quiet: bool = False, resume: bool = False) -> dict:
+    """Train one cell and write its record; returns the record (status may be failed/interrupted)."""
+    run_dir = run_dir_for(config, out_dir)
+    if not resume and (run_dir / "record.json").exists():
+        raise ChimeraError(f"{run_dir}: already holds a record; use another --out or --resume {run_dir}")
+    policy = choose_policy(probe_device(config.device))
+    configure_process(policy)
+    accelerator = Accelerator(mixed_precision=policy.mixed_precision, cpu=policy.device == "cpu")
+    set_seed(config.seed)
+    inputs = prepare_inputs(config, data_dir=data_dir, cache_dir=cache_dir, accelerator=accelerator)
+    record = start_record(config, inputs, policy=policy, world_size=accelerator.num_processes)
+    model = build_model(config, inputs)
+    record["params"] = parameter_counts(model)
+    optimizer = torch.optim.AdamW(weight_decay_groups(model, config.train.weight_decay), lr=config.train.lr,
+                                  betas=config.train.betas)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(
+        step, schedule=config.train.schedule, warmup_steps=config.train.warmup_steps,
+        max_steps=config.train.max_steps))
+    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    eval_loaders = {name: accelerator.prepare(loader) for name, loader in inputs.eval_loaders.items()}
+    state = LoopState(curves=[], timing=[], events=[],
+                      stopper=EarlyStopping(patience=config.train.patience, min_delta=config.train.min_delta))
+    if resume:
+        checkpoint.restore(run_dir, accelerator, state)
+        record["resume"] = {"resumed_from_step": state.step}
+        state.events.append({"step": state.step, "kind": "resumed"})
+    started = time.perf_counter()
+    try:
+        with _stop_on_signals() as stop_requested:
+            status = _loop(config, inputs, model, optimizer, schedule, eval_loaders, accelerator, state,
+                           run_dir, quiet=quiet, stop_requested=stop_requested)
+        if status == "interrupted":
+            checkpoint.save(run_dir, accelerator, state, model)
+            record["status"] = "interrupted"
+            state.events.append({"step": state.step, "kind": "interrupted"})
+            record["resume"] = {"resumable_from_step": state.step, "command": f"--resume {run_dir}"}
+        else:
+            _finish(config, model, eval_loaders, accelerator, state, record, run_dir, status)
+    except (Exception, KeyboardInterrupt) as exc:  # the record of a failed run keeps the curves so far
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        _fill(record, state, started, accelerator)
+        if accelerator.is_main_process:
+            write_record(record, run_dir, overwrite=True)
+        raise
+    _fill(record, state, started, accelerator)
+    if accelerator.is_main_process:
+        write_record(record, run_dir, overwrite=True)
+    accelerator.wait_for_everyone()
+    return record
+
+
+def _loop(config, inputs: RunInputs, model, optimizer, schedule, eval_loaders, accelerator, state: LoopState,
+          run_dir: Path, *, quiet: bool, stop_requested) -> str:
+    tc = config.train
+    batches_per_epoch = inputs.batches_per_epoch
+    bar = tqdm(total=tc.max_steps, initial=state.step, disable=quiet or not accelerator.is_main_process,
+               desc=config.cell, unit="step", dynamic_ncols=True)
+    model.train()
+    while state.step < tc.max_steps:
+        epoch, offset = divmod(state.step, batches_per_epoch)
+        loader = accelerator.prepare(inputs.train_loader(epoch))
+        if offset:
+            loader = accelerator.skip_first_batches(loader, offset)
+        for batch in loader:
+            tick = time.perf_counter()
+            loss = _train_step(config, model, optimizer, schedule, batch, accelerator, state)
+            elapsed = time.perf_counter() - tick
+            state.step += 1
+            state.train_seconds += elapsed
+            state.interval_seconds += elapsed
+            state.interval_steps += 1
+            bar.update(1)
+            if state.step % tc.eval_every == 0 or state.step == tc.max_steps:
+                last = _evaluate_and_log(config, model, eval_loaders, accelerator, state, schedule, run_dir)
+                bar.set_postfix(loss=f"{loss:.3f}", val_loss=f"{last['val_loss']:.3f}",
+                                samples_s=f"{state.timing[-1]['samples_per_s'] or 0:.0f}")
+                if tc.early_stopping and state.stopper.should_stop:
+                    state.events.append({"step": state.step, "kind": "early_stop",
+                                         "detail": f"no val-loss gain > {tc.min_delta} in {tc.patience} evaluations"})
+                    bar.close()
+                    return "stopped_early"
+            if tc.checkpoint_every and state.step % tc.checkpoint_every == 0:
+                checkpoint.save(run_dir, accelerator, state, model)
+            if stop_requested():
+                bar.close()
+                return "interrupted"
+            if state.step >= tc.max_steps:
+                break
+    bar.close()
+    return "completed"
+
+
+def _train_step(config, model, optimizer, schedule, batch, accelerator, state: LoopState) -> float:
+    out = model(batch["input_ids"], batch["attention_mask"])
+    loss = F.cross_entropy(out.logits.float(), batch["labels"], label_smoothing=config.train.label_smoothing)
+    loss = loss + out.aux_loss
+    if not torch.isfinite(loss):
+        _diverged(state.step + 1, "loss", float(loss))
+    accelerator.backward(loss)
+    max_norm = config.train.grad_clip or math.inf
+    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+    if not math.isfinite(grad_norm):
+        _diverged(state.step + 1, "gradient norm", grad_norm)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    value = float(loss.detach())
+    state.loss_sum += value
+    state.loss_count += 1
+    state.last_grad_norm = grad_norm
+    return value
+
+
+def _diverged(step: int, what: str, value: float) -> None:
+    raise TrainingDiverged(
+        f"non-finite {what} ({value}) at step {step}: likely causes are a learning rate too high for this "
+        "setup, fp16 overflow (try --set on a lower train.lr, or fp32/bf16), or corrupt input")
+
+
+def _evaluate_and_log(config, model, eval_loaders, accelerator, state: LoopState, schedule, run_dir) -> dict:
+    is_moe = config.model.ffn == "moe"
+    val: EvalResult = evaluate(model, eval_loaders["val"], accelerator, with_moe=is_moe)
+    clean: EvalResult = evaluate(model, eval_loaders["clean_train"], accelerator)
+    point = {
+        "step": state.step,
+        "train_loss": state.loss_sum / max(state.loss_count, 1),
+        "clean_train_loss": clean.loss, "val_loss": val.loss,
+        "train_acc": clean.acc, "val_acc": val.acc,
+        "lr": schedule.get_last_lr()[0], "grad_norm": state.last_grad_norm,
+    }
+    if is_moe:
+        point["moe"] = val.moe
+    state.curves.append(point)
+    samples = state.interval_steps * config.train.batch_size * accelerator.num_processes
+    state.timing.append({
+        "step": state.step,
+        "step_time_s": state.interval_seconds / max(state.interval_steps, 1),
+        "samples_per_s": samples / state.interval_seconds if state.interval_seconds else None,
+    })
+    state.loss_sum, state.loss_count, state.interval_seconds, state.interval_steps = 0.0, 0, 0.0, 0
+    if state.stopper.update(val.loss, state.step) and config.train.early_stopping:
+        checkpoint.save_best(run_dir, accelerator, model)
+    return point
+
+
+def _finish(config, model, eval_loaders, accelerator, state: LoopState, record, run_dir, status: str) -> None:
+    """Restore the best weights (early stopping on), then measure clean train, val and test once more."""
+    if config.train.early_stopping and state.stopper.best_step is not None:
+        checkpoint.load_best(run_dir, accelerator, model)
+    clean = evaluate(model, eval_loaders["clean_train"], accelerator)
+    val = evaluate(model, eval_loaders["val"], accelerator)
+    test = evaluate(model, eval_loaders["test"], accelerator)
+    record["status"] = status
+    record["final_metrics"].update(
+        train_loss=clean.loss, val_loss=val.loss, val_acc=val.acc, train_acc=clean.acc,
+        test_loss=test.loss, test_acc=test.acc, best_step=state.stopper.best_step,
+        stopped_early=status == "stopped_early", restored_best=bool(config.train.early_stopping))
+    checkpoint.remove_resumable(run_dir, accelerator)
+
+
+def _fill(record: dict, state: LoopState, started: float, accelerator) -> None:
+    record.update(curves=state.curves, timing=state.timing, events=state.events)
+    metrics = record["final_metrics"]
+    samples = state.step * record["config"]["train"]["batch_size"] * accelerator.num_processes
+    metrics.update(steps=state.step, wall_s=time.perf_counter() - started,
+                   train_samples_per_s=samples / state.train_seconds if state.train_seconds else None)
+    if metrics.get("best_step") is None:
+        metrics["best_step"] = state.stopper.best_step
+
+
+@contextmanager
+def _stop_on_signals():
+    """SIGINT/SIGTERM ask the loop to stop at the next step boundary (checkpoint, `interrupted` record)."""
+    requested = {"flag": False}
+
+    def handler(signum, frame):
+        if requested["flag"]:  # a second signal means now
+            raise KeyboardInterrupt
+        requested["flag"] = True
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: requested["flag"]
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

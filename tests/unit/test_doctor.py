@@ -1,0 +1,256 @@
+"""The doctor turns the troubleshooting guide into checks: each finding fires on the curve it describes."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from chimera.doctor import Thresholds, add_doctor_arguments, diagnose, doctor_main, run_doctor
+from chimera.errors import ChimeraError
+from chimera.leakage_scan import (
+    duplicate_rows,
+    fallback_normalise,
+    rescan,
+    resolve_data_dir,
+    subsets_for_record,
+)
+from chimera.records import validate_record, write_record
+from tests.unit.record_factory import moe_layer, run_record
+
+
+def by_code(findings):
+    return {f.code: f for f in findings}
+
+
+def errors(findings):
+    return [f for f in findings if f.severity == "error"]
+
+
+def test_synthetic_records_are_schema_valid():
+    for cell in ("baseline/dense", "baseline/moe", "fixed/dense", "fixed/moe"):
+        validate_record(run_record(cell))
+
+
+def test_memorising_curve_is_a_memorisation_error():
+    found = by_code(diagnose(run_record("baseline/dense")))
+    assert found["memorisation"].severity == "error"
+    evidence = found["memorisation"].evidence
+    assert evidence["min_clean_train_loss"] < 0.1 and evidence["val_rise"] > 0.1
+    assert found["overfitting"].severity == "warning"
+    assert found["overfitting"].evidence["val_loss_min_step"] == evidence["val_loss_min_step"]
+
+
+def test_healthy_curve_has_no_error():
+    findings = diagnose(run_record("fixed/dense"))
+    assert errors(findings) == []
+    assert "memorisation" not in by_code(findings)
+
+
+def test_low_train_loss_without_a_val_rise_is_only_a_warning():
+    record = run_record("fixed/dense")
+    for point in record["curves"]:
+        point["clean_train_loss"] *= 0.1  # memorised, but val loss still falls
+    found = by_code(diagnose(record))
+    assert found["possible_memorisation"].severity == "warning"
+    assert errors(diagnose(record)) == []
+
+
+def test_val_loss_zero_with_injected_overlap_is_suspect_leakage_with_the_overlap_count():
+    record = run_record("fixed/dense")
+    for point in record["curves"]:
+        point["clean_train_loss"], point["val_loss"] = 0.001, 0.0
+    shared = [f"Shared headline number {i} about markets and rates today" for i in range(3)]
+    subsets = {"train": [f"Train-only story {i} on sports and weather" for i in range(20)] + shared,
+               "val": [f"Val-only report {i} of science news" for i in range(10)] + shared,
+               "test": ["A completely unrelated test sentence here"]}
+    found = by_code(diagnose(record, subsets=subsets))
+    leak = found["suspect_leakage"]
+    assert leak.severity == "error"
+    assert leak.evidence["exact_train_val"] == 3
+    assert leak.evidence["exact_train_test"] == 0 and leak.evidence["exact_val_test"] == 0
+    assert len(leak.evidence["examples"]) == 3
+    assert "memorisation" not in found  # val loss 0 is no evidence of overfitting
+
+
+def test_leakage_rescan_finds_near_duplicates_and_says_so_when_it_cannot_run(monkeypatch, tmp_path):
+    story = ("Oil prices rose on Tuesday as traders weighed the new OPEC supply cuts agreed in Vienna "
+             "against signs of weaker demand from China and a stronger dollar, analysts said")
+    first = [story, "Team wins the cup final after extra time"]
+    second = [story.replace("the new OPEC", "new OPEC") + ".",  # one word and the punctuation differ: near
+              "  " + story.upper(),  # the same text up to case and whitespace: exact
+              "Shares fell in Tokyo after the central bank kept rates on hold"]
+    exact, near = duplicate_rows(first, second, normalise=fallback_normalise, jaccard=0.8)
+    assert exact == [1] and near == [0]
+    record = run_record("fixed/dense")
+    record["curves"][-1]["val_loss"] = 0.0
+    record["data"]["source"] = str(tmp_path / "gone")
+    monkeypatch.delenv("CHIMERA_DATA_DIR", raising=False)
+    leak = by_code(diagnose(record))["suspect_leakage"]
+    assert leak.severity == "error" and leak.evidence["rescan"].startswith("not run")
+
+
+def test_nan_event_and_null_loss_are_errors():
+    record = run_record("fixed/dense")
+    record["events"].append({"step": 200, "kind": "non_finite", "detail": "loss nan"})
+    assert by_code(diagnose(record))["non_finite"].evidence["non_finite_events"] == 1
+    record = run_record("fixed/dense")
+    record["curves"][5]["val_loss"] = None
+    found = by_code(diagnose(record))["non_finite"]
+    assert found.severity == "error" and found.evidence["first_step"] == record["curves"][5]["step"]
+    failed = run_record("fixed/dense") | {"status": "failed",
+                                          "error": "TrainingDiverged: non-finite loss (nan) at step 7"}
+    assert by_code(diagnose(failed))["non_finite"].evidence["failed_non_finite"] is True
+
+
+def test_failed_run_is_an_error_and_an_interrupted_one_a_warning():
+    record = run_record("fixed/dense") | {"status": "failed", "error": "OSError: disk full"}
+    failed = by_code(diagnose(record))
+    assert failed["run_failed"].severity == "error"
+    assert failed["run_failed"].evidence["error"] == "OSError: disk full"
+    resume = {"resumable_from_step": 200, "command": "--resume r"}
+    interrupted = run_record("fixed/dense") | {"status": "interrupted", "resume": resume}
+    found = by_code(diagnose(interrupted))["run_interrupted"]
+    assert found.severity == "warning" and "--resume r" in found.fix
+
+
+def test_grad_norm_spike_above_ten_times_the_median_is_a_warning():
+    record = run_record("fixed/dense")
+    assert "grad_spike" not in by_code(diagnose(record))
+    record["curves"][7]["grad_norm"] = 40.0
+    spike = by_code(diagnose(record))["grad_spike"]
+    assert spike.severity == "warning"
+    assert spike.evidence["spikes"] == 1 and spike.evidence["first_spike_step"] == record["curves"][7]["step"]
+
+
+def test_moe_collapse_and_drops_are_flagged():
+    record = run_record("fixed/moe")
+    assert "moe_collapse" not in by_code(diagnose(record))
+    record["curves"][-1]["moe"] = [moe_layer(0, [0.48, 0.48, 0.02, 0.02]),
+                                   moe_layer(1, [0.97, 0.01, 0.01, 0.01])]
+    collapse = by_code(diagnose(record))["moe_collapse"]
+    assert collapse.evidence["layer"] == 1 and collapse.evidence["expert"] == 0
+    assert collapse.evidence["max_token_share"] == pytest.approx(1.94)  # top-2: each token reaches 2 experts
+    record["curves"][-1]["moe"] = [moe_layer(0, [0.25] * 4, dropped=0.3)]
+    assert by_code(diagnose(record))["moe_drops"].evidence["dropped_fraction"] == 0.3
+
+
+def test_lr_zero_before_the_end_of_a_decaying_schedule_is_a_warning():
+    record = run_record("fixed/dense")
+    record["config"]["train"].update(schedule="cosine", max_steps=10_000)
+    assert by_code(diagnose(record))["lr_schedule"].severity == "info"
+    record["curves"][4]["lr"] = 0.0
+    assert by_code(diagnose(record))["lr_schedule"].severity == "warning"
+
+
+def test_warmup_that_never_ramps_is_a_warning():
+    record = run_record("fixed/dense")
+    record["config"]["train"].update(warmup_steps=100)  # lr at steps 25-75 equals the peak
+    assert "warmup" in by_code(diagnose(record))["lr_schedule"].title
+
+
+def test_tokenisation_and_capacity_thresholds():
+    record = run_record("fixed/dense")
+    record["data"]["token_stats"]["val"] = {"unk_rate": 0.2, "truncation_rate": 0.7}
+    record["params"].update(total=2_000_000, non_embedding=1_000_000)
+    found = by_code(diagnose(record))
+    assert found["tokenisation"].severity == "warning"
+    assert found["tokenisation"].evidence["val_unk_rate"] == 0.2
+    assert found["capacity"].severity == "warning"
+    assert found["capacity"].evidence["non_embedding_params_per_sample"] == pytest.approx(1_000_000 / 512)
+    lenient = Thresholds(max_params_per_sample=10_000)
+    assert by_code(diagnose(record, thresholds=lenient))["capacity"].severity == "info"
+
+
+def test_regularisation_audit_warns_when_nothing_is_on_and_the_data_is_memorised():
+    record = run_record("baseline/dense")
+    assert by_code(diagnose(record))["regularisation"].severity == "info"
+    record["config"]["model"]["dropout"] = 0.0
+    record["config"]["train"]["weight_decay"] = 0.0
+    assert by_code(diagnose(record))["regularisation"].severity == "warning"
+
+
+def test_doctor_main_exits_1_on_an_error_and_0_otherwise(tmp_path):
+    write_record(run_record("baseline/dense"), tmp_path / "bad")
+    write_record(run_record("fixed/dense"), tmp_path / "good")
+    text = io.StringIO()
+    assert doctor_main([tmp_path / "bad"], out=text) == 1
+    assert "ERROR" in text.getvalue() and "memorisation" in text.getvalue() and "fix:" in text.getvalue()
+    assert doctor_main([tmp_path / "good" / "record.json"], out=io.StringIO()) == 0
+    assert doctor_main([tmp_path], out=io.StringIO()) == 1  # a folder: every record below it
+
+
+def test_doctor_json_output_parses(tmp_path):
+    write_record(run_record("baseline/moe"), tmp_path / "run")
+    out = io.StringIO()
+    assert doctor_main([tmp_path], as_json=True, out=out) == 1
+    payload = json.loads(out.getvalue())
+    assert payload["errors"] >= 1
+    (entry,) = payload["records"]
+    assert entry["cell"] == "baseline/moe"
+    codes = {f["code"]: f for f in entry["findings"]}
+    assert codes["memorisation"]["severity"] == "error"
+    assert isinstance(codes["memorisation"]["evidence"]["val_rise"], float)
+
+
+def test_cli_adapter_parses_paths_json_and_data_dir(tmp_path, capsys):
+    write_record(run_record("fixed/moe"), tmp_path / "run")
+    parser = argparse.ArgumentParser()
+    add_doctor_arguments(parser)
+    args = parser.parse_args([str(tmp_path / "run"), "--json", "--data-dir", str(tmp_path)])
+    assert run_doctor(args) == 0
+    assert json.loads(capsys.readouterr().out)["errors"] == 0
+
+
+def test_doctor_and_report_import_neither_training_code_nor_torch():
+    code = ("import sys, chimera.doctor, chimera.report; "
+            "print([m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith(('chimera.train', "
+            "'chimera.model', 'chimera.data'))])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_rescan_data_dir_comes_from_the_flag_then_the_record_then_the_environment(tmp_path, monkeypatch):
+    record = run_record("fixed/dense")
+    monkeypatch.delenv("CHIMERA_DATA_DIR", raising=False)
+    with pytest.raises(ChimeraError, match="--data-dir"):
+        resolve_data_dir(record, tmp_path / "missing")
+    record["data"]["source"] = str(tmp_path)
+    assert resolve_data_dir(record, None) == tmp_path
+    record["data"]["source"] = "/elsewhere/ag_news"
+    with pytest.raises(ChimeraError, match="CHIMERA_DATA_DIR"):
+        resolve_data_dir(record, None)
+    monkeypatch.setenv("CHIMERA_DATA_DIR", str(tmp_path))
+    assert resolve_data_dir(record, None) == tmp_path
+    record["data"]["source"] = "hub:fancyzhx/ag_news"
+    monkeypatch.delenv("CHIMERA_DATA_DIR")
+    assert resolve_data_dir(record, None) is None
+
+
+@pytest.mark.slow  # reads CSVs through the data module (datasets)
+def test_rescan_re_derives_the_runs_subsets_and_finds_near_duplicates_the_split_guard_missed(tmp_path):
+    rng = np.random.default_rng(0)
+    vocab = [f"w{i}" for i in range(500)]
+    stories = [" ".join(rng.choice(vocab, 30)) for _ in range(64)]
+    edited = [t.rsplit(" ", 1)[0] + " edited" for t in stories]  # the same story, last word changed
+    for split, texts in (("train", stories), ("test", edited)):
+        rows = "".join(f"{text},{i % 4}\n" for i, text in enumerate(texts))
+        (tmp_path / f"{split}.csv").write_text("text,label\n" + rows)
+    record = run_record("fixed/dense")
+    record["config"]["data"] = {"train_samples": 16, "val_samples": 16, "test_samples": 0, "max_length": 16,
+                                "vocab_size": 128}
+    record["data"]["source"] = str(tmp_path)
+    subsets, _ = subsets_for_record(record, None)
+    record["data"]["fingerprints"] = {name: getattr(subsets, name).fingerprint()
+                                      for name in ("train", "val", "clean_train", "test")}
+    evidence = rescan(record)
+    assert evidence["subsets_match_record_fingerprints"] is True
+    assert [evidence[f"exact_{pair}"] for pair in ("train_val", "train_test", "val_test")] == [0, 0, 0]
+    assert evidence["near_train_val"] == 0
+    assert evidence["near_train_test"] == 16 and evidence["near_val_test"] == 16
+    assert evidence["examples"][0].startswith("near train/test: ")
