@@ -124,7 +124,7 @@ def _loop(config, inputs: RunInputs, model, optimizer, schedule, eval_loaders, a
             loader = accelerator.skip_first_batches(loader, offset)
         for batch in loader:
             tick = time.perf_counter()
-            loss = _train_step(config, model, optimizer, schedule, batch, accelerator, state)
+            loss = train_step(config, model, optimizer, schedule, batch, accelerator, state)
             elapsed = time.perf_counter() - tick
             state.step += 1
             state.train_seconds += elapsed
@@ -151,7 +151,8 @@ def _loop(config, inputs: RunInputs, model, optimizer, schedule, eval_loaders, a
     return "completed"
 
 
-def _train_step(config, model, optimizer, schedule, batch, accelerator, state: LoopState) -> float:
+def train_step(config, model, optimizer, schedule, batch, accelerator, state: LoopState) -> float:
+    """One optimiser step exactly as training runs it (the benchmarks time this same function)."""
     out = model(batch["input_ids"], batch["attention_mask"])
     loss = F.cross_entropy(out.logits.float(), batch["labels"], label_smoothing=config.train.label_smoothing)
     loss = loss + out.aux_loss
