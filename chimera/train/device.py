@@ -127,8 +127,9 @@ def choose_policy(info: DeviceInfo, *, precision: str = "auto") -> DevicePolicy:
         # MPS: some ops this model uses have no deterministic MPS kernel (embedding backward and
         # index_put accumulate nondeterministically: pytorch/pytorch#195404, #97574; torch 2.13's
         # use_deterministic_algorithms docs list no MPS guarantees), so the flag would promise nothing
-        # or raise mid-run. CPU and CUDA have deterministic paths for every op here (cuBLAS given
-        # CUBLAS_WORKSPACE_CONFIG, set by configure_process).
+        # or raise mid-run. CPU: training runs here with the flag on. CUDA (not run here): cuBLAS is
+        # deterministic given CUBLAS_WORKSPACE_CONFIG (set by configure_process), and an op without a
+        # deterministic CUDA kernel raises a RuntimeError naming it (warn_only=False): loud, not silent.
         deterministic_algorithms=info.type in ("cpu", "cuda"),
     )
 
