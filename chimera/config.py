@@ -221,16 +221,20 @@ def parse_assignment(text: str) -> tuple[str, str, Any]:
 
 
 def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:
-    """Apply `--set section.key=value` overrides; each is type-checked against its field."""
+    """Apply `--set section.key=value` overrides; each is type-checked against its field.
+
+    All overrides of a section are applied together before validation, so `train.max_steps=4
+    train.warmup_steps=1` works in either order.
+    """
+    pending: dict[str, dict[str, Any]] = {}
     for text in assignments:
         section, key, value = parse_assignment(text)
         if section not in SECTIONS:
             raise ChimeraError(f"--set {text!r}: unknown section {section!r} (known: {', '.join(SECTIONS)})")
-        current = dataclasses.asdict(getattr(config, section))
-        current[key] = value
-        updated = build_section(SECTIONS[section], current, where=f"--set {section}")
-        config = replace(config, **{section: updated})
-    return config
+        pending.setdefault(section, dataclasses.asdict(getattr(config, section)))[key] = value
+    updated = {section: build_section(SECTIONS[section], values, where=f"--set {section}")
+               for section, values in pending.items()}
+    return replace(config, **updated)
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:

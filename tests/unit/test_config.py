@@ -79,3 +79,8 @@ def test_dataclasses_are_frozen_and_keyword_only():
     with pytest.raises(dataclasses.FrozenInstanceError):
         DataConfig().max_length = 10  # type: ignore[misc]
     assert ModelConfig().ffn == "dense"
+
+
+def test_overrides_of_one_section_are_validated_together():
+    config = apply_overrides(base(), ["train.max_steps=4", "train.warmup_steps=1"])
+    assert (config.train.max_steps, config.train.warmup_steps) == (4, 1)
