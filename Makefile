@@ -17,13 +17,17 @@ DATA_DIR    ?= $(or $(CHIMERA_DATA_DIR),$(wildcard $(abspath ../shared/data/ag_n
 DATA_ARG     = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 DATA_MOUNT   = $(if $(DATA_DIR),-v $(abspath $(DATA_DIR)):/data:ro,-e CHIMERA_DATA_DIR=)
 BENCH        = pytest bench --benchmark-only
+# The short CI pass: calibration GEMM + every cell's train step at ci shapes; what the speed gate compares.
+CI_BENCH     = pytest bench/test_bench_gemm.py bench/test_bench_train_step.py --benchmark-only --bench-profile ci
+BASELINE    ?= bench/baselines/cpu.json
 CUDA_BUILD   = $(DOCKER) build -f docker/Dockerfile.cuda -t $(CUDA_IMAGE) .
 CPU_BUILD    = $(DOCKER) build -f docker/Dockerfile.cpu -t $(CPU_IMAGE) .
 # Containers run as the caller so results on the bind mount belong to them.
 DOCKER_RUN   = $(DOCKER) run --rm --user $$(id -u):$$(id -g) $(DATA_MOUNT)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint matrix report bench-cpu docker-cuda bench-cuda docker-cpu bench-cpu-docker bench-mps
+.PHONY: help setup test lint matrix report bench-cpu bench-ci bench-baseline bench-gate-proof bands check-bands \
+        docker-cuda bench-cuda docker-cpu bench-cpu-docker bench-mps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -51,9 +55,27 @@ report: setup ## tables and plots from runs/ci (trains the matrix first if missi
 	test -d runs/$(PROFILE) || $(MAKE) matrix
 	$(VENV)/bin/chimera report runs/$(PROFILE) --out report
 
-bench-cpu: setup ## benchmarks on this machine's CPU -> bench/results/cpu/bench.json
+bench-cpu: setup ## benchmarks on this machine's CPU, full shapes -> bench/results/cpu/bench.json
 	mkdir -p $(RESULTS)/cpu
 	CHIMERA_DEVICE=cpu $(VENV)/bin/$(BENCH) --benchmark-json=$(RESULTS)/cpu/bench.json
+
+bench-ci: setup ## short CI pass (ci shapes) + speed gate against bench/baselines/cpu.json -> bench/results/ci/bench.json
+	mkdir -p $(RESULTS)/ci
+	CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(RESULTS)/ci/bench.json
+	$(PY) -m chimera.bench_gate compare $(RESULTS)/ci/bench.json $(BASELINE)
+
+bench-baseline: setup ## regenerate bench/baselines/cpu.json with the short CI pass (on a quiet machine)
+	CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(BASELINE)
+
+bench-gate-proof: setup ## 5 unchanged short passes + 1 with an injected slowdown, each through the gate
+	PYTHON=$(PY) bash bench/prove_gate.sh $(BASELINE)
+
+bands: setup ## ci matrix with seeds 0-4 -> runs/bands-ci, then the convergence bands chimera/bands/ci.json
+	for seed in 0 1 2 3 4; do $(VENV)/bin/chimera matrix --profile ci --seed $$seed --out runs/bands-ci --quiet $(DATA_ARG) || exit 1; done
+	$(VENV)/bin/chimera bands build runs/bands-ci --out chimera/bands/ci.json
+
+check-bands: setup ## loss gate: the runs under runs/$(PROFILE) against chimera/bands/$(PROFILE).json
+	$(VENV)/bin/chimera check-bands runs/$(PROFILE)
 
 docker-cuda: ## build the CUDA image (docker/Dockerfile.cuda)
 	$(CUDA_BUILD)

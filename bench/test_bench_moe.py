@@ -2,9 +2,10 @@
 
     pytest bench/test_bench_moe.py --benchmark-only
 
-2,048 packed tokens, 4 experts, top-2, fp32, at the `ci` (d128 / ff512) and `full` (d256 / ff1024)
-shapes. Each case's extra_info holds its matmul GFLOP/s and the derived ratios, which are also
-printed as a summary at the end of the module:
+2,048 packed tokens, 4 experts, top-2, fp32, on the session's device (bench/conftest.py), at the `ci`
+(d128 / ff512) and `full` (d256 / ff1024) shapes; `--bench-profile ci` runs the ci shapes only.
+Each case's extra_info holds its matmul GFLOP/s and the derived ratios, which are also printed as a
+summary at the end of the module:
 
     top2_vs_2x_dense    MoE (GELU experts) / (2 x dense FFN): top-2 does exactly twice the dense
                         matmul work on the same tokens, so 1.0 is the ideal
@@ -25,6 +26,7 @@ import pytest
 import torch
 from torch import nn
 
+from bench.harness import synchronize
 from chimera.flops import matmul_flops
 from chimera.model.ffn import DenseFFN
 from chimera.model.moe import MoEFFN
@@ -50,7 +52,7 @@ def moe(d: int, ff: int, kind: str) -> tuple[nn.Module, Forward]:
 
     def forward(x):  # the aux loss is part of a training step, so it is in the backward too
         result = module(x)
-        return [result.output, result.aux_loss], [_grad(x), torch.ones(())]
+        return [result.output, result.aux_loss], [_grad(x), torch.ones((), device=x.device)]
     return module, forward
 
 
@@ -73,7 +75,7 @@ _GRADS: dict[tuple[int, ...], torch.Tensor] = {}
 def _grad(x: torch.Tensor) -> torch.Tensor:
     """A fixed, contiguous upstream gradient (an expanded one breaks grouped_mm's backward)."""
     if x.shape not in _GRADS:
-        _GRADS[x.shape] = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+        _GRADS[x.shape] = torch.randn(x.shape, generator=torch.Generator().manual_seed(1)).to(x.device)
     return _GRADS[x.shape]
 
 
@@ -126,13 +128,16 @@ CASES = [pytest.param(shape, variant, id=f"{shape}-{variant}",
 
 
 @pytest.mark.parametrize(("shape", "variant"), CASES)
-def test_moe_ffn_forward_backward(benchmark, medians, shape, variant):
+def test_moe_ffn_forward_backward(benchmark, medians, accelerator, bench_profile, shape, variant):
+    if bench_profile == "ci" and shape != "ci":
+        pytest.skip("full shapes run under --bench-profile full")
+    device = accelerator.device
     d, ff = SHAPES[shape]
     torch.manual_seed(0)
     module, forward, flops = build(variant, d, ff)
-    module.train()
+    module.to(device).train()
     params = list(module.parameters())
-    x = torch.randn(TOKENS, d, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    x = torch.randn(TOKENS, d, generator=torch.Generator().manual_seed(0)).to(device).requires_grad_()
 
     def step():
         x.grad = None
@@ -140,9 +145,10 @@ def test_moe_ffn_forward_backward(benchmark, medians, shape, variant):
             param.grad = None
         outputs, grads = forward(x)
         torch.autograd.backward(outputs, grads)
+        synchronize(device)
 
     benchmark.extra_info.update(shape=shape, d_model=d, d_ff=ff, tokens=TOKENS, experts=EXPERTS, top_k=TOP_K,
-                                train_step_matmul_flops=flops, threads=torch.get_num_threads())
+                                train_step_matmul_flops=flops, threads=torch.get_num_threads(), device=device.type)
     benchmark.pedantic(step, rounds=ROUNDS[shape], warmup_rounds=WARMUP_ROUNDS, iterations=1)
     if benchmark.stats is None:  # --benchmark-disable: ran once, nothing measured
         return

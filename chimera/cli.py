@@ -3,9 +3,10 @@
     chimera train --cell fixed/dense --profile ci --data-dir ../shared/data/ag_news --out runs/
     chimera matrix --profile ci --out runs/ci
     chimera env
+    chimera reproduce runs/ci/fixed-dense-ci-s0/record.json --out runs/reproduced
 
-Exit codes: 0 success; 1 a run failed or a check found a problem; 2 bad input (one-line message,
-no traceback); 130 interrupted (a resumable checkpoint was written).
+Exit codes: 0 success; 1 a run failed, a check found a problem or a reproduction differs; 2 bad input
+(one-line message, no traceback); 130 interrupted (a resumable checkpoint was written).
 """
 
 from __future__ import annotations
@@ -74,7 +75,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("env", help="print the environment fingerprint and the device policy it would use")
 
-    from chimera import doctor, report  # neither imports torch: parsing stays fast
+    reproduce = sub.add_parser(
+        "reproduce", help="rerun a run from its record alone and diff the new record against it",
+        description="Rebuild the run from RECORD.json (config, seed), refuse if the data or tokenizer "
+        "fingerprints differ, train into --out, then print every metric that differs and the environment "
+        "differences that could explain it. Exit 0 identical, 1 different.")
+    reproduce.add_argument("record", type=Path, metavar="RECORD.json")
+    reproduce.add_argument("--out", type=Path, default=Path("runs/reproduced"),
+                           help="folder for the new run folder (nothing is written elsewhere); default: %(default)s")
+    reproduce.add_argument("--data-dir", help=f"AG News folder; default ${DATA_ENV}, else the Hugging Face hub")
+    reproduce.add_argument("--cache-dir", type=Path, default=None, help="tokenizer cache (as for train)")
+    reproduce.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    from chimera import bands, bench_gate, doctor, report  # none imports torch: parsing stays fast
+
+    bench_gate.add_bench_arguments(sub.add_parser(
+        "bench", help="speed gate: compare two pytest-benchmark JSON files, normalised by the calibration GEMM"))
+    bands.add_bands_arguments(sub.add_parser(
+        "bands", help="build reference convergence bands from multi-seed runs"))
+    bands.add_check_bands_arguments(sub.add_parser(
+        "check-bands", help="loss gate: check runs against the reference convergence bands; exit 1 when outside"))
 
     doctor.add_doctor_arguments(sub.add_parser(
         "doctor", help="diagnose run records (memorisation, leakage, divergence, routing); exit 1 on errors",
@@ -87,12 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # its per-file checkpoint chatter
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
     except ChimeraError as exc:
         print(f"chimera: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now; the record says failed, checkpoints stay
+        print("chimera: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -104,6 +128,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         from chimera.report import run_report
         return run_report(args)
+    if args.command == "bench":
+        from chimera.bench_gate import run_bench
+        return run_bench(args)
+    if args.command == "bands":
+        from chimera.bands import run_bands
+        return run_bands(args)
+    if args.command == "check-bands":
+        from chimera.bands import run_check_bands
+        return run_check_bands(args)
+    if args.command == "reproduce":
+        from chimera.reproduce import reproduce_main
+        return reproduce_main(args.record, out_dir=args.out, data_dir=_data_dir(args.data_dir),
+                              cache_dir=args.cache_dir, quiet=args.quiet, out=sys.stdout)
     from chimera.matrix import load_matrix
 
     matrix = load_matrix(args.matrix)
@@ -128,17 +165,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         except ChimeraError as exc:
             print(f"chimera: error: {config.cell}: {exc}", file=sys.stderr)
             codes.append(EXIT_FAILED)
+        if codes[-1] == EXIT_INTERRUPTED:  # Ctrl-C / SIGTERM stops the whole matrix, not just one cell
+            log.info("matrix %s: interrupted during %s; resume it with train --resume", args.profile, config.cell)
+            return EXIT_INTERRUPTED
     log.info("matrix %s: %d of %d cells ok", args.profile, codes.count(0), len(codes))
     return 0 if all(code == 0 for code in codes) else EXIT_FAILED
 
 
 def _train_one(config, out: Path, data_dir: Path | None, args, *, resume: bool) -> int:
-    from chimera.train.trainer import TrainingDiverged, run_dir_for, train
+    from chimera.train.trainer import RunFailed, run_dir_for, train
 
     try:
         record = train(config, out_dir=out, data_dir=data_dir, cache_dir=args.cache_dir, quiet=args.quiet,
                        resume=resume)
-    except TrainingDiverged as exc:
+    except RunFailed as exc:
         print(f"chimera: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     run_dir = run_dir_for(config, out)

@@ -41,3 +41,21 @@ def ci_runs(data_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ci_runs")
     run_chimera("matrix", "--profile", "ci", "--out", str(out), "--data-dir", str(data_dir), "--quiet")
     return out
+
+
+@pytest.fixture(scope="session")
+def data_slice(data_dir, tmp_path_factory) -> Path:
+    """The first 3,000 training and 1,000 test rows of the real AG News copy, for runs that need real text
+    but not all of it (loads in a tenth of the time). Written to a temporary folder, never committed."""
+    import csv
+
+    out = tmp_path_factory.mktemp("ag_news_slice")
+    for name, rows in (("train.csv", 3000), ("test.csv", 1000)):
+        with open(data_dir / name, encoding="utf-8", newline="") as source, \
+                open(out / name, "w", encoding="utf-8", newline="") as target:
+            writer = csv.writer(target)
+            for i, row in enumerate(csv.reader(source)):
+                if i > rows:
+                    break
+                writer.writerow(row)
+    return out

@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from chimera.config import RunConfig, config_to_dict
 from chimera.data.agnews import Subsets, load_ag_news, make_subsets
 from chimera.data.augment import Augmenter
-from chimera.data.loader import eval_loader, train_loader
+from chimera.data.loader import EPOCH_STRIDE, eval_loader, train_loader
 from chimera.data.tokenizer import TokenizerBundle, build_tokenizer, token_stats
 from chimera.errors import ChimeraError
 from chimera.model.encoder import EncoderClassifier
@@ -34,7 +35,7 @@ class RunInputs:
     tokenizer: TokenizerBundle
     train_loader: Callable[[int], DataLoader]  # epoch -> loader (order and augmentation fixed by seed, epoch)
     eval_loaders: dict[str, DataLoader]  # val, clean_train, test
-    batches_per_epoch: int
+    batches_per_epoch: int  # optimiser steps per epoch in each process (the global batch is batch_size x world)
     data_info: dict
 
 
@@ -49,17 +50,20 @@ def prepare_inputs(config: RunConfig, *, data_dir: Path | None, cache_dir: Path 
                                  cache_dir=cache_dir)
     augmenter = Augmenter(config.augment) if config.augment.enabled else None
     pin = accelerator.device.type == "cuda"
-    batches_per_epoch = len(subsets.train) // config.train.batch_size
+    world = accelerator.num_processes
+    # accelerate deals whole batches round-robin to the processes and drops an incomplete last round
+    batches_per_epoch = len(subsets.train) // config.train.batch_size // world
     if batches_per_epoch < 1:
-        raise ChimeraError(f"data.train_samples ({len(subsets.train)}) is smaller than "
-                            f"train.batch_size ({config.train.batch_size})")
+        raise ChimeraError(f"data.train_samples ({len(subsets.train)}) is smaller than train.batch_size "
+                           f"({config.train.batch_size}) x {world} process(es)")
 
     def make_train_loader(epoch: int) -> DataLoader:
-        return train_loader(subsets.train, bundle, augmenter=augmenter, seed=config.seed, epoch=epoch,
-                            batch_size=config.train.batch_size, max_length=dc.max_length, pin_memory=pin)
+        loader = train_loader(subsets.train, bundle, augmenter=augmenter, seed=config.seed, epoch=epoch,
+                              batch_size=config.train.batch_size, max_length=dc.max_length, pin_memory=pin)
+        return _own_generator(loader, config.seed * EPOCH_STRIDE + epoch)
 
-    evals = {name: eval_loader(getattr(subsets, name), bundle, batch_size=EVAL_BATCH_SIZE,
-                               max_length=dc.max_length, pin_memory=pin)
+    evals = {name: _own_generator(eval_loader(getattr(subsets, name), bundle, batch_size=EVAL_BATCH_SIZE,
+                                              max_length=dc.max_length, pin_memory=pin), 0)
              for name in ("val", "clean_train", "test")}
     names = ("train", "val", "clean_train", "test")
     data_info = {
@@ -75,6 +79,30 @@ def prepare_inputs(config: RunConfig, *, data_dir: Path | None, cache_dir: Path 
     }
     return RunInputs(subsets=subsets, tokenizer=bundle, train_loader=make_train_loader, eval_loaders=evals,
                      batches_per_epoch=batches_per_epoch, data_info=data_info)
+
+
+def _own_generator(loader: DataLoader, seed: int) -> DataLoader:
+    """Give a loader its own generator: without one, every `iter(loader)` draws its worker base seed
+    from the global torch RNG, which also drives dropout, so a resumed run (a fresh iterator mid-epoch)
+    and evaluations would shift the dropout masks of every later step."""
+    loader.generator = torch.Generator().manual_seed(seed)
+    return loader
+
+
+def check_data_matches(data_info: dict, expected: dict, *, where: str) -> None:
+    """Refuse to go on when the subsets or tokenizer differ from a record's (`chimera reproduce`)."""
+    recorded = expected["fingerprints"]
+    for name in ("train", "val", "clean_train", "test"):
+        if data_info["fingerprints"][name] != recorded.get(name):
+            raise ChimeraError(
+                f"{where}: the {name} subset on disk differs from the recorded one (sha256 "
+                f"{data_info['fingerprints'][name][:12]}... vs {str(recorded.get(name))[:12]}... in the record; "
+                f"data from {data_info['source']}, the record used {expected.get('source')}); "
+                "point --data-dir at the data the record was made with")
+    if data_info["tokenizer_sha256"] != expected["tokenizer_sha256"]:
+        raise ChimeraError(f"{where}: the tokenizer trained now differs from the recorded one (sha256 "
+                           f"{data_info['tokenizer_sha256'][:12]}... vs {expected['tokenizer_sha256'][:12]}...); "
+                           "the tokenizers version or the tokenizer pipeline changed")
 
 
 def build_model(config: RunConfig, inputs: RunInputs) -> EncoderClassifier:

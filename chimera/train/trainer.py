@@ -8,6 +8,7 @@ Scale out without code changes: `torchrun --nproc_per_node 2 -m chimera train ..
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import time
@@ -18,22 +19,28 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.data_loader import prepare_data_loader, skip_first_batches
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from chimera.config import RunConfig
+from chimera.config import RunConfig, config_to_dict
 from chimera.errors import ChimeraError
 from chimera.model.encoder import parameter_counts, weight_decay_groups
 from chimera.records import write_record
 from chimera.train import checkpoint
 from chimera.train.device import choose_policy, configure_process, probe_device
 from chimera.train.evaluate import EvalResult, evaluate
-from chimera.train.run_setup import RunInputs, build_model, prepare_inputs, start_record
+from chimera.train.run_folder import own_run_dir, run_dir_for
+from chimera.train.run_setup import RunInputs, build_model, check_data_matches, prepare_inputs, start_record
 from chimera.train.schedule import lr_multiplier
 from chimera.train.stopping import EarlyStopping
 
 
-class TrainingDiverged(ChimeraError):
+class RunFailed(ChimeraError):
+    """The run started but could not finish; its record says `failed` and keeps the curves so far."""
+
+
+class TrainingDiverged(RunFailed):
     """A non-finite loss or gradient: the run stops at the first bad step."""
 
 
@@ -54,21 +61,31 @@ class LoopState:
     interval_steps: int = 0
 
 
-def run_dir_for(config: RunConfig, out_dir: Path) -> Path:
-    return Path(out_dir) / f"{config.cell.replace('/', '-')}-{config.profile}-s{config.seed}"
-
-
 def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir: Path | None = None,
-          quiet: bool = False, resume: bool = False) -> dict:
-    """Train one cell and write its record; returns the record (status may be failed/interrupted)."""
+          quiet: bool = False, resume: bool = False, expected_data: dict | None = None) -> dict:
+    """Train one cell and write its record; returns the record (status may be `interrupted`).
+
+    `expected_data` (a record's `data`) makes the run refuse, before its first step, data whose
+    subset or tokenizer fingerprints differ. A run that fails writes a `failed` record and raises.
+    """
     run_dir = run_dir_for(config, out_dir)
-    if not resume and (run_dir / "record.json").exists():
-        raise ChimeraError(f"{run_dir}: already holds a record; use another --out or --resume {run_dir}")
     policy = choose_policy(probe_device(config.device))
     configure_process(policy)
-    accelerator = Accelerator(mixed_precision=policy.mixed_precision, cpu=policy.device == "cpu")
-    set_seed(config.seed)
-    inputs = prepare_inputs(config, data_dir=data_dir, cache_dir=cache_dir, accelerator=accelerator)
+    # The schedule counts optimiser steps; accelerate would otherwise step it world_size times per step.
+    accelerator = Accelerator(mixed_precision=policy.mixed_precision, cpu=policy.device == "cpu",
+                              step_scheduler_with_optimizer=False)
+    if not accelerator.is_main_process:  # one voice per run: the other processes only warn
+        logging.getLogger("chimera").setLevel(logging.WARNING)
+    with own_run_dir(run_dir, accelerator, resume=resume):
+        set_seed(config.seed)
+        inputs = prepare_inputs(config, data_dir=data_dir, cache_dir=cache_dir, accelerator=accelerator)
+        if expected_data is not None:
+            check_data_matches(inputs.data_info, expected_data, where=str(run_dir))
+        return _train(config, inputs, accelerator, run_dir, policy=policy, quiet=quiet, resume=resume)
+
+
+def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_dir: Path, *, policy, quiet: bool,
+           resume: bool) -> dict:
     record = start_record(config, inputs, policy=policy, world_size=accelerator.num_processes)
     model = build_model(config, inputs)
     record["params"] = parameter_counts(model)
@@ -82,30 +99,35 @@ def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir:
     state = LoopState(curves=[], timing=[], events=[],
                       stopper=EarlyStopping(patience=config.train.patience, min_delta=config.train.min_delta))
     if resume:
-        checkpoint.restore(run_dir, accelerator, state)
-        record["resume"] = {"resumed_from_step": state.step}
-        state.events.append({"step": state.step, "kind": "resumed"})
+        step = checkpoint.restore(run_dir, accelerator, state, config=record["config"])
+        record["resume"] = {"resumed_from_step": step}
+        state.events.append({"step": step, "kind": "resumed"})
     started = time.perf_counter()
     try:
         with _stop_on_signals() as stop_requested:
             status = _loop(config, inputs, model, optimizer, schedule, eval_loaders, accelerator, state,
                            run_dir, quiet=quiet, stop_requested=stop_requested)
         if status == "interrupted":
-            checkpoint.save(run_dir, accelerator, state, model)
+            checkpoint.save(run_dir, accelerator, state, config=record["config"])
             record["status"] = "interrupted"
             state.events.append({"step": state.step, "kind": "interrupted"})
             record["resume"] = {"resumable_from_step": state.step, "command": f"--resume {run_dir}"}
         else:
             _finish(config, model, eval_loaders, accelerator, state, record, run_dir, status)
     except (Exception, KeyboardInterrupt) as exc:  # the record of a failed run keeps the curves so far
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        message = _failure_message(exc, state)
+        record.update(status="failed", error=message)
         _fill(record, state, started, accelerator)
         if accelerator.is_main_process:
             write_record(record, run_dir, overwrite=True)
+        if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+            raise RunFailed(message) from exc
         raise
     _fill(record, state, started, accelerator)
     if accelerator.is_main_process:
         write_record(record, run_dir, overwrite=True)
+    if record["status"] != "interrupted":  # only now: a crash while writing the record can still resume
+        checkpoint.remove_resumable(run_dir, accelerator)
     accelerator.wait_for_everyone()
     return record
 
@@ -113,16 +135,13 @@ def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir:
 def _loop(config, inputs: RunInputs, model, optimizer, schedule, eval_loaders, accelerator, state: LoopState,
           run_dir: Path, *, quiet: bool, stop_requested) -> str:
     tc = config.train
-    batches_per_epoch = inputs.batches_per_epoch
     bar = tqdm(total=tc.max_steps, initial=state.step, disable=quiet or not accelerator.is_main_process,
                desc=config.cell, unit="step", dynamic_ncols=True)
     model.train()
     while state.step < tc.max_steps:
-        epoch, offset = divmod(state.step, batches_per_epoch)
-        loader = accelerator.prepare(inputs.train_loader(epoch))
-        if offset:
-            loader = accelerator.skip_first_batches(loader, offset)
-        for batch in loader:
+        epoch, offset = divmod(state.step, inputs.batches_per_epoch)
+        first_step = state.step
+        for batch in _epoch_loader(accelerator, inputs.train_loader(epoch), skip=offset):
             tick = time.perf_counter()
             loss = train_step(config, model, optimizer, schedule, batch, accelerator, state)
             elapsed = time.perf_counter() - tick
@@ -141,32 +160,51 @@ def _loop(config, inputs: RunInputs, model, optimizer, schedule, eval_loaders, a
                     bar.close()
                     return "stopped_early"
             if tc.checkpoint_every and state.step % tc.checkpoint_every == 0:
-                checkpoint.save(run_dir, accelerator, state, model)
-            if stop_requested():
+                checkpoint.save(run_dir, accelerator, state, config=config_to_dict(config))
+            if _stop_everywhere(stop_requested, accelerator):
                 bar.close()
                 return "interrupted"
             if state.step >= tc.max_steps:
                 break
+        if state.step == first_step:  # never spin: an epoch that yields nothing is a bug, not a wait
+            raise RuntimeError(f"epoch {epoch} yielded no batch after skipping {offset} "
+                               f"(batches_per_epoch={inputs.batches_per_epoch})")
     bar.close()
     return "completed"
 
 
+def _epoch_loader(accelerator: Accelerator, loader, *, skip: int):
+    """One epoch's loader, sharded like `accelerator.prepare` does but not registered with it.
+
+    Its order is a pure function of (seed, epoch), so resuming needs only the step: checkpoints carry
+    no sampler state, and a long run does not pile up one prepared loader per epoch in the accelerator.
+    """
+    prepared = prepare_data_loader(loader, accelerator.device, num_processes=accelerator.num_processes,
+                                   process_index=accelerator.process_index, put_on_device=True)
+    return skip_first_batches(prepared, skip) if skip else prepared
+
+
 def train_step(config, model, optimizer, schedule, batch, accelerator, state: LoopState) -> float:
-    """One optimiser step exactly as training runs it (the benchmarks time this same function)."""
+    """One optimiser step exactly as training runs it (the benchmarks time this same function).
+
+    A non-finite loss or gradient norm stops the run before the weights change. With several processes
+    the loss is averaged over them first, so all see the same value and stop at the same step.
+    """
     out = model(batch["input_ids"], batch["attention_mask"])
     loss = F.cross_entropy(out.logits.float(), batch["labels"], label_smoothing=config.train.label_smoothing)
     loss = loss + out.aux_loss
-    if not torch.isfinite(loss):
-        _diverged(state.step + 1, "loss", float(loss))
     accelerator.backward(loss)
     max_norm = config.train.grad_clip or math.inf
     grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
+    value = loss.detach()
+    value = float(accelerator.reduce(value, "mean") if accelerator.num_processes > 1 else value)
+    if not math.isfinite(value):
+        _diverged(state.step + 1, "loss", value)
     if not math.isfinite(grad_norm):
         _diverged(state.step + 1, "gradient norm", grad_norm)
     optimizer.step()
     schedule.step()
     optimizer.zero_grad(set_to_none=True)
-    value = float(loss.detach())
     state.loss_sum += value
     state.loss_count += 1
     state.last_grad_norm = grad_norm
@@ -176,7 +214,18 @@ def train_step(config, model, optimizer, schedule, batch, accelerator, state: Lo
 def _diverged(step: int, what: str, value: float) -> None:
     raise TrainingDiverged(
         f"non-finite {what} ({value}) at step {step}: likely causes are a learning rate too high for this "
-        "setup, fp16 overflow (try --set on a lower train.lr, or fp32/bf16), or corrupt input")
+        "setup (lower train.lr), fp16 overflow (train in bf16 or fp32), or corrupt input")
+
+
+def _failure_message(exc: BaseException, state: LoopState) -> str:
+    if isinstance(exc, ChimeraError):
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return (f"out of memory at step {state.step + 1} ({str(exc).splitlines()[0] if str(exc) else 'no detail'}); "
+                "lower train.batch_size or data.max_length, or use a smaller model")
+    if isinstance(exc, KeyboardInterrupt):
+        return f"stopped at once by a second interrupt at step {state.step}; resume from the last checkpoint"
+    return f"{type(exc).__name__} at step {state.step + 1}: {exc}"
 
 
 def _evaluate_and_log(config, model, eval_loaders, accelerator, state: LoopState, schedule, run_dir) -> dict:
@@ -217,7 +266,6 @@ def _finish(config, model, eval_loaders, accelerator, state: LoopState, record, 
         train_loss=clean.loss, val_loss=val.loss, val_acc=val.acc, train_acc=clean.acc,
         test_loss=test.loss, test_acc=test.acc, best_step=state.stopper.best_step,
         stopped_early=status == "stopped_early", restored_best=bool(config.train.early_stopping))
-    checkpoint.remove_resumable(run_dir, accelerator)
 
 
 def _fill(record: dict, state: LoopState, started: float, accelerator) -> None:
@@ -228,6 +276,14 @@ def _fill(record: dict, state: LoopState, started: float, accelerator) -> None:
                    train_samples_per_s=samples / state.train_seconds if state.train_seconds else None)
     if metrics.get("best_step") is None:
         metrics["best_step"] = state.stopper.best_step
+
+
+def _stop_everywhere(stop_requested, accelerator: Accelerator) -> bool:
+    """A signal can reach the processes a step apart; all stop at the same step or their collectives mismatch."""
+    if accelerator.num_processes == 1:
+        return stop_requested()
+    flag = torch.tensor([1.0 if stop_requested() else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, "sum").item() > 0)
 
 
 @contextmanager

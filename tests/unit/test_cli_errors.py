@@ -61,6 +61,6 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
 
 def test_help_explains_every_command():
     result = run_chimera("--help")
-    for command in ("train", "matrix", "env"):
+    for command in ("train", "matrix", "env", "reproduce"):
         assert command in result.stdout
     assert "--set" in run_chimera("train", "--help").stdout

@@ -1,0 +1,143 @@
+"""Benchmark session setup: device, shape profile, machine info, the calibration GEMM, test order.
+
+    pytest bench --benchmark-only                              # full shapes (make bench-cpu)
+    pytest bench --benchmark-only --bench-profile ci           # the short CI pass
+
+Device: $CHIMERA_DEVICE (auto, cpu, cuda, mps; default auto) through chimera.train.device, with the
+trainer's process settings applied before any benchmark runs. Shape profile: --bench-profile or
+$CHIMERA_BENCH_PROFILE (full, ci; default full). The calibration GEMM is measured once per session
+and every MFU figure divides by it, so MFU compares against the speed this machine had at the time.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from bench.harness import GEMM_SIZE, gemm_flops, measure_gemm
+from chimera.train.device import DeviceInfo, DevicePolicy, choose_policy, configure_process, probe_device
+
+PROFILES = ("full", "ci")
+PROFILE_ENV, DEVICE_ENV = "CHIMERA_BENCH_PROFILE", "CHIMERA_DEVICE"
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """pedantic rounds per benchmark kind: (timed rounds, warm-up rounds)."""
+
+    train_step: tuple[int, int]
+    peer: tuple[int, int]
+    gemm: tuple[int, int]
+    data: tuple[int, int]
+
+
+ROUNDS = {"full": Rounds(train_step=(15, 3), peer=(10, 3), gemm=(20, 3), data=(5, 1)),
+          "ci": Rounds(train_step=(10, 2), peer=(4, 1), gemm=(10, 2), data=(3, 1))}
+# Calibration first (MFU and the gate divide by it), then the train steps the peer and data
+# benchmarks compare against; anything else keeps its place after these.
+FILE_ORDER = ("test_bench_gemm.py", "test_bench_train_step.py", "test_bench_peer.py", "test_bench_data.py")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--bench-profile", choices=PROFILES, default=None,
+                     help=f"matrix profile whose shapes the benchmarks use (default ${PROFILE_ENV}, else full)")
+
+
+def _profile(config: pytest.Config) -> str:
+    profile = config.getoption("--bench-profile") or os.environ.get(PROFILE_ENV) or "full"
+    if profile not in PROFILES:
+        raise pytest.UsageError(f"${PROFILE_ENV}={profile!r}: use one of {', '.join(PROFILES)}")
+    return profile
+
+
+def _device_info() -> DeviceInfo:
+    return probe_device(os.environ.get(DEVICE_ENV, "auto") or "auto")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(FILE_ORDER)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FILE_ORDER)))  # stable: order within a file kept
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    """Adds what the numbers depend on to the JSON's machine_info (pytest-benchmark hook)."""
+    info = _device_info()
+    policy = choose_policy(info)
+    calibration = getattr(config, "_chimera_calibration", None)
+    machine_info["chimera"] = {
+        "bench_profile": _profile(config),
+        "device": info.type, "device_name": info.name, "mixed_precision": policy.mixed_precision,
+        "cpu_name": _cpu_name(), "cpu_count": info.cpu_count, "os_cpu_count": os.cpu_count(),
+        "torch": torch.__version__, "torch_num_threads": torch.get_num_threads(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "load_average_at_start": getattr(config, "_chimera_load_at_start", None),
+        "load_average_at_end": _load_average(),
+        "calibration_gemm": calibration,
+    }
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._chimera_load_at_start = _load_average()
+
+
+@pytest.fixture(scope="session")
+def bench_profile(pytestconfig: pytest.Config) -> str:
+    return _profile(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def bench_rounds(bench_profile: str) -> Rounds:
+    return ROUNDS[bench_profile]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def device_policy() -> DevicePolicy:
+    """The trainer's device policy, applied to this process before the first benchmark (as `train` does)."""
+    policy = choose_policy(_device_info())
+    configure_process(policy)
+    return policy
+
+
+@pytest.fixture(scope="session")
+def accelerator(device_policy: DevicePolicy) -> Accelerator:
+    """One Accelerator for the session, created as `chimera.train.trainer.train` creates it."""
+    return Accelerator(mixed_precision=device_policy.mixed_precision, cpu=device_policy.device == "cpu",
+                       step_scheduler_with_optimizer=False)
+
+
+@pytest.fixture(scope="session")
+def calibration_gemm(pytestconfig: pytest.Config, accelerator: Accelerator) -> dict:
+    """The fp32 calibration GEMM measured once in this session: the denominator of every MFU."""
+    seconds = measure_gemm(accelerator.device, torch.float32)
+    result = {"size": GEMM_SIZE, "dtype": "fp32", "median_s": seconds, "flop_per_s": gemm_flops() / seconds}
+    pytestconfig._chimera_calibration = result
+    return result
+
+
+@pytest.fixture(scope="session")
+def step_medians() -> dict[str, float]:
+    """Median train-step seconds per cell, filled by test_bench_train_step for later benchmarks."""
+    return {}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None

@@ -1,0 +1,191 @@
+"""What the benchmarks share: the trainer's step on synthetic batches, the calibration GEMM, peak memory.
+
+`StepBench.for_config` builds model, AdamW, schedule and one synthetic batch exactly as
+`chimera.train.trainer.train` does (same parameter groups, same `accelerator.prepare`), and its
+`step` calls the trainer's own `train_step`, so a benchmark times the step training runs.
+Bench-only code: nothing under chimera/ imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from accelerate import Accelerator
+
+from chimera.config import RunConfig
+from chimera.flops import matmul_flops, model_train_step_flops
+from chimera.model.encoder import EncoderClassifier, weight_decay_groups
+from chimera.train.run_setup import NUM_CLASSES
+from chimera.train.schedule import lr_multiplier
+from chimera.train.trainer import LoopState, train_step
+
+GEMM_SIZE = 2048  # the calibration GEMM: (n, n) @ (n, n), 2·n³ FLOPs
+INJECT_ENV = "CHIMERA_BENCH_INJECT_SLOWDOWN"
+FIRST_TOKEN_ID = 3  # ids 0-2 are [PAD], [UNK], [CLS] (chimera.data.tokenizer)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels, so a timer around a step measures the step (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def bf16_native(device: torch.device) -> bool:
+    """bf16 matmul in hardware. CPUs without AVX512-BF16/AMX emulate it at ~1.5 GFLOP/s (100x slower)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "mps":
+        return True  # macOS 14+, which requirements-mps.txt's torch needs anyway
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def gemm_operands(device: torch.device, dtype: torch.dtype, n: int = GEMM_SIZE) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=generator).to(device=device, dtype=dtype) for _ in range(2))
+    return a, b, torch.empty(n, n, device=device, dtype=dtype)
+
+
+def gemm_flops(n: int = GEMM_SIZE) -> int:
+    return matmul_flops(n, n, n)
+
+
+def measure_gemm(device: torch.device, dtype: torch.dtype = torch.float32, *, repeats: int = 10,
+                 warmup: int = 3) -> float:
+    """Median seconds of one calibration GEMM, timed with perf_counter (the session fixture's figure)."""
+    a, b, out = gemm_operands(device, dtype)
+    times = []
+    for i in range(warmup + repeats):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_memory(device: torch.device) -> dict:
+    """The device's memory high-water mark, in MiB, with what was measured.
+
+    CPU: the process's peak RSS (ru_maxrss; monotonic over the whole pytest session, so it is the
+    largest footprint of any benchmark so far). CUDA: max_memory_allocated since the last reset.
+    MPS: the Metal driver's current allocation (MPS keeps no peak).
+    """
+    if device.type == "cuda":
+        return {"peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20,
+                "memory_kind": "cuda_max_memory_allocated"}
+    if device.type == "mps":
+        return {"peak_memory_mib": torch.mps.driver_allocated_memory() / 2**20,
+                "memory_kind": "mps_driver_allocated_memory"}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return {"peak_memory_mib": rss / (2**20 if sys.platform == "darwin" else 2**10),
+            "memory_kind": "process_peak_rss"}
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def synthetic_batch(config: RunConfig, device: torch.device, *, seed: int = 0) -> dict[str, torch.Tensor]:
+    """batch_size × max_length ids from a fixed generator; every position is a real token ([CLS] first),
+    so the FLOP count of chimera.flops is exact for it."""
+    batch, length = config.train.batch_size, config.data.max_length
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(FIRST_TOKEN_ID, config.data.vocab_size, (batch, length), generator=generator)
+    ids[:, 0] = FIRST_TOKEN_ID - 1  # [CLS]
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones(batch, length, dtype=torch.bool, device=device),
+            "labels": torch.randint(0, NUM_CLASSES, (batch,), generator=generator).to(device)}
+
+
+class InjectedSlowdown:
+    """Test-only extra work for proving the speed gate: N matmuls (B·T, d) @ (d, d) after every step.
+
+    Sized like the model's own matmuls, one costs a similar share of a step at every matrix shape
+    (its FLOPs are 2d / (3L·(24d + 4T)) of a dense step's): N = 100 added 30-60% per cell on this
+    2-core CPU (bench/README.md), well past the gate's 15%. Set by $CHIMERA_BENCH_INJECT_SLOWDOWN;
+    0 or unset adds nothing.
+    """
+
+    def __init__(self, count: int, *, rows: int, d_model: int, device: torch.device) -> None:
+        self.count = count
+        generator = torch.Generator().manual_seed(1)
+        self.x = torch.randn(rows, d_model, generator=generator).to(device)
+        self.w = torch.randn(d_model, d_model, generator=generator).to(device) / d_model**0.5
+        self.out = torch.empty(rows, d_model, device=device)
+
+    @classmethod
+    def from_env(cls, **kwargs) -> InjectedSlowdown:
+        raw = os.environ.get(INJECT_ENV, "0") or "0"
+        if not raw.isdigit():
+            raise ValueError(f"${INJECT_ENV}={raw!r}: expected a number of matmuls (e.g. 100)")
+        return cls(int(raw), **kwargs)
+
+    def __call__(self) -> None:
+        for _ in range(self.count):
+            torch.mm(self.x, self.w, out=self.out)
+
+
+@dataclass
+class StepBench:
+    """One cell's training step, ready to time: `step()` is one call of the trainer's `train_step`."""
+
+    config: RunConfig
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    batch: dict[str, torch.Tensor]
+    state: LoopState
+    slowdown: InjectedSlowdown
+
+    @classmethod
+    def for_config(cls, config: RunConfig, accelerator: Accelerator) -> StepBench:
+        """Model, optimiser and schedule built and prepared as in `trainer.train`."""
+        torch.manual_seed(config.seed)
+        tc = config.train
+        model = EncoderClassifier(config.model, vocab_size=config.data.vocab_size, max_length=config.data.max_length,
+                                  num_classes=NUM_CLASSES, pad_id=0)
+        optimizer = torch.optim.AdamW(weight_decay_groups(model, tc.weight_decay), lr=tc.lr, betas=tc.betas)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(
+            step, schedule=tc.schedule, warmup_steps=tc.warmup_steps, max_steps=tc.max_steps))
+        model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+        model.train()
+        device = accelerator.device
+        rows = tc.batch_size * config.data.max_length
+        return cls(config=config, accelerator=accelerator, model=model, optimizer=optimizer, schedule=schedule,
+                   batch=synthetic_batch(config, device), state=LoopState(),
+                   slowdown=InjectedSlowdown.from_env(rows=rows, d_model=config.model.d_model, device=device))
+
+    def step(self) -> float:
+        loss = train_step(self.config, self.model, self.optimizer, self.schedule, self.batch, self.accelerator,
+                          self.state)
+        self.slowdown()
+        synchronize(self.accelerator.device)
+        return loss
+
+    @property
+    def samples(self) -> int:
+        return self.config.train.batch_size * self.accelerator.num_processes
+
+    @property
+    def tokens(self) -> int:
+        return self.samples * self.config.data.max_length
+
+    def flops(self) -> int:
+        return self.accelerator.num_processes * model_train_step_flops(
+            **asdict(self.config.model), batch=self.config.train.batch_size, seq_len=self.config.data.max_length)
+
+
+def throughput_info(*, median_s: float, samples: int, tokens: int, flops: int, calibration_flop_per_s: float) -> dict:
+    """Derived figures for extra_info from a median step time."""
+    achieved = flops / median_s
+    return {"samples_per_s": samples / median_s, "tokens_per_s": tokens / median_s, "flops_per_step": flops,
+            "achieved_flops_per_s": achieved, "mfu": achieved / calibration_flop_per_s}

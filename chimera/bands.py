@@ -1,0 +1,210 @@
+"""The loss gate: reference convergence bands per cell, built from several seeds, checked against new runs.
+
+    chimera bands build runs/bands-ci --out chimera/bands/ci.json     # from >= 5 seeds per cell
+    chimera check-bands runs/ci [--bands chimera/bands/ci.json]       # exit 1 when a run is outside
+
+As MLPerf checks convergence against reference runs: for each cell, over its seeds, of three
+final_metrics (val_loss: the final clean validation loss, after restoring the best checkpoint when
+early stopping is on; val_acc; best_step: the step of the lowest validation loss)
+
+    band = mean ± max(SIGMAS · std, floor)      std: sample standard deviation (n - 1)
+
+with floors FLOORS["val_loss"] = 0.05 nats, FLOORS["val_acc"] = 0.03, and for best_step
+BEST_STEP_FLOOR_EVALUATIONS = 2 evaluations (2 · train.eval_every steps). The floors keep a band
+from collapsing when the seeds happen to agree (CPU runs are deterministic per seed, so five seeds
+can land close together) while still catching a real shift. Each cell's band also stores a hash
+of the resolved config without seed and device: a run of a changed config is reported, not judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from chimera.errors import ChimeraError
+from chimera.records import atomic_write_text, find_records, load_record
+
+BANDS_SCHEMA_VERSION = 1
+BANDS_DIR = Path(__file__).with_name("bands")  # packaged bands, one file per profile: bands/<profile>.json
+METRICS = ("val_loss", "val_acc", "best_step")  # keys of a record's final_metrics
+SIGMAS = 3.0
+FLOORS = {"val_loss": 0.05, "val_acc": 0.03}
+BEST_STEP_FLOOR_EVALUATIONS = 2
+FINISHED = ("completed", "stopped_early")
+MIN_SEEDS = 5  # the CLI's default; compute_bands itself needs 2 for a standard deviation
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A run outside its band (or not checkable against one: wrong profile, unknown cell, changed config)."""
+
+    run_id: str
+    cell: str
+    seed: int
+    metric: str  # a METRICS key, or "status", "profile", "cell", "config"
+    value: Any
+    low: float | None
+    high: float | None
+    message: str
+
+
+def config_fingerprint(record: dict) -> str:
+    """sha256 of the resolved config without seed and device: what must match between seeds and checks."""
+    config = {k: v for k, v in record["config"].items() if k not in ("seed", "device")}
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def floor_for(metric: str, eval_every: int) -> float:
+    return BEST_STEP_FLOOR_EVALUATIONS * eval_every if metric == "best_step" else FLOORS[metric]
+
+
+def metric_band(values: list[float], floor: float) -> dict[str, float]:
+    """mean ± max(SIGMAS · sample std, floor), with the parts it was made from."""
+    mean, std = statistics.fmean(values), statistics.stdev(values)
+    half = max(SIGMAS * std, floor)
+    return {"mean": mean, "std": std, "n": len(values), "floor": floor, "half_width": half,
+            "low": mean - half, "high": mean + half}
+
+
+def compute_bands(records: list[dict], *, min_seeds: int = 2) -> dict:
+    """Per-cell bands over seeds from finished runs of one profile (see the module docstring)."""
+    if not records:
+        raise ChimeraError("no records to build bands from")
+    profiles = sorted({r["profile"] for r in records})
+    if len(profiles) != 1:
+        raise ChimeraError(f"records of several profiles ({', '.join(profiles)}): build one bands file per profile")
+    by_cell: dict[str, list[dict]] = {}
+    for record in records:
+        if record["status"] not in FINISHED:
+            raise ChimeraError(f"{record['run_id']}: status {record['status']}; bands need finished runs "
+                               "(rerun or remove it)")
+        by_cell.setdefault(record["cell"], []).append(record)
+    cells = {cell: _cell_bands(cell, runs, min_seeds=max(min_seeds, 2)) for cell, runs in sorted(by_cell.items())}
+    return {"schema_version": BANDS_SCHEMA_VERSION, "profile": profiles[0],
+            "statistic": f"mean ± max({SIGMAS:g}·std, floor); std = sample standard deviation over seeds",
+            "sigmas": SIGMAS, "floors": {**FLOORS, "best_step_evaluations": BEST_STEP_FLOOR_EVALUATIONS},
+            "cells": cells}
+
+
+def _cell_bands(cell: str, runs: list[dict], *, min_seeds: int) -> dict:
+    seeds = [r["seed"] for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ChimeraError(f"{cell}: seed(s) {sorted({s for s in seeds if seeds.count(s) > 1})} appear twice; "
+                           "a band is a spread over distinct seeds")
+    if len(runs) < min_seeds:
+        raise ChimeraError(f"{cell}: {len(runs)} seed(s), need at least {min_seeds} for a band "
+                           "(chimera matrix --seed N for more)")
+    fingerprints = {config_fingerprint(r) for r in runs}
+    if len(fingerprints) != 1:
+        raise ChimeraError(f"{cell}: the runs have different configs (besides seed and device); "
+                           "build bands from runs of one config")
+    eval_every = int(runs[0]["config"]["train"]["eval_every"])
+    metrics = {}
+    for metric in METRICS:
+        values = [r["final_metrics"].get(metric) for r in runs]
+        if all(v is None for v in values):
+            continue
+        if any(v is None for v in values):
+            raise ChimeraError(f"{cell}: final_metrics.{metric} is missing in some runs")
+        metrics[metric] = metric_band([float(v) for v in values], floor_for(metric, eval_every))
+    return {"n": len(runs), "seeds": sorted(seeds), "config_sha256": fingerprints.pop(), "eval_every": eval_every,
+            "metrics": metrics}
+
+
+def check_bands(records: list[dict], bands: dict) -> list[Violation]:
+    """Every way each record falls outside (or cannot be judged against) its cell's band."""
+    violations: list[Violation] = []
+    for record in records:
+        def flag(metric, value, message, low=None, high=None, r=record):
+            violations.append(Violation(r["run_id"], r["cell"], r["seed"], metric, value, low, high, message))
+
+        cell = bands["cells"].get(record["cell"])
+        if record["profile"] != bands["profile"]:
+            flag("profile", record["profile"], f"bands are for profile {bands['profile']!r}")
+            continue
+        if cell is None:
+            flag("cell", record["cell"], f"no band for this cell (bands cover {', '.join(bands['cells'])})")
+            continue
+        if record["status"] not in FINISHED:
+            flag("status", record["status"], "run did not finish")
+            continue
+        if config_fingerprint(record) != cell["config_sha256"]:
+            flag("config", config_fingerprint(record)[:12], "config differs from the one the bands were built "
+                 "from: rebuild the bands (chimera bands build) if the change is intended")
+            continue
+        for metric, band in cell["metrics"].items():
+            value = record["final_metrics"].get(metric)
+            if value is None:
+                flag(metric, None, "missing from final_metrics", band["low"], band["high"])
+            elif not band["low"] <= value <= band["high"]:
+                flag(metric, value, f"outside [{band['low']:.4g}, {band['high']:.4g}] "
+                     f"(mean {band['mean']:.4g} over {band['n']} seeds)", band["low"], band["high"])
+    return violations
+
+
+def load_bands(path: Path | str) -> dict:
+    path = Path(path)
+    try:
+        bands = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChimeraError(f"{path}: no bands file; build one with `chimera bands build RUN_DIR --out {path}` "
+                           "from >= 5 seeds per cell") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChimeraError(f"{path}: not a readable bands file ({exc})") from None
+    if not isinstance(bands, dict) or bands.get("schema_version") != BANDS_SCHEMA_VERSION or "cells" not in bands:
+        raise ChimeraError(f"{path}: not a bands file of schema version {BANDS_SCHEMA_VERSION}; rebuild it")
+    return bands
+
+
+def _load_records(paths: list[Path]) -> list[dict]:
+    return [load_record(path) for path in find_records(list(paths))]
+
+
+def add_bands_arguments(parser: argparse.ArgumentParser) -> None:
+    """`chimera bands build RUN_DIR... --out FILE` under the `bands` sub-command parser."""
+    sub = parser.add_subparsers(dest="bands_command", required=True, metavar="BANDS_COMMAND")
+    build = sub.add_parser("build", help="compute per-cell convergence bands from multi-seed runs",
+                           description="Write mean ± max(3·std, floor) of final val loss, val acc and best step "
+                                       "per cell over seeds.")
+    build.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR", help="folders searched for record.json")
+    build.add_argument("--out", type=Path, required=True, help="bands JSON to write, e.g. chimera/bands/ci.json")
+    build.add_argument("--min-seeds", type=int, default=MIN_SEEDS, help="seeds required per cell; default %(default)s")
+
+
+def run_bands(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    bands = compute_bands(_load_records(args.paths), min_seeds=args.min_seeds)
+    atomic_write_text(args.out, json.dumps(bands, indent=1) + "\n")
+    out = out or sys.stdout
+    for cell, band in bands["cells"].items():
+        parts = ", ".join(f"{m} {b['mean']:.4g} ± {b['half_width']:.3g}" for m, b in band["metrics"].items())
+        out.write(f"{cell} ({band['n']} seeds): {parts}\n")
+    out.write(f"wrote {args.out}\n")
+    return 0
+
+
+def add_check_bands_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR", help="folders searched for record.json")
+    parser.add_argument("--bands", type=Path, default=None,
+                        help=f"bands JSON; default {BANDS_DIR.name}/<profile>.json packaged with chimera")
+
+
+def run_check_bands(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Print one line per record and each violation; 1 when any record is outside its band."""
+    records = _load_records(args.paths)
+    path = args.bands or BANDS_DIR / f"{records[0]['profile']}.json"
+    bands = load_bands(path)
+    out = out or sys.stdout
+    failed = 0
+    for record in records:
+        violations = check_bands([record], bands)
+        failed += bool(violations)
+        out.write(f"{'FAIL' if violations else 'ok  '}  {record['run_id']}\n")
+        out.writelines(f"      {v.metric} = {v.value}: {v.message}\n" for v in violations)
+    out.write(f"{len(records)} run(s) against {path}: {failed} outside their band\n")
+    return 1 if failed else 0

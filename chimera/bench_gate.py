@@ -1,0 +1,195 @@
+"""The speed gate: compare two pytest-benchmark JSON files, machine-normalised, and fail on a regression.
+
+    chimera bench compare bench/results/ci.json bench/baselines/cpu.json [--threshold 0.15]
+    python -m chimera.bench_gate compare NEW.json BASELINE.json        # the same, without the CLI wiring
+
+Each benchmark's median time is divided by the median of the fp32 calibration GEMM of the *same*
+file (bench/test_bench_gemm.py), so it is measured in "calibration GEMMs per step". A machine that
+is uniformly slower or busier scales both and the ratio stays; a change that makes the step itself
+slower moves only the numerator. A benchmark regresses when new_norm / baseline_norm > 1 + threshold;
+one present in the baseline but missing from the new file also fails (a skipped check is not a pass).
+Exit codes: 0 pass, 1 regression, 2 unreadable or incomparable input. Imports only the standard
+library and chimera.errors, so it runs anywhere the JSON files are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from chimera.errors import ChimeraError
+
+DEFAULT_THRESHOLD = 0.15
+DEFAULT_GROUPS = ("train-step",)
+CALIBRATION_GROUP = "calibration"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One benchmark's verdict. Norms are median step time / median calibration GEMM time."""
+
+    name: str
+    baseline_norm: float | None
+    new_norm: float | None
+    ratio: float | None  # new_norm / baseline_norm; > 1 is slower
+    verdict: str  # "ok", "faster", "REGRESSION", "missing" (in the baseline, not in the new file), "new"
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict in ("REGRESSION", "missing")
+
+
+@dataclass(frozen=True)
+class BenchFile:
+    """A pytest-benchmark JSON reduced to what the gate needs."""
+
+    path: Path
+    medians: dict[str, float]  # benchmark name -> median seconds (calibration excluded)
+    groups: dict[str, str]  # benchmark name -> group
+    calibration_s: float  # median seconds of the fp32 calibration GEMM
+    profile: str | None  # machine_info.chimera.bench_profile
+    device: str | None  # machine_info.chimera.device
+
+
+def load_bench_file(path: Path | str) -> BenchFile:
+    """Read a pytest-benchmark JSON; ChimeraError naming the file and the problem when unusable."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChimeraError(f"{path}: no such benchmark file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChimeraError(f"{path}: not a readable JSON file ({exc})") from None
+    benchmarks = data.get("benchmarks") if isinstance(data, dict) else None
+    if not isinstance(benchmarks, list):
+        raise ChimeraError(f"{path}: not a pytest-benchmark file (no 'benchmarks' list); "
+                           "write one with pytest --benchmark-json=FILE")
+    medians: dict[str, float] = {}
+    groups: dict[str, str] = {}
+    calibration: list[float] = []
+    for entry in benchmarks:
+        name, median = _name_and_median(entry, path)
+        if _is_fp32_calibration(entry):
+            calibration.append(median)
+        else:
+            medians[name], groups[name] = median, entry.get("group") or ""
+    if len(calibration) != 1:
+        found = "no" if not calibration else f"{len(calibration)}"
+        raise ChimeraError(f"{path}: {found} fp32 calibration GEMM benchmark(s) (group {CALIBRATION_GROUP!r}), "
+                           "need exactly one: run bench/test_bench_gemm.py in the same pytest pass")
+    chimera_info = (data.get("machine_info") or {}).get("chimera") or {}
+    return BenchFile(path=path, medians=medians, groups=groups, calibration_s=calibration[0],
+                     profile=chimera_info.get("bench_profile"), device=chimera_info.get("device"))
+
+
+def _name_and_median(entry: Any, path: Path) -> tuple[str, float]:
+    try:
+        name, median = entry["name"], float(entry["stats"]["median"])
+    except (TypeError, KeyError, ValueError):
+        raise ChimeraError(f"{path}: a benchmark entry without name or stats.median (was it run with "
+                           "--benchmark-disable?)") from None
+    if not median > 0:
+        raise ChimeraError(f"{path}: {name} has median {median}; expected a positive time")
+    return name, median
+
+
+def _is_fp32_calibration(entry: dict) -> bool:
+    extra = entry.get("extra_info") or {}
+    return entry.get("group") == CALIBRATION_GROUP and extra.get("dtype", "fp32") == "fp32"
+
+
+def compare(new_json: Path | str, baseline_json: Path | str, threshold: float = DEFAULT_THRESHOLD,
+            groups: tuple[str, ...] | list[str] = DEFAULT_GROUPS) -> list[Row]:
+    """One Row per benchmark whose group matches a pattern in `groups`, in the union of both files."""
+    if not 0 < threshold < 10:
+        raise ChimeraError(f"--threshold {threshold}: expected a fraction such as 0.15 (15%)")
+    new, base = load_bench_file(new_json), load_bench_file(baseline_json)
+    for what in ("profile", "device"):
+        a, b = getattr(new, what), getattr(base, what)
+        if a and b and a != b:
+            raise ChimeraError(f"{new.path} ran with {what} {a!r} but {base.path} with {b!r}: compare runs of "
+                               f"the same {what} (regenerate the baseline, see bench/README.md)")
+    group_of = {**base.groups, **new.groups}
+    names = [name for name, group in group_of.items() if any(fnmatch.fnmatchcase(group, g) for g in groups)]
+    if not names:
+        raise ChimeraError(f"{baseline_json}, {new_json}: no benchmark in group(s) {', '.join(groups)}")
+    return [_row(name, base, new, threshold) for name in sorted(names)]
+
+
+def _row(name: str, base: BenchFile, new: BenchFile, threshold: float) -> Row:
+    base_norm = base.medians[name] / base.calibration_s if name in base.medians else None
+    new_norm = new.medians[name] / new.calibration_s if name in new.medians else None
+    if base_norm is None:
+        return Row(name, None, new_norm, None, "new")
+    if new_norm is None:
+        return Row(name, base_norm, None, None, "missing")
+    ratio = new_norm / base_norm
+    verdict = "REGRESSION" if ratio > 1 + threshold else "faster" if ratio < 1 - threshold else "ok"
+    return Row(name, base_norm, new_norm, ratio, verdict)
+
+
+def format_table(rows: list[Row], *, threshold: float = DEFAULT_THRESHOLD) -> str:
+    """Plain-text table: benchmark, baseline norm, new norm, ratio, verdict, then a one-line summary."""
+    def num(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    width = max([len("benchmark"), *(len(r.name) for r in rows)])
+    lines = [f"{'benchmark':<{width}}  {'baseline norm':>13}  {'new norm':>9}  {'ratio':>6}  verdict"]
+    lines += [f"{r.name:<{width}}  {num(r.baseline_norm, '13.3f')}  {num(r.new_norm, '9.3f')}  "
+              f"{num(r.ratio, '6.3f')}  {r.verdict}" for r in rows]
+    failed = sum(r.failed for r in rows)
+    lines.append(f"norm = median step time / median fp32 calibration GEMM time of the same file; "
+                 f"threshold +{threshold:.0%}: {len(rows) - failed} passed, {failed} failed")
+    return "\n".join(lines)
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("new", type=Path, metavar="NEW.json", help="pytest-benchmark JSON of the run to check")
+    parser.add_argument("baseline", type=Path, metavar="BASELINE.json", help="reference JSON, e.g. "
+                        "bench/baselines/cpu.json")
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                        help="fail when a normalised time grows by more than this fraction; default %(default)s")
+    parser.add_argument("--group", dest="groups", action="append", metavar="PATTERN",
+                        help="benchmark group(s) to compare, shell patterns (repeatable); default: train-step")
+
+
+def run_compare(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Print the table; 1 when any benchmark regressed or went missing, else 0 (ChimeraError -> 2 in cli)."""
+    rows = compare(args.new, args.baseline, threshold=args.threshold, groups=tuple(args.groups or DEFAULT_GROUPS))
+    (out or sys.stdout).write(format_table(rows, threshold=args.threshold) + "\n")
+    return 1 if any(r.failed for r in rows) else 0
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """`chimera bench compare ...` under the `bench` sub-command parser."""
+    sub = parser.add_subparsers(dest="bench_command", required=True, metavar="BENCH_COMMAND")
+    add_compare_arguments(sub.add_parser(
+        "compare", help="machine-normalised speed gate between two pytest-benchmark JSON files",
+        description="Compare median step times divided by the same file's calibration GEMM; exit 1 when a "
+                    "benchmark is slower than the baseline by more than --threshold."))
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.bench_command == "compare":
+        return run_compare(args)
+    raise ChimeraError(f"unknown bench command {args.bench_command!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chimera.bench_gate", description=__doc__.splitlines()[0])
+    add_bench_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_bench(args)
+    except ChimeraError as exc:
+        print(f"chimera: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The speed gate on synthetic pytest-benchmark files: normalised by the same file's calibration GEMM."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from chimera import bench_gate
+from chimera.bench_gate import compare, format_table, run_compare
+from chimera.errors import ChimeraError
+
+STEPS = {"baseline/dense": 0.40, "baseline/moe": 0.80, "fixed/dense": 0.11, "fixed/moe": 0.25}
+
+
+def entry(name: str, group: str, median: float, **extra) -> dict:
+    return {"name": name, "group": group, "extra_info": extra,
+            "stats": {"median": median, "min": median * 0.95, "max": median * 1.1, "rounds": 6}}
+
+
+def bench_file(path: Path, *, gemm: float = 0.09, steps: dict[str, float] | None = None, scale: float = 1.0,
+               profile: str = "ci", device: str = "cpu", other: tuple = ()) -> Path:
+    """A pytest-benchmark JSON with the calibration GEMM and one train-step entry per cell."""
+    steps = STEPS if steps is None else steps
+    benchmarks = [entry("test_calibration_gemm[fp32]", "calibration", gemm, dtype="fp32", calibration=True)]
+    benchmarks += [entry(f"test_train_step[{cell}]", "train-step", t * scale, cell=cell) for cell, t in steps.items()]
+    benchmarks += list(other)
+    payload = {"machine_info": {"chimera": {"bench_profile": profile, "device": device}}, "commit_info": {},
+               "benchmarks": benchmarks, "datetime": "2025-01-01T00:00:00", "version": "5.3.1"}
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    return path
+
+
+def verdicts(rows) -> dict[str, str]:
+    return {row.name: row.verdict for row in rows}
+
+
+def test_identical_files_pass(tmp_path):
+    base = bench_file(tmp_path / "base.json")
+    rows = compare(bench_file(tmp_path / "new.json"), base)
+    assert set(verdicts(rows).values()) == {"ok"}
+    assert all(row.ratio == pytest.approx(1.0) for row in rows)
+
+
+def test_step_20_percent_slower_on_the_same_machine_fails(tmp_path):
+    base = bench_file(tmp_path / "base.json")
+    slower = {**STEPS, "fixed/dense": STEPS["fixed/dense"] * 1.2}
+    rows = compare(bench_file(tmp_path / "new.json", steps=slower), base, threshold=0.15)
+    assert verdicts(rows)["test_train_step[fixed/dense]"] == "REGRESSION"
+    assert [r.name for r in rows if r.failed] == ["test_train_step[fixed/dense]"]
+    assert next(r for r in rows if r.failed).ratio == pytest.approx(1.2)
+
+
+def test_machine_twice_as_slow_for_step_and_gemm_passes(tmp_path):
+    base = bench_file(tmp_path / "base.json")
+    rows = compare(bench_file(tmp_path / "new.json", gemm=0.18, scale=2.0), base)
+    assert not any(row.failed for row in rows)
+    assert all(row.ratio == pytest.approx(1.0) for row in rows)
+
+
+def test_slower_step_alone_reads_as_regression_even_if_raw_times_would_hide_it(tmp_path):
+    # a faster machine (GEMM 2x faster) where the step only got 1.5x faster: normalised +33%
+    base = bench_file(tmp_path / "base.json")
+    rows = compare(bench_file(tmp_path / "new.json", gemm=0.045, scale=1 / 1.5), base)
+    assert set(verdicts(rows).values()) == {"REGRESSION"}
+
+
+def test_change_within_threshold_passes_and_a_big_speedup_is_labelled(tmp_path):
+    base = bench_file(tmp_path / "base.json")
+    new_steps = {**STEPS, "baseline/dense": STEPS["baseline/dense"] * 1.14, "fixed/moe": STEPS["fixed/moe"] * 0.5}
+    rows = compare(bench_file(tmp_path / "new.json", steps=new_steps), base)
+    assert verdicts(rows) == {"test_train_step[baseline/dense]": "ok", "test_train_step[baseline/moe]": "ok",
+                              "test_train_step[fixed/dense]": "ok", "test_train_step[fixed/moe]": "faster"}
+
+
+def test_cell_missing_from_the_new_file_fails_and_a_new_cell_does_not(tmp_path):
+    base = bench_file(tmp_path / "base.json", steps={k: v for k, v in STEPS.items() if k != "fixed/moe"})
+    new = bench_file(tmp_path / "new.json", steps={k: v for k, v in STEPS.items() if k != "baseline/moe"})
+    v = verdicts(compare(new, base))
+    assert v["test_train_step[baseline/moe]"] == "missing"
+    assert v["test_train_step[fixed/moe]"] == "new"
+    assert [r.name for r in compare(new, base) if r.failed] == ["test_train_step[baseline/moe]"]
+
+
+def test_only_train_step_group_by_default_and_other_groups_on_request(tmp_path):
+    other = (entry("test_peer_step[fixed/dense]", "peer", 0.1),)
+    base = bench_file(tmp_path / "base.json", other=other)
+    new = bench_file(tmp_path / "new.json", other=(entry("test_peer_step[fixed/dense]", "peer", 0.5),))
+    assert not any(r.failed for r in compare(new, base))
+    assert verdicts(compare(new, base, groups=("*",)))["test_peer_step[fixed/dense]"] == "REGRESSION"
+
+
+def test_run_compare_prints_table_and_returns_exit_code(tmp_path):
+    base = bench_file(tmp_path / "base.json")
+    slow = bench_file(tmp_path / "slow.json", scale=1.3)
+    out = io.StringIO()
+    assert run_compare(Namespace(new=slow, baseline=base, threshold=0.15, groups=None), out=out) == 1
+    text = out.getvalue()
+    assert "baseline norm" in text and "REGRESSION" in text and "test_train_step[fixed/moe]" in text
+    assert run_compare(Namespace(new=base, baseline=base, threshold=0.15, groups=None), out=io.StringIO()) == 0
+
+
+def test_format_table_has_one_line_per_row_plus_header_and_summary(tmp_path):
+    rows = compare(bench_file(tmp_path / "a.json"), bench_file(tmp_path / "b.json"))
+    lines = format_table(rows).splitlines()
+    assert len(lines) == len(rows) + 2
+    assert lines[0].split()[:3] == ["benchmark", "baseline", "norm"]
+    assert "4 passed, 0 failed" in lines[-1]
+
+
+@pytest.mark.parametrize("content", ["not json", '{"benchmarks": 3}', '["x"]',
+                                     '{"benchmarks": [{"name": "x", "group": "train-step"}]}'])
+def test_unreadable_file_is_a_user_error(tmp_path, content):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content, encoding="utf-8")
+    with pytest.raises(ChimeraError, match="bad.json"):
+        compare(bad, bench_file(tmp_path / "base.json"))
+
+
+def test_file_without_calibration_gemm_is_a_user_error(tmp_path):
+    path = bench_file(tmp_path / "new.json")
+    data = json.loads(path.read_text())
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["group"] != "calibration"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ChimeraError, match="calibration GEMM"):
+        compare(path, bench_file(tmp_path / "base.json"))
+
+
+def test_different_profiles_or_devices_are_not_compared(tmp_path):
+    base = bench_file(tmp_path / "base.json", profile="ci")
+    with pytest.raises(ChimeraError, match="profile"):
+        compare(bench_file(tmp_path / "full.json", profile="full"), base)
+    with pytest.raises(ChimeraError, match="device"):
+        compare(bench_file(tmp_path / "cuda.json", device="cuda"), base)
+
+
+def test_main_exit_codes(tmp_path, capsys):
+    base = bench_file(tmp_path / "base.json")
+    assert bench_gate.main(["compare", str(base), str(base)]) == 0
+    assert bench_gate.main(["compare", str(bench_file(tmp_path / "s.json", scale=1.5)), str(base)]) == 1
+    assert bench_gate.main(["compare", str(tmp_path / "absent.json"), str(base)]) == 2
+    assert "absent.json: no such benchmark file" in capsys.readouterr().err
+
+
+def test_gate_imports_only_stdlib_and_chimera_errors():
+    tree = ast.parse(Path(bench_gate.__file__).read_text(encoding="utf-8"))
+    chimera_imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                       and node.module and node.module.startswith("chimera")}
+    assert chimera_imports == {"chimera.errors"}
+    third_party = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                   for alias in node.names} - {"argparse", "fnmatch", "json", "sys"}
+    assert not third_party

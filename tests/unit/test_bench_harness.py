@@ -1,0 +1,62 @@
+"""The benchmark harness times the trainer's own step on exact-FLOP batches (no timing asserted here)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from bench.harness import INJECT_ENV, InjectedSlowdown, StepBench, synthetic_batch, throughput_info
+from chimera.flops import model_train_step_flops
+from chimera.matrix import load_matrix
+
+TINY = ["model.d_model=32", "model.n_heads=2", "model.d_ff=64", "model.n_layers=1", "data.max_length=8",
+        "data.vocab_size=256", "train.batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def accelerator():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: threads only add barrier waits (seconds per step on a busy machine)
+    yield Accelerator(cpu=True, step_scheduler_with_optimizer=False)
+    torch.set_num_threads(threads)
+
+
+def test_synthetic_batch_is_all_real_tokens_with_cls_first():
+    config = load_matrix().resolve("fixed/dense", "ci", overrides=TINY)
+    batch = synthetic_batch(config, torch.device("cpu"))
+    assert batch["input_ids"].shape == (4, 8) and batch["attention_mask"].all()
+    assert (batch["input_ids"][:, 0] == 2).all()  # [CLS]
+    assert batch["input_ids"][:, 1:].min() >= 3 and batch["input_ids"].max() < 256  # no [PAD] or [UNK]
+    assert torch.equal(batch["input_ids"], synthetic_batch(config, torch.device("cpu"))["input_ids"])  # fixed
+
+
+@pytest.mark.parametrize("cell", ["fixed/dense", "baseline/moe"])
+def test_step_runs_the_trainers_train_step(accelerator, cell):
+    bench = StepBench.for_config(load_matrix().resolve(cell, "ci", overrides=TINY), accelerator)
+    losses = [bench.step() for _ in range(3)]
+    assert all(math.isfinite(loss) for loss in losses)
+    assert bench.state.loss_count == 3 and bench.state.last_grad_norm is not None  # train_step's bookkeeping
+    assert bench.flops() == model_train_step_flops(**vars(bench.config.model), batch=4, seq_len=8)
+    assert (bench.samples, bench.tokens) == (4, 32)
+
+
+def test_injected_slowdown_reads_its_count_from_the_environment(monkeypatch):
+    kwargs = dict(rows=8, d_model=4, device=torch.device("cpu"))
+    monkeypatch.delenv(INJECT_ENV, raising=False)
+    assert InjectedSlowdown.from_env(**kwargs).count == 0
+    monkeypatch.setenv(INJECT_ENV, "7")
+    slowdown = InjectedSlowdown.from_env(**kwargs)
+    assert slowdown.count == 7
+    slowdown()
+    monkeypatch.setenv(INJECT_ENV, "lots")
+    with pytest.raises(ValueError, match=INJECT_ENV):
+        InjectedSlowdown.from_env(**kwargs)
+
+
+def test_throughput_info_derives_rates_and_mfu_from_the_median():
+    info = throughput_info(median_s=0.5, samples=32, tokens=2048, flops=10**11, calibration_flop_per_s=4 * 10**11)
+    assert info == {"samples_per_s": 64.0, "tokens_per_s": 4096.0, "flops_per_step": 10**11,
+                    "achieved_flops_per_s": 2 * 10**11, "mfu": 0.5}

@@ -1,0 +1,56 @@
+"""A run that fails keeps a `failed` record with the error and the curves so far, and says why in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_synthetic_ag_news(tmp_path_factory.mktemp("data"))
+
+
+def _train(tmp_path: Path, data: Path, *extra: str, fault: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess,
+                                                                                           dict]:
+    args = ["train", "--cell", "baseline/dense", "--profile", "ci", "--device", "cpu", "--quiet", "--out",
+            str(tmp_path), "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"),
+            *sets(*SYNTHETIC_TINY, "train.eval_every=1"), *extra]
+    command = [str(REPO / "tests/fault_injection.py"), *fault, "--"] if fault else ["-m", "chimera"]
+    done = subprocess.run([sys.executable, *command, *args], capture_output=True, text=True, env=quiet_env(),
+                          timeout=300)
+    record = json.loads((tmp_path / "baseline-dense-ci-s0" / "record.json").read_text())
+    return done, record
+
+
+def _one_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def test_a_huge_learning_rate_stops_at_the_first_non_finite_step_and_says_why(tmp_path, data):
+    done, record = _train(tmp_path, data, "--set", "train.lr=1e6")
+    assert done.returncode == 1
+    line = _one_line(done.stderr)
+    assert "non-finite loss" in line and "at step 3" in line and "learning rate" in line
+    assert record["status"] == "failed" and "at step 3" in record["error"]
+    assert [p["step"] for p in record["curves"]] == [1, 2]  # the curves up to the bad step
+    assert record["final_metrics"]["steps"] == 2  # no silent continuation: the bad step never updated weights
+
+
+def test_out_of_memory_writes_a_failed_record_with_the_fix(tmp_path, data):
+    done, record = _train(tmp_path, data, fault=("--oom-at-step", "4"))
+    assert done.returncode == 1
+    line = _one_line(done.stderr)
+    assert "out of memory at step 4" in line and "train.batch_size" in line
+    assert record["status"] == "failed" and record["error"].startswith("out of memory at step 4")
+    assert len(record["curves"]) == 3

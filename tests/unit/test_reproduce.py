@@ -1,0 +1,111 @@
+"""`chimera reproduce`: the record diff is exact, ignores wall-clock, and explains with the environment."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+
+import pytest
+
+from chimera.errors import ChimeraError
+from chimera.reproduce import diff_records, format_diff, reproduce_main
+from tests.unit.record_factory import run_record
+
+
+@pytest.fixture
+def old() -> dict:
+    return run_record("fixed/moe", evaluations=4)
+
+
+def test_a_record_equals_itself(old):
+    diff = diff_records(old, copy.deepcopy(old))
+    assert diff.identical and diff.metrics == diff.inputs == diff.environment == []
+    assert format_diff(diff, old_name="a", new_name="b").startswith("identical")
+
+
+def test_wall_clock_and_identity_fields_are_not_results(old):
+    new = copy.deepcopy(old)
+    new["timing"][0]["step_time_s"] *= 2
+    new["final_metrics"]["wall_s"] += 10
+    new["final_metrics"]["train_samples_per_s"] = 1.0
+    new.update(run_id="other", created_at="2030-01-01T00:00:00+00:00", resume={"resumed_from_step": 5},
+               events=[{"step": 5, "kind": "resumed"}])
+    assert diff_records(old, new).identical
+
+
+def test_one_ulp_in_one_curve_point_is_a_difference_showing_both_values(old):
+    new = copy.deepcopy(old)
+    value = old["curves"][2]["val_loss"]
+    new["curves"][2]["val_loss"] = math.nextafter(value, math.inf)
+    diff = diff_records(old, new)
+    assert [d.where for d in diff.metrics] == [f"curves[step={old['curves'][2]['step']}].val_loss"]
+    text = format_diff(diff, old_name="a", new_name="b")
+    assert repr(value) in text and repr(math.nextafter(value, math.inf)) in text
+
+
+def test_missing_evaluations_nested_moe_stats_and_final_metrics_are_compared(old):
+    new = copy.deepcopy(old)
+    new["curves"].pop()
+    new["curves"][0]["moe"][0]["tokens_per_expert"][1] += 0.125
+    new["final_metrics"]["test_acc"] = 0.5
+    new["status"] = "stopped_early"
+    where = {d.where for d in diff_records(old, new).metrics}
+    assert f"curves[step={old['curves'][-1]['step']}]" in where
+    assert f"curves[step={old['curves'][0]['step']}].moe[0].tokens_per_expert[1]" in where
+    assert {"final_metrics.test_acc", "status"} <= where
+
+
+def test_a_bool_is_not_a_number(old):
+    new = copy.deepcopy(old)
+    old["final_metrics"]["stopped_early"], new["final_metrics"]["stopped_early"] = 1, True
+    assert [d.where for d in diff_records(old, new).metrics] == ["final_metrics.stopped_early"]
+
+
+def test_environment_and_input_differences_explain_but_do_not_count_as_metrics(old):
+    new = copy.deepcopy(old)
+    new["env"]["torch"] = "2.12.0"
+    new["env"]["torch_num_threads"] = 8
+    new["world_size"] = 2
+    new["data"]["tokenizer_sha256"] = "f" * 64
+    diff = diff_records(old, new)
+    assert diff.identical
+    assert {d.where for d in diff.environment} == {"env.torch", "env.torch_num_threads", "world_size"}
+    assert [d.where for d in diff.inputs] == ["data.tokenizer_sha256"]
+    new["curves"][0]["train_loss"] += 1.0
+    text = format_diff(diff_records(old, new), old_name="a", new_name="b")
+    assert "1 metric(s) differ" in text and "could explain it" in text and "env.torch: '2.13.0' -> '2.12.0'" in text
+
+
+def _write(tmp_path, record: dict):
+    path = tmp_path / "given" / "record.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_an_interrupted_record_is_not_reproduced(tmp_path, old):
+    path = _write(tmp_path, {**old, "status": "interrupted"})
+    with pytest.raises(ChimeraError, match="interrupted"):
+        reproduce_main(path, out_dir=tmp_path / "out", data_dir=None, out=io.StringIO())
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("field, value, fragment", [
+    ("cell", "../../etc/x", "schema"),  # the schema's cell pattern: one /, no dots
+    ("profile", "../../../tmp/escape", "not usable as a run folder name"),
+])
+def test_a_record_cannot_send_the_rerun_outside_the_output_folder(tmp_path, old, field, value, fragment):
+    record = copy.deepcopy(old)
+    record[field] = record["config"][field] = value
+    with pytest.raises(ChimeraError, match=fragment):
+        reproduce_main(_write(tmp_path, record), out_dir=tmp_path / "out", data_dir=None, out=io.StringIO())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["given"]
+
+
+def test_a_record_whose_config_disagrees_with_its_header_is_refused(tmp_path, old):
+    record = copy.deepcopy(old)
+    record["config"]["seed"] = 3
+    with pytest.raises(ChimeraError, match="seed"):
+        reproduce_main(_write(tmp_path, record), out_dir=tmp_path / "out", data_dir=None, out=io.StringIO())
