@@ -67,3 +67,11 @@ def test_baseline_cell_memorises_while_val_loss_diverges(ci_runs, cell):
     assert curves[-1]["clean_train_loss"] < BASELINE_MAX_FINAL_TRAIN
     assert curves[-1]["val_loss"] >= min(p["val_loss"] for p in curves) + BASELINE_MIN_VAL_RISE
     assert not record["config"]["train"]["early_stopping"]
+
+
+def test_fresh_ci_matrix_falls_inside_the_reference_convergence_bands(ci_runs):
+    """The loss gate CI runs: `chimera check-bands` on this session's ci matrix (bands: chimera/bands/ci.json)."""
+    from tests.helpers import run_chimera
+
+    result = run_chimera("check-bands", str(ci_runs), check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
