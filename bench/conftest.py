@@ -125,6 +125,24 @@ def step_medians() -> dict[str, float]:
     return {}
 
 
+_SUMMARY = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def bench_summary(pytestconfig: pytest.Config) -> list[str]:
+    """Lines (e.g. derived ratios) to print in a "bench summary" section after the benchmark tables."""
+    return pytestconfig.stash.setdefault(_SUMMARY, [])
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark's tables
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    lines = config.stash.get(_SUMMARY, [])
+    if lines:
+        terminalreporter.section("bench summary")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:

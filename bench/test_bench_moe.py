@@ -4,8 +4,8 @@
 
 2,048 packed tokens, 4 experts, top-2, fp32, on the session's device (bench/conftest.py), at the `ci`
 (d128 / ff512) and `full` (d256 / ff1024) shapes; `--bench-profile ci` runs the ci shapes only.
-Each case's extra_info holds its matmul GFLOP/s and the derived ratios, which are also printed as a
-summary at the end of the module:
+Each case's extra_info holds its matmul GFLOP/s and the derived ratios, which are also printed in a
+"bench summary" section at the end of the run:
 
     top2_vs_2x_dense    MoE (GELU experts) / (2 x dense FFN): top-2 does exactly twice the dense
                         matmul work on the same tokens, so 1.0 is the ideal
@@ -107,19 +107,18 @@ def derived_ratios(medians: dict[tuple[str, str], float], shape: str) -> dict[st
 
 
 @pytest.fixture(scope="module")
-def medians(request):
-    """Median seconds per (shape, variant); the summary is printed when the module finishes."""
+def medians(bench_summary):
+    """Median seconds per (shape, variant); a summary goes to the terminal when the module is done."""
     table: dict[tuple[str, str], float] = {}
     yield table
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if not table or reporter is None:
+    if not table:
         return
-    reporter.write_line("")
-    reporter.write_line(f"MoE FFN fwd + bwd, {TOKENS} tokens, {EXPERTS} experts, top-{TOP_K}: medians")
-    for shape, (d, ff) in SHAPES.items():
+    bench_summary.append(f"MoE FFN fwd + bwd, {TOKENS} tokens, {EXPERTS} experts, top-{TOP_K}: medians")
+    for shape in dict.fromkeys(s for s, _ in table):
+        d, ff = SHAPES[shape]
         times = ", ".join(f"{v} {table[(shape, v)] * 1e3:.1f} ms" for v in VARIANTS if (shape, v) in table)
-        reporter.write_line(f"  {shape} (d{d}/ff{ff}): {times}")
-        reporter.write_line(f"  {shape} ratios: {derived_ratios(table, shape)}")
+        bench_summary.append(f"  {shape} (d{d}/ff{ff}): {times}")
+        bench_summary.append(f"  {shape} ratios: {derived_ratios(table, shape)}")
 
 
 CASES = [pytest.param(shape, variant, id=f"{shape}-{variant}",
