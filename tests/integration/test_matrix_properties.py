@@ -1,9 +1,10 @@
 """The story, asserted on real ci-profile runs: baseline memorises, fixed generalises.
 
-Bounds were calibrated over seeds 0, 1, 3 and 4 of the ci profile (fixed/moe: seeds 0 and 3 when written) on the development machine (2-core AMD EPYC,
-torch 2.13.0+cpu, OMP_NUM_THREADS=1 while other jobs shared the cores); the measured range is written next to each bound, and each margin is wide
-enough that a correct implementation does not trip it. All losses are *clean* losses (eval mode,
-no label smoothing, no augmentation).
+Bounds were calibrated over seeds 0, 1, 3 and 4 of the ci profile on the development machine
+(2-core AMD EPYC, torch 2.13.0+cpu, OMP_NUM_THREADS=1 while other jobs shared the cores); the
+measured range is written next to each bound, and each margin is wide enough that a correct
+implementation does not trip it. All losses are *clean* losses (eval mode, no label smoothing,
+no augmentation).
 """
 
 from __future__ import annotations

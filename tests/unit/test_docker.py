@@ -208,8 +208,9 @@ def test_cpu_2proc_config_starts_a_two_process_gloo_group(tmp_path):
 def _make_n(target: str) -> list[list[str]]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    done = subprocess.run(["make", "-n", target, "DATA_DIR=/srv/ag_news"], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    # --no-print-directory: under `make test` (MAKELEVEL > 0) make would prefix "Entering directory"
+    done = subprocess.run(["make", "--no-print-directory", "-n", target, "DATA_DIR=/srv/ag_news"],
+                          capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr
     return [shlex.split(line) for line in done.stdout.splitlines() if line.strip()]
 
