@@ -12,7 +12,6 @@ and every MFU figure divides by it, so MFU compares against the speed this machi
 from __future__ import annotations
 
 import os
-import platform
 from dataclasses import dataclass
 
 import pytest
@@ -20,7 +19,7 @@ import torch
 from accelerate import Accelerator
 
 from bench.harness import GEMM_SIZE, gemm_flops, measure_gemm
-from chimera.train.device import DeviceInfo, DevicePolicy, choose_policy, configure_process, probe_device
+from chimera.train.device import DeviceInfo, DevicePolicy, choose_policy, configure_process, cpu_name, probe_device
 
 PROFILES = ("full", "ci")
 PROFILE_ENV, DEVICE_ENV = "CHIMERA_BENCH_PROFILE", "CHIMERA_DEVICE"
@@ -72,7 +71,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["chimera"] = {
         "bench_profile": _profile(config),
         "device": info.type, "device_name": info.name, "mixed_precision": policy.mixed_precision,
-        "cpu_name": _cpu_name(), "cpu_count": info.cpu_count, "os_cpu_count": os.cpu_count(),
+        "cpu_name": cpu_name(), "cpu_count": info.cpu_count, "os_cpu_count": os.cpu_count(),
         "torch": torch.__version__, "torch_num_threads": torch.get_num_threads(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "load_average_at_start": getattr(config, "_chimera_load_at_start", None),
@@ -141,17 +140,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("bench summary")
         for line in lines:
             terminalreporter.write_line(line)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _load_average() -> list[float] | None:

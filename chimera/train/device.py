@@ -96,7 +96,7 @@ def probe_device(requested: str = "auto") -> DeviceInfo:
                           cpu_count=cpus)
     if kind == "mps":
         return DeviceInfo("mps", f"Apple MPS ({platform.machine()})", cpu_count=cpus)
-    return DeviceInfo("cpu", _cpu_name(), cpu_count=cpus)
+    return DeviceInfo("cpu", cpu_name(), cpu_count=cpus)
 
 
 def choose_policy(info: DeviceInfo, *, precision: str = "auto") -> DevicePolicy:
@@ -201,7 +201,7 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
