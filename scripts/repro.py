@@ -120,6 +120,7 @@ def indent(text: str) -> str:
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows live under tox, whose output is a pipe
     args = parse_args()
     print(f"repro: profile {args.profile}, cells {args.cells or 'all'}, seeds {args.seed} and {args.second_seed}, "
           f"overrides {args.overrides or 'none'} -> {args.out}")
