@@ -10,7 +10,7 @@ FINGERPRINT = "0" * 64
 
 
 def minimal_record() -> dict:
-    """The smallest schema-valid record (one evaluation); the same shape as test_records.py uses."""
+    """The smallest schema-valid record (one evaluation)."""
     return {
         "schema_version": 1, "run_id": "fixed-dense-ci-s0", "cell": "fixed/dense", "profile": "ci", "seed": 0,
         "status": "completed", "world_size": 1,

@@ -6,29 +6,7 @@ import pytest
 
 from chimera import records
 from chimera.errors import ChimeraError
-
-
-def minimal_record() -> dict:
-    fp = "0" * 64
-    return {
-        "schema_version": 1, "run_id": "fixed-dense-ci-s0", "cell": "fixed/dense", "profile": "ci", "seed": 0,
-        "status": "completed", "world_size": 1,
-        "config": {"cell": "fixed/dense", "profile": "ci", "seed": 0, "device": "cpu",
-                   "data": {}, "augment": {}, "model": {}, "train": {}},
-        "env": {"python": "3.11", "torch": "2.13.0", "accelerate": "1.15.0", "datasets": "5", "tokenizers": "0.23",
-                "nltk": "3.10", "device_type": "cpu", "device_name": "cpu", "cpu_count": 2},
-        "data": {"source": "x", "sizes": {"train": 8, "val": 8, "clean_train": 8, "test": 8}, "label_counts": {},
-                 "leakage": {}, "fingerprints": {k: fp for k in ("train", "val", "clean_train", "test")},
-                 "tokenizer_sha256": fp, "token_stats": {}},
-        "params": {"total": 10, "embedding": 4, "non_embedding": 6, "active": 10},
-        "curves": [{"step": 10, "train_loss": 1.0, "clean_train_loss": 0.9, "val_loss": 1.1, "train_acc": 0.5,
-                    "val_acc": 0.4, "lr": 1e-4, "grad_norm": 0.5}],
-        "timing": [{"step": 10, "step_time_s": 0.1, "samples_per_s": 320.0}],
-        "events": [],
-        "final_metrics": {"train_loss": 0.9, "val_loss": 1.1, "val_acc": 0.4, "test_loss": 1.2, "test_acc": 0.4,
-                          "best_step": 10, "steps": 10, "stopped_early": False, "wall_s": 1.0,
-                          "train_samples_per_s": 320.0},
-    }
+from tests.unit.record_factory import minimal_record
 
 
 def test_valid_record_round_trips(tmp_path):
