@@ -20,9 +20,9 @@ from accelerate import Accelerator
 
 from chimera.config import RunConfig
 from chimera.flops import matmul_flops, model_train_step_flops
-from chimera.model.encoder import EncoderClassifier, weight_decay_groups
+from chimera.model.encoder import EncoderClassifier
+from chimera.train.optim import build_optimizer, build_schedule
 from chimera.train.run_setup import NUM_CLASSES
-from chimera.train.schedule import lr_multiplier
 from chimera.train.trainer import LoopState, train_step
 
 GEMM_SIZE = 2048  # the calibration GEMM: (n, n) @ (n, n), 2·n³ FLOPs
@@ -153,9 +153,8 @@ class StepBench:
         tc = config.train
         model = EncoderClassifier(config.model, vocab_size=config.data.vocab_size, max_length=config.data.max_length,
                                   num_classes=NUM_CLASSES, pad_id=0)
-        optimizer = torch.optim.AdamW(weight_decay_groups(model, tc.weight_decay), lr=tc.lr, betas=tc.betas)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(
-            step, schedule=tc.schedule, warmup_steps=tc.warmup_steps, max_steps=tc.max_steps))
+        optimizer = build_optimizer(model, tc, accelerator.device.type)
+        schedule = build_schedule(optimizer, tc)
         model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
         model.train()
         device = accelerator.device

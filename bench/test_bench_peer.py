@@ -21,9 +21,8 @@ import torch.nn.functional as F
 
 from bench.harness import synchronize, synthetic_batch
 from chimera.matrix import load_matrix
-from chimera.model.encoder import weight_decay_groups
+from chimera.train.optim import build_optimizer, build_schedule
 from chimera.train.run_setup import NUM_CLASSES
-from chimera.train.schedule import lr_multiplier
 
 DENSE_CELLS = [c for c in load_matrix().cells if load_matrix().resolve(c, "full").model.ffn == "dense"]
 
@@ -46,9 +45,8 @@ def test_peer_bert_step(benchmark, accelerator, bench_profile, bench_rounds, ste
     tc = config.train
     torch.manual_seed(config.seed)
     model = bert_peer(config)
-    optimizer = torch.optim.AdamW(weight_decay_groups(model, tc.weight_decay), lr=tc.lr, betas=tc.betas)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(
-        step, schedule=tc.schedule, warmup_steps=tc.warmup_steps, max_steps=tc.max_steps))
+    optimizer = build_optimizer(model, tc, accelerator.device.type)  # the trainer's own optimiser and schedule
+    schedule = build_schedule(optimizer, tc)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     model.train()
     batch = synthetic_batch(config, accelerator.device)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chimera.config import ModelConfig
+from chimera.model.dropout import Dropout, dropout
 from chimera.model.ffn import DenseFFN
 from chimera.model.moe import MoEFFN, MoEOutput, MoEStats
 
@@ -30,28 +31,54 @@ def is_moe_block(cfg: ModelConfig, index: int) -> bool:
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with a key padding mask, through `F.scaled_dot_product_attention`."""
+    """Multi-head self-attention with a key padding mask.
+
+    `F.scaled_dot_product_attention` wherever it can use a fused kernel: always in eval, and in
+    training on CUDA/MPS. CPU training with attention dropout would take SDPA's unfused math path,
+    whose `bernoulli_` mask alone cost more than the attention matmuls; `attention_with_dropout`
+    is that same math with `chimera.model.dropout`'s cheaper mask.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.n_heads, self.dropout_p = cfg.n_heads, cfg.dropout
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)  # q, k, v projections fused
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-        B, T, C = x.shape  # key_mask: (B, 1, 1, T), True = attend
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, C = x.shape  # key_mask: (B, 1, 1, T), True = attend; None = attend everywhere
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         hs = C // self.n_heads
         q, k, v = (t.view(B, T, self.n_heads, hs).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        dropout_p = self.dropout_p if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)  # (B, nh, T, hs)
+        if self.training and self.dropout_p > 0.0 and x.device.type == "cpu":
+            y = attention_with_dropout(q, k, v, key_mask, self.dropout_p)
+        else:
+            dropout_p = self.dropout_p if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.dropout(self.proj(y))
 
 
+def attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None,
+                           p: float) -> torch.Tensor:
+    """softmax(q kᵀ / √hs, masked) with dropout, @ v: q, k, v (B, nh, T, hs); key_mask (B, 1, 1, T) True = attend.
+
+    Masked scores get the dtype's lowest value, not -inf, so a row with no real key cannot turn
+    into NaN (the [CLS] position makes that impossible in practice).
+    """
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, nh, T, T)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask, torch.finfo(scores.dtype).min)
+    return dropout(scores.softmax(dim=-1), p, training=True) @ v
+
+
 class Block(nn.Module):
-    """Pre-LN: x + attn(ln(x)), then x + ffn(ln(x)) on the non-padding tokens."""
+    """Pre-LN: x + attn(ln(x)), then x + ffn(ln(x)) on the non-padding tokens.
+
+    `tokens` None means the batch has no padding: the FFN then runs on the (B·T, C) view directly,
+    skipping the gather and scatter that packing would spend copying every row.
+    """
 
     def __init__(self, cfg: ModelConfig, *, moe: bool) -> None:
         super().__init__()
@@ -67,16 +94,17 @@ class Block(nn.Module):
         else:
             self.ffn = DenseFFN(d_model=cfg.d_model, d_ff=cfg.d_ff, dropout=cfg.dropout)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor,
-                tokens: torch.Tensor) -> tuple[torch.Tensor, MoEOutput | None]:
-        """x (B, T, C); tokens (N,) flat indices of the non-padding positions."""
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None,
+                tokens: torch.Tensor | None) -> tuple[torch.Tensor, MoEOutput | None]:
+        """x (B, T, C); tokens (N,) flat indices of the non-padding positions, or None (no padding)."""
         B, T, C = x.shape
         x = x + self.attn(self.ln_1(x), key_mask)
-        result = self.ffn(self.ln_2(x.view(B * T, C).index_select(0, tokens)))  # on (N, C) packed tokens
+        flat = x.view(B * T, C)
+        result = self.ffn(self.ln_2(flat if tokens is None else flat.index_select(0, tokens)))  # (N, C) packed
         moe = result if isinstance(result, MoEOutput) else None
         update = (moe.output if moe is not None else result).to(x.dtype)  # (N, C); bf16 under autocast
-        x = x.view(B * T, C).index_add(0, tokens, update).view(B, T, C)  # residual; pad rows unchanged
-        return x, moe
+        flat = flat + update if tokens is None else flat.index_add(0, tokens, update)  # residual; pad rows unchanged
+        return flat.view(B, T, C), moe
 
 
 class EncoderClassifier(nn.Module):
@@ -88,10 +116,10 @@ class EncoderClassifier(nn.Module):
         self.cfg, self.pad_id, self.max_length = cfg, pad_id, max_length
         self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
         self.pos_emb = nn.Embedding(max_length, cfg.d_model)  # learned positions
-        self.emb_dropout = nn.Dropout(cfg.dropout)
+        self.emb_dropout = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, moe=is_moe_block(cfg, i)) for i in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.head_dropout = nn.Dropout(cfg.dropout)
+        self.head_dropout = Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.d_model, num_classes)
         self.apply(_init_weights)  # MoEFFN initialises its own expert stacks the same way
 
@@ -100,8 +128,9 @@ class EncoderClassifier(nn.Module):
         mask = attention_mask.bool()  # (B, T), True = real token
         positions = torch.arange(T, device=input_ids.device)
         x = self.emb_dropout(self.tok_emb(input_ids) + self.pos_emb(positions))  # (B, T, C)
-        key_mask = mask[:, None, None, :]  # (B, 1, 1, T), broadcast over heads and queries
-        tokens = mask.reshape(-1).nonzero().squeeze(1)  # (N,) packed non-padding positions
+        padded = not bool(mask.all())  # a batch of full-length rows needs neither mask nor packing
+        key_mask = mask[:, None, None, :] if padded else None  # (B, 1, 1, T), broadcast over heads and queries
+        tokens = mask.reshape(-1).nonzero().squeeze(1) if padded else None  # (N,) packed non-padding positions
         aux_loss = x.new_zeros(())
         moe: list[MoEStats] = []
         for i, block in enumerate(self.blocks):

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chimera.model.dropout import Dropout
+
 FFN_ACTIVATIONS = ("gelu", "swiglu")
 
 
@@ -29,7 +31,7 @@ class DenseFFN(nn.Module):
             self.w1 = nn.Linear(d_model, d_ff, bias=False)
             self.w3 = nn.Linear(d_model, d_ff, bias=False)
             self.w2 = nn.Linear(d_ff, d_model, bias=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, d) -> (N, d)
         if self.kind == "gelu":

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chimera.model.dropout import Dropout
 from chimera.model.ffn import FFN_ACTIVATIONS
 
 
@@ -117,7 +118,7 @@ class MoEFFN(nn.Module):
             self.b_out = nn.Parameter(torch.empty(num_experts, d_model))
         else:
             self.w_gate = nn.Parameter(torch.empty(num_experts, d_model, d_ff))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

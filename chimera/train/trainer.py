@@ -25,14 +25,14 @@ from tqdm.auto import tqdm
 
 from chimera.config import RunConfig, config_to_dict
 from chimera.errors import ChimeraError
-from chimera.model.encoder import parameter_counts, weight_decay_groups
+from chimera.model.encoder import parameter_counts
 from chimera.records import write_record
 from chimera.train import checkpoint
 from chimera.train.device import choose_policy, configure_process, probe_device
 from chimera.train.evaluate import EvalResult, evaluate
+from chimera.train.optim import build_optimizer, build_schedule
 from chimera.train.run_folder import own_run_dir, run_dir_for
 from chimera.train.run_setup import RunInputs, build_model, check_data_matches, prepare_inputs, start_record
-from chimera.train.schedule import lr_multiplier
 from chimera.train.stopping import EarlyStopping
 
 
@@ -89,11 +89,8 @@ def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_d
     record = start_record(config, inputs, policy=policy, world_size=accelerator.num_processes)
     model = build_model(config, inputs)
     record["params"] = parameter_counts(model)
-    optimizer = torch.optim.AdamW(weight_decay_groups(model, config.train.weight_decay), lr=config.train.lr,
-                                  betas=config.train.betas)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(
-        step, schedule=config.train.schedule, warmup_steps=config.train.warmup_steps,
-        max_steps=config.train.max_steps))
+    optimizer = build_optimizer(model, config.train, accelerator.device.type)
+    schedule = build_schedule(optimizer, config.train)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in inputs.eval_loaders.items()}
     state = LoopState(curves=[], timing=[], events=[],

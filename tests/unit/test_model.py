@@ -49,6 +49,18 @@ def test_extra_padding_does_not_change_logits_in_eval(cfg):
         torch.testing.assert_close(model(padded_ids, padded_mask).logits, model(ids, mask).logits)
 
 
+@pytest.mark.parametrize("cfg", [TINY, TINY_MOE], ids=["dense", "moe"])
+def test_unpadded_fast_path_equals_the_packed_path(cfg):
+    """A batch without padding skips masking and packing; one padding column more takes the packed path."""
+    model = build(cfg).eval()
+    ids, mask = batch([5, 5, 5], width=5)
+    assert mask.all()
+    padded_ids = torch.cat([ids, torch.zeros(3, 1, dtype=ids.dtype)], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(3, 1, dtype=torch.bool)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids, mask).logits, model(padded_ids, padded_mask).logits)
+
+
 def test_pad_token_ids_are_ignored():
     model = build(TINY_MOE).eval()
     ids, mask = batch([6, 2], width=6)
