@@ -20,9 +20,9 @@ import time
 import pytest
 
 from bench.harness import StepBench
-from chimera.data.agnews import TextSplit
 from chimera.data.augment import Augmenter
 from chimera.data.loader import train_loader
+from chimera.data.text import TextSplit
 from chimera.data.tokenizer import build_tokenizer
 from chimera.matrix import load_matrix
 

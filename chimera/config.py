@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -196,6 +197,8 @@ def build_section(cls: type, values: dict[str, Any], *, where: str) -> Any:
             raise ChimeraError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
         if not _type_ok(value, hints[key]):
             raise ChimeraError(f"{where}: {key} must be {_describe(hints[key])}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):  # 1e309 parses as inf
+            raise ChimeraError(f"{where}: {key} must be a finite number, got {value!r}")
         clean[key] = _coerce(value, hints[key])
     return cls(**clean)
 

@@ -114,7 +114,9 @@ def resolve_data_dir(record: dict, data_dir: Path | str | None) -> Path | None:
 def subsets_for_record(record: dict, data_dir: Path | str | None) -> tuple[Any, Callable[[str], str]]:
     """Re-derive the run's subsets exactly as the trainer did (same data config and seed)."""
     from chimera.config import DataConfig  # config and the data module only load for a rescan
-    from chimera.data.agnews import load_ag_news, make_subsets, normalise_text
+    from chimera.data.agnews import load_ag_news
+    from chimera.data.subsets import make_subsets
+    from chimera.data.text import normalise_text
 
     splits = load_ag_news(resolve_data_dir(record, data_dir))
     subsets = make_subsets(splits, DataConfig(**record["config"]["data"]), record["seed"])
@@ -141,7 +143,7 @@ def rescan(record: dict, *, data_dir: Path | str | None = None, subsets: Any = N
         evidence["subsets_match_record_fingerprints"] = _fingerprints_match(record, subsets)
     else:
         try:
-            from chimera.data.agnews import normalise_text as normalise
+            from chimera.data.text import normalise_text as normalise
         except ImportError:
             pass
     return {**evidence, **scan_texts(_texts_of(subsets), normalise=normalise, jaccard=jaccard)}

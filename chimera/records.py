@@ -39,13 +39,20 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so readers see either the old file or the complete new one."""
+    """Write `text` (UTF-8) to `path` so readers see either the old file or the complete new one."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, raw: bytes) -> None:
+    """Temp file in the same folder, fsync, then os.replace. The file gets the permissions a plain
+    `open(path, "w")` would (0666 minus the umask), not mkstemp's private 0600: records are shared."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
             handle.flush()
             os.fsync(handle.fileno())
         if _before_replace is not None:
@@ -53,6 +60,12 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def write_record(record: dict[str, Any], run_dir: Path, *, overwrite: bool = False) -> Path:

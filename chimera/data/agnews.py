@@ -1,4 +1,4 @@
-"""AG News: read it from the hub or a local folder, clean its escapes, cut seeded subsets without leakage.
+"""AG News: read it from the hub or a local folder into cleaned `TextSplit`s.
 
 A local folder holds `train` and `test` files in one of two layouts: the hub schema (`.csv` with a
 `text,label` header, `.parquet`, `.jsonl`/`.json`; labels 0-3) or the original char-CNN release
@@ -9,22 +9,17 @@ validates the rows and turns any problem into a one-line `ChimeraError` naming t
 from __future__ import annotations
 
 import csv
-import hashlib
-import html
 import io
 import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from chimera.config import DataConfig
+from chimera.data.text import TextSplit, clean_text
 from chimera.errors import ChimeraError
 
 HUB_ID = "fancyzhx/ag_news"
@@ -33,76 +28,8 @@ BUILDERS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "json", ".json": "js
 HUB_LABELS = range(0, 4)
 ORIGINAL_LABELS = range(1, 5)  # the char-CNN release numbers classes 1-4
 ORIGINAL_COLUMNS = ["label", "title", "description"]
-
-# The corpus writes line breaks as a backslash ("dwindling\band"); a backslash + n/r/t is only an
-# escaped newline when no lowercase letter follows, since "\nuclear" is a break before "nuclear".
-_ESCAPED_NEWLINE = re.compile(r"\\+[nrt](?![a-z])")
-_BACKSLASHES = re.compile(r"\\+")
-# Entities whose "&" the corpus turned into a space ("Iraq #39;s", "AT amp;T", "fell by  #36;1"):
-# restoring the "&" in place of that one space gives back the original spacing.
-_BARE_ENTITY = re.compile(
-    r"(?: |(?<![&\w;]))(#\d{1,7}|#[xX][0-9a-fA-F]{1,6}"
-    r"|quot|amp|lt|gt|apos|nbsp|hellip|rsquo|lsquo|rdquo|ldquo|mdash|ndash);")
-# Markup the unescaping uncovers ("&lt;b&gt;" -> "<b>"); named tags only, so tickers like <MSFT.O> stay.
-_HTML_TAG = re.compile(r"</?(?:a|b|i|u|p|br|em|strong|font|div|span|img|sup|sub|tt|hr|li|ul|ol|cite|nobr)"
-                       r"\b[^<>]*>", re.IGNORECASE)
-_NON_WORD = re.compile(r"[^\w\s]+|_+")
 _INT_LABEL = re.compile(r"[+-]?\d+")
-
-
-def clean_text(text: str) -> str:
-    """Undo the corpus' escapes (backslash line breaks, entities with or without "&", escaped markup)."""
-    if "\\" in text:  # the membership tests skip regexes most rows do not need (3x faster on AG News)
-        text = _BACKSLASHES.sub(" ", _ESCAPED_NEWLINE.sub(" ", text))
-    if ";" in text:
-        text = _BARE_ENTITY.sub(r"&\1;", text)
-        for _ in range(3):  # the corpus double-escapes some entities ("amp;amp;amp;")
-            unescaped = html.unescape(text)
-            if unescaped == text:
-                break
-            text = unescaped
-        text = _HTML_TAG.sub(" ", text)
-    return " ".join(text.split())
-
-
-def normalise_text(text: str) -> str:
-    """Duplicate-detection key: the same story up to case, spacing and punctuation maps to one key."""
-    return _dedupe_key(clean_text(text))
-
-
-def _dedupe_key(cleaned: str) -> str:
-    return " ".join(_NON_WORD.sub("", cleaned.casefold()).split())
-
-
-@dataclass(frozen=True)
-class TextSplit:
-    """Cleaned texts and 0-based labels, aligned by index."""
-
-    texts: tuple[str, ...]
-    labels: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if len(self.texts) != len(self.labels):
-            raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def fingerprint(self) -> str:
-        """sha256 over (label, text) pairs; length prefixes keep the encoding unambiguous."""
-        digest = hashlib.sha256()
-        for label, text in zip(self.labels, self.texts, strict=True):
-            raw = text.encode("utf-8")
-            digest.update(f"{label}:{len(raw)}:".encode())
-            digest.update(raw)
-        return digest.hexdigest()
-
-    def label_counts(self) -> dict[int, int]:
-        values, counts = np.unique(np.asarray(self.labels, dtype=np.int64), return_counts=True)
-        return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
-
-    def take(self, indices: Sequence[int]) -> TextSplit:
-        return TextSplit(tuple(self.texts[i] for i in indices), tuple(self.labels[i] for i in indices))
+_CSV_FIELD_LIMIT = 2**31 - 1  # the stdlib reader's default of 128 KiB would turn one long article into an error
 
 
 # --- reading -----------------------------------------------------------------------------------------
@@ -182,7 +109,11 @@ def _sniff_header(path: Path) -> tuple[str, str, list[str]] | None:
     if not line.strip():
         raise ChimeraError(f"{path}: line 1: file is empty; expected a text,label header "
                            "or class,title,description rows")
-    fields = next(csv.reader([line]))
+    try:
+        with _long_csv_fields():
+            fields = next(csv.reader([line]))
+    except csv.Error as exc:  # e.g. a bare carriage return inside an unquoted field
+        raise ChimeraError(f"{path}: line 1: not a CSV row ({exc}); quote fields that contain line breaks") from None
     names = {f.strip().lower(): f for f in fields}
     if "text" in names and "label" in names:
         return names["text"], names["label"], fields
@@ -291,12 +222,15 @@ class _CsvRecords:
     def _scan(self) -> list[tuple[int, int]]:
         if self._records is None:
             records, previous = [], 0
-            with self.path.open(encoding="utf-8-sig", newline="") as handle:
+            with self.path.open(encoding="utf-8-sig", newline="") as handle, _long_csv_fields():
                 reader = csv.reader(handle)
-                for fields in reader:
-                    if fields:
-                        records.append((previous + 1, len(fields)))
-                    previous = reader.line_num
+                try:
+                    for fields in reader:
+                        if fields:
+                            records.append((previous + 1, len(fields)))
+                        previous = reader.line_num
+                except csv.Error:  # unparseable from here on: locate what came before, blame the rest
+                    pass
             self._records, self._lines = (records[1:] if self._skip else records), previous
         return self._records
 
@@ -333,6 +267,10 @@ def _diagnose(path: Path, builder: str, exc: BaseException) -> str:
         if match:
             expected, line, saw = match.groups()
             return f"line {line}: expected {expected} columns, found {saw}"
+        match = re.search(r"EOF inside string starting at row (\d+)", str(exc))
+        if match:  # pandas counts records from 0, header included; a record may span several lines
+            where = _CsvRecords(path, skip_header=False).where(int(match.group(1)))
+            return f"{where}: a quoted field is never closed; close its quote or escape it as \"\""
     if builder == "json":
         bad = _first_bad_json_line(path)
         if bad:
@@ -381,6 +319,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 @contextmanager
+def _long_csv_fields() -> Iterator[None]:
+    """Lift the stdlib csv reader's (process-wide) field size limit for the duration of a scan."""
+    previous = csv.field_size_limit(_CSV_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+@contextmanager
 def _reading(path: Path) -> Iterator[None]:
     try:
         yield
@@ -399,90 +347,3 @@ def _quiet_datasets() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-# --- subsets -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Subsets:
-    """The row sets of one run; `leakage` counts candidate rows dropped as duplicates before sampling."""
-
-    train: TextSplit
-    val: TextSplit
-    clean_train: TextSplit  # a fixed part of `train`, evaluated without augmentation or dropout
-    test: TextSplit
-    leakage: dict[str, int]
-
-
-def make_subsets(splits: dict[str, TextSplit], cfg: DataConfig, seed: int) -> Subsets:
-    """Seeded stratified subsets; val and test never share a `normalise_text` key with an earlier set.
-
-    Duplicates are removed from the candidate pools before sampling, so the sizes asked for are exact.
-    """
-    rng = np.random.default_rng(seed)
-    source, official_test = splits["train"], splits["test"]
-    labels = np.asarray(source.labels, dtype=np.int64)
-    keys = [_dedupe_key(t) for t in source.texts]  # TextSplit texts are already cleaned
-    _require(cfg.train_samples, len(source), "data.train_samples", "the train split")
-    train_idx = _stratified(rng, np.arange(len(source)), labels, cfg.train_samples)
-    train_keys = {keys[i] for i in train_idx}
-
-    rest = np.setdiff1d(np.arange(len(source)), train_idx)
-    val_pool, val_hits, val_internal = _dedupe(rest, keys, {"train": train_keys})
-    _require(cfg.val_samples, len(val_pool), "data.val_samples",
-             "the train-split rows left after data.train_samples and the leakage guard")
-    val_idx = _stratified(rng, val_pool, labels, cfg.val_samples)
-
-    test_labels = np.asarray(official_test.labels, dtype=np.int64)
-    test_keys = [_dedupe_key(t) for t in official_test.texts]
-    test_pool, test_hits, test_internal = _dedupe(np.arange(len(official_test)), test_keys,
-                                                  {"train": train_keys, "val": {keys[i] for i in val_idx}})
-    if cfg.test_samples > 0:
-        _require(cfg.test_samples, len(test_pool), "data.test_samples",
-                 "the test-split rows left after the leakage guard")
-        test_idx = _stratified(rng, test_pool, test_labels, cfg.test_samples)
-    else:
-        test_idx = test_pool
-    clean_idx = _stratified(rng, train_idx, labels, min(cfg.val_samples, cfg.train_samples))
-    leakage = {"val_dupes_of_train": val_hits["train"], "val_internal_dupes": val_internal,
-               "test_dupes_of_train": test_hits["train"], "test_dupes_of_val": test_hits["val"],
-               "test_internal_dupes": test_internal}
-    return Subsets(train=source.take(train_idx), val=source.take(val_idx), clean_train=source.take(clean_idx),
-                   test=official_test.take(test_idx), leakage=leakage)
-
-
-def _require(wanted: int, available: int, key: str, what: str) -> None:
-    if wanted > available:
-        raise ChimeraError(f"config: {key} ({wanted}) is larger than {what} ({available} rows); lower {key}")
-
-
-def _stratified(rng: np.random.Generator, candidates: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    """n of `candidates` (sorted), each class in proportion to its share; largest remainder rounding."""
-    candidate_labels = labels[candidates]
-    classes, counts = np.unique(candidate_labels, return_counts=True)
-    quota, remainder = np.divmod(n * counts, counts.sum())  # exact integer arithmetic, no float ties
-    extra = n - int(quota.sum())
-    order = np.lexsort((classes, -remainder))  # largest remainder first, then lowest class
-    quota[order[:extra]] += 1
-    picked = [rng.permutation(candidates[candidate_labels == c])[:k]
-              for c, k in zip(classes, quota, strict=True)]
-    return np.sort(np.concatenate(picked)) if picked else np.empty(0, dtype=np.int64)
-
-
-def _dedupe(candidates: np.ndarray, keys: list[str],
-            earlier: dict[str, set[str]]) -> tuple[np.ndarray, dict[str, int], int]:
-    """Candidates whose key is in no earlier set and not repeated; counts of what was dropped, by reason."""
-    hits = dict.fromkeys(earlier, 0)
-    internal, seen, kept = 0, set(), []
-    for index in candidates:
-        key = keys[index]
-        source = next((name for name, taken in earlier.items() if key in taken), None)
-        if source is not None:
-            hits[source] += 1
-        elif key in seen:
-            internal += 1
-        else:
-            seen.add(key)
-            kept.append(index)
-    return np.asarray(kept, dtype=np.int64), hits, internal

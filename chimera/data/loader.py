@@ -11,8 +11,8 @@ import random
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from chimera.data.agnews import TextSplit
 from chimera.data.augment import Augmenter
+from chimera.data.text import TextSplit
 from chimera.data.tokenizer import TokenizerBundle, encode_batch
 
 EPOCH_STRIDE = 1_000_003  # prime: seed * stride + epoch never collides for epochs below it

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
 from chimera.errors import ChimeraError
+from chimera.records import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +141,9 @@ def _bundle(raw: bytes, path: Path) -> TokenizerBundle:
 
 
 def _write_atomic(path: Path, raw: bytes) -> None:
-    """Temp file in the same folder, then os.replace: readers never see half a file."""
+    """`atomic_write_bytes`: concurrent runs sharing the cache never see half a file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(raw)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, raw)
     except OSError as exc:
         raise ChimeraError(f"{path.parent}: cannot write the tokenizer cache ({exc.strerror or exc}); "
                            "set CHIMERA_CACHE_DIR to a writable folder") from None

@@ -16,9 +16,10 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from chimera.config import RunConfig, config_to_dict
-from chimera.data.agnews import Subsets, load_ag_news, make_subsets
+from chimera.data.agnews import load_ag_news
 from chimera.data.augment import Augmenter
 from chimera.data.loader import EPOCH_STRIDE, eval_loader, train_loader
+from chimera.data.subsets import Subsets, make_subsets
 from chimera.data.tokenizer import TokenizerBundle, build_tokenizer, token_stats
 from chimera.errors import ChimeraError
 from chimera.model.encoder import EncoderClassifier

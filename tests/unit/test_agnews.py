@@ -11,7 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from chimera.config import DataConfig
-from chimera.data.agnews import TextSplit, clean_text, load_ag_news, make_subsets, normalise_text
+from chimera.data.agnews import load_ag_news
+from chimera.data.subsets import make_subsets
+from chimera.data.text import TextSplit, clean_text, normalise_text
 from chimera.errors import ChimeraError
 
 TOPICS = {

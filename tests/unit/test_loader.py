@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from chimera.config import AugmentConfig
-from chimera.data.agnews import TextSplit
 from chimera.data.augment import Augmenter
 from chimera.data.loader import EncodeCollate, TextDataset, epoch_order, eval_loader, train_loader
+from chimera.data.text import TextSplit
 from chimera.data.tokenizer import TokenizerBundle, build_tokenizer
 
 WORDS = ["council", "striker", "shares", "software", "minister", "league", "profit", "satellite", "treaty"]

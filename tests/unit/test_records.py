@@ -1,6 +1,8 @@
 """Run records: schema validation, atomic writes that survive a crash, no silent overwrite."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -40,6 +42,18 @@ def test_non_finite_numbers_become_null_not_invalid_json(tmp_path):
     record["curves"][0]["val_loss"] = float("nan")
     path = records.write_record(record, tmp_path)
     assert json.loads(path.read_text())["curves"][0]["val_loss"] is None
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_records_get_the_permissions_a_plain_open_would_give(tmp_path, umask):
+    """mkstemp makes private 0600 files; a record is meant to be read by others (CI, a shared results folder)."""
+    previous = os.umask(umask)
+    try:
+        path = records.write_record(minimal_record(), tmp_path)
+        (tmp_path / "plain").write_text("x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o666 & ~umask
 
 
 def test_crash_between_write_and_rename_leaves_the_previous_file(tmp_path, monkeypatch):
