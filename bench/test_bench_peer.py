@@ -5,9 +5,10 @@
 Same hidden size, layers, heads, intermediate size, max positions (= max_length), vocabulary,
 4 labels, dropout (hidden and attention) as the cell, fp32 (the CPU policy), same synthetic batch,
 and the same step as chimera's `train_step`: cross-entropy with the cell's label smoothing,
-`accelerator.backward`, gradient clipping, AdamW (same parameter groups and hyperparameters),
-schedule step. BERT is post-LN with a pooler and token-type embeddings; that is the default
-choice users would otherwise make. `speedup_vs_peer` = peer median / our dense step median of this
+`accelerator.backward`, gradient clipping, the trainer's own optimiser and schedule
+(`chimera.train.optim`: fused AdamW, same parameter groups and hyperparameters), so the ratio
+measures the model, not the optimiser. BERT is post-LN with a pooler and token-type embeddings; it
+is the default choice users would otherwise make. `speedup_vs_peer` = peer median / our dense step median of this
 session (goal >= 1.25). `transformers` is a bench-only dependency, imported here only.
 """
 

@@ -1,9 +1,8 @@
 """The story, asserted on real ci-profile runs: baseline memorises, fixed generalises.
 
-Bounds were calibrated over seeds 0, 1, 3 and 4 of the ci profile on the development machine
-(2-core AMD EPYC, torch 2.13.0+cpu, OMP_NUM_THREADS=1 while other jobs shared the cores); the
-measured range is written next to each bound, and each margin is wide enough that a correct
-implementation does not trip it. All losses are *clean* losses (eval mode, no label smoothing,
+Bounds were calibrated over seeds 0-4 of the ci profile (`make bands`) on the development machine
+(2-core AMD EPYC, torch 2.13.0+cpu, 2 threads, no other jobs); the measured range is written next
+to each bound, and each margin is wide enough that a correct implementation does not trip it. All losses are *clean* losses (eval mode, no label smoothing,
 no augmentation).
 """
 
@@ -19,17 +18,19 @@ from tests.helpers import load_cell
 pytestmark = pytest.mark.integration
 
 CHANCE_ACC = 0.25
-# fixed/*: measured min clean train loss over the run: 0.264-0.322
+# fixed/*: measured min clean train loss over the run: 0.268-0.331
 FIXED_MIN_CLEAN_TRAIN = 0.1
-# fixed/*: measured val - train clean loss at the best checkpoint: 0.18-0.25
+# fixed/*: measured val - train clean loss at the best checkpoint: 0.17-0.34
 FIXED_MAX_GAP_AT_BEST = 0.6
-# fixed/*: measured drop of val loss from the first evaluation to the end: 0.83-0.90
+# fixed/*: measured drop of val loss from the first evaluation to the end: 0.76-0.90
 FIXED_MIN_VAL_DROP = 0.3
-# fixed/*: measured final val accuracy: 0.818-0.859 (chance 0.25)
+# fixed/*: measured final val accuracy: 0.797-0.850 (chance 0.25)
 FIXED_MIN_ACC_OVER_CHANCE = 0.3
-# baseline/*: measured final clean train loss: 0.0010-0.0022
-BASELINE_MAX_FINAL_TRAIN = 0.05
-# baseline/*: measured rise of final val loss above its minimum: 0.82-1.33
+# baseline/*: measured median clean train loss of the last 3 evaluations: 0.0011-0.0040. The median,
+# not the last point: memorised MoE runs spike now and then (0.058 at step 140 of one seed, 0.027 at
+# the final step of another) before falling back to ~0.002.
+BASELINE_MAX_LATE_TRAIN = 0.05
+# baseline/*: measured rise of final val loss above its minimum: 0.83-1.68
 BASELINE_MIN_VAL_RISE = 0.3
 
 CELLS = ["baseline/dense", "baseline/moe", "fixed/dense", "fixed/moe"]
@@ -65,7 +66,8 @@ def test_fixed_cell_keeps_clean_train_loss_above_0_1_and_generalises(ci_runs, ce
 def test_baseline_cell_memorises_while_val_loss_diverges(ci_runs, cell):
     record = load_cell(ci_runs, cell)
     curves = record["curves"]
-    assert curves[-1]["clean_train_loss"] < BASELINE_MAX_FINAL_TRAIN
+    late = sorted(p["clean_train_loss"] for p in curves[-3:])
+    assert late[1] < BASELINE_MAX_LATE_TRAIN  # the median of the last three evaluations
     assert curves[-1]["val_loss"] >= min(p["val_loss"] for p in curves) + BASELINE_MIN_VAL_RISE
     assert not record["config"]["train"]["early_stopping"]
 
