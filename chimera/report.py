@@ -40,8 +40,13 @@ class ReportFiles:
     images: dict[str, Path] = field(default_factory=dict)  # figure name -> PNG; absent figures are omitted
 
 
-def bench_throughput(bench_dir: Path) -> tuple[dict[str, float], list[str]]:
-    """Median `extra_info.samples_per_s` per `extra_info.cell` over all pytest-benchmark JSON files."""
+def bench_throughput(bench_dir: Path, profiles: set[str] | None = None) -> tuple[dict[str, float], list[str]]:
+    """Median train-step `extra_info.samples_per_s` per `extra_info.cell` over all pytest-benchmark JSON files.
+
+    Only the suite's own training step counts (group "train-step": not the BERT peer, the data
+    pipeline or an MoE layer, which also name a cell), measured at one of `profiles`' shapes (the
+    records' profiles; None = any) and never with the gate proof's injected slowdown.
+    """
     found: dict[str, list[float]] = {}
     notes: list[str] = []
     for path in sorted(Path(bench_dir).rglob("*.json")) if Path(bench_dir).is_dir() else []:
@@ -52,6 +57,10 @@ def bench_throughput(bench_dir: Path) -> tuple[dict[str, float], list[str]]:
             continue
         for bench in benchmarks if isinstance(benchmarks, list) else []:
             info = (bench.get("extra_info") if isinstance(bench, dict) else None) or {}
+            if bench.get("group") != "train-step" or info.get("injected_matmuls"):
+                continue
+            if profiles is not None and info.get("bench_profile") not in profiles:
+                continue
             if isinstance(info.get("cell"), str) and isinstance(info.get("samples_per_s"), (int, float)):
                 found.setdefault(info["cell"], []).append(float(info["samples_per_s"]))
     return {cell: statistics.median(values) for cell, values in found.items()}, notes
@@ -213,7 +222,7 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
     loaded = [(path, load_record(path)) for path in find_records([run_dir])]
     by_cell = group_by_cell(loaded)
     out_dir.mkdir(parents=True, exist_ok=True)
-    bench, notes = bench_throughput(bench_dir)
+    bench, notes = bench_throughput(bench_dir, {record["profile"] for _, record in loaded})
     bench = {cell: value for cell, value in bench.items() if cell in by_cell}
     images = {"loss_curves": figures.loss_curves(by_cell, out_dir / "loss_curves.png"),
               "accuracy_curves": figures.accuracy_curves(by_cell, out_dir / "accuracy_curves.png")}

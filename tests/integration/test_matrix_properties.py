@@ -2,8 +2,8 @@
 
 Bounds were calibrated over seeds 0-4 of the ci profile (`make bands`) on the development machine
 (2-core AMD EPYC, torch 2.13.0+cpu, 2 threads, no other jobs); the measured range is written next
-to each bound, and each margin is wide enough that a correct implementation does not trip it. All losses are *clean* losses (eval mode, no label smoothing,
-no augmentation).
+to each bound, and each margin is wide enough that a correct implementation does not trip it.
+All losses are *clean* losses (eval mode, no label smoothing, no augmentation).
 """
 
 from __future__ import annotations

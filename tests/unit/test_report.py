@@ -33,9 +33,19 @@ def write_matrix(root: Path, cells=CELLS, seeds=SEEDS) -> dict[str, list[dict]]:
 
 def write_bench(bench_dir: Path) -> None:
     bench_dir.mkdir(parents=True)
-    entries = [{"name": f"test_step[{cell}]", "extra_info": {"cell": cell, "samples_per_s": value}}
+    entries = [{"name": f"test_step[{cell}]", "group": "train-step",
+                "extra_info": {"cell": cell, "samples_per_s": value, "bench_profile": "ci", "injected_matmuls": 0}}
                for cell, values in BENCH.items() for value in values]
-    entries.append({"name": "test_flops", "extra_info": {"gflops": 1.0}})  # no cell: ignored
+    # ignored: no cell; another group naming a cell (peer, data pipeline); other shapes; the gate proof
+    entries.append({"name": "test_flops", "extra_info": {"gflops": 1.0}})
+    for cell in BENCH:
+        entries.append({"name": f"test_peer[{cell}]", "group": "peer",
+                        "extra_info": {"cell": cell, "samples_per_s": 1.0}})
+        entries.append({"name": f"test_step[{cell}]", "group": "train-step",
+                        "extra_info": {"cell": cell, "samples_per_s": 2.0, "bench_profile": "full"}})
+        entries.append({"name": f"test_step[{cell}]", "group": "train-step",
+                        "extra_info": {"cell": cell, "samples_per_s": 3.0, "bench_profile": "ci",
+                                       "injected_matmuls": 100}})
     (bench_dir / "0001_run.json").write_text(json.dumps({"benchmarks": entries}))
 
 
