@@ -4,7 +4,7 @@
 
 The cell is fixed/dense (dropout, augmentation, warmup + cosine, label smoothing, early stopping with
 best-weight restore): every piece of state a resume must carry. On the `data_slice` rows these settings
-stop early at step 55 and restore the weights of step 45; the kills below come at steps 13 and 48 and
+stop early at step 45 and restore the weights of step 35; the kills below come at steps 13 and 36 and
 in the final record write. Checkpoints every 6 steps fall between evaluations (every 5), so the
 optimisation-loss running sums are resumed mid-interval. Faults come from tests/fault_injection.py,
 which signals the process at an exact point.
@@ -59,8 +59,8 @@ def uninterrupted(data_slice, cache, tmp_path_factory) -> dict:
     run_chimera(*_train_args(out, data_slice, cache), env=quiet_env())
     record = _record(out / RUN)
     # the shape the kill points below were chosen for (see the module docstring)
-    assert record["status"] == "stopped_early" and record["final_metrics"]["steps"] == 55, record["events"]
-    assert record["final_metrics"]["best_step"] == 45
+    assert record["status"] == "stopped_early" and record["final_metrics"]["steps"] == 45, record["events"]
+    assert record["final_metrics"]["best_step"] == 35
     return record
 
 
@@ -94,17 +94,17 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_the_uninterrupted_one(da
 def test_sigkill_during_a_checkpoint_write_resumes_from_the_previous_one(data_slice, cache, tmp_path,
                                                                          uninterrupted):
     args = _train_args(tmp_path, data_slice, cache)
-    killed = _with_fault(["--signal", "KILL", "--in-checkpoint-write", "8"], args)  # the step-48 checkpoint
+    killed = _with_fault(["--signal", "KILL", "--in-checkpoint-write", "6"], args)  # the step-36 checkpoint
     assert killed.returncode == -9, killed.stderr[-2000:]
     run_dir = tmp_path / RUN
     assert not (run_dir / "record.json").exists()
-    assert (run_dir / "checkpoint.partial").is_dir() and _checkpoint_step(run_dir) == 42
-    # best_model.pt on disk is step 45's; the checkpoint's copy (step 40's) must win on resume
+    assert (run_dir / "checkpoint.partial").is_dir() and _checkpoint_step(run_dir) == 30
+    # best_model.pt on disk is step 35's; the checkpoint's copy (step 30's) must win on resume
     assert (run_dir / "run.lock").exists()  # left by the dead process; the resume takes it over
 
     run_chimera(*args, "--resume", str(run_dir), env=quiet_env())
     resumed = _record(run_dir)
-    assert resumed["resume"] == {"resumed_from_step": 42}
+    assert resumed["resume"] == {"resumed_from_step": 30}
     _assert_same_result(resumed, uninterrupted)
 
 
@@ -114,7 +114,7 @@ def test_sigkill_while_writing_the_final_record_loses_nothing(data_slice, cache,
     assert killed.returncode == -9, killed.stderr[-2000:]
     run_dir = tmp_path / RUN
     assert not (run_dir / "record.json").exists()  # never a truncated record: the old state or none
-    assert _checkpoint_step(run_dir) == 54  # checkpoints are removed only once the record is safe
+    assert _checkpoint_step(run_dir) == 42  # checkpoints are removed only once the record is safe
 
     run_chimera(*args, "--resume", str(run_dir), env=quiet_env())
     _assert_same_result(_record(run_dir), uninterrupted)
