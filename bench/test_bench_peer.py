@@ -39,10 +39,9 @@ def bert_peer(config):
     return transformers.BertForSequenceClassification(bert)
 
 
-@pytest.mark.benchmark(group="peer")
-@pytest.mark.parametrize("cell", DENSE_CELLS)
-def test_peer_bert_step(benchmark, accelerator, bench_profile, bench_rounds, step_medians, cell):
-    config = load_matrix().resolve(cell, bench_profile, device=accelerator.device.type)
+def peer_step(config, accelerator):
+    """(model, step): BERT prepared like the trainer's model, and a step that is
+    chimera.train.trainer.train_step with BERT's forward."""
     tc = config.train
     torch.manual_seed(config.seed)
     model = bert_peer(config)
@@ -54,7 +53,7 @@ def test_peer_bert_step(benchmark, accelerator, bench_profile, bench_rounds, ste
     attention_mask = batch["attention_mask"].long()  # as a Hugging Face tokenizer returns it
     max_norm = tc.grad_clip or math.inf
 
-    def step() -> float:  # chimera.train.trainer.train_step, with BERT's forward
+    def step() -> float:
         logits = model(input_ids=batch["input_ids"], attention_mask=attention_mask).logits
         loss = F.cross_entropy(logits.float(), batch["labels"], label_smoothing=tc.label_smoothing)
         assert torch.isfinite(loss)
@@ -67,6 +66,15 @@ def test_peer_bert_step(benchmark, accelerator, bench_profile, bench_rounds, ste
         synchronize(accelerator.device)
         return value
 
+    return model, step
+
+
+@pytest.mark.benchmark(group="peer")
+@pytest.mark.parametrize("cell", DENSE_CELLS)
+def test_peer_bert_step(benchmark, accelerator, bench_profile, bench_rounds, step_medians, cell):
+    config = load_matrix().resolve(cell, bench_profile, device=accelerator.device.type)
+    tc = config.train
+    model, step = peer_step(config, accelerator)
     benchmark.extra_info.update(cell=cell, bench_profile=bench_profile,
                                 peer="transformers.BertForSequenceClassification",
                                 attn_implementation=accelerator.unwrap_model(model).config._attn_implementation,
