@@ -59,10 +59,15 @@ bench-cpu: setup ## benchmarks on this machine's CPU, full shapes -> bench/resul
 	mkdir -p $(RESULTS)/cpu
 	CHIMERA_DEVICE=cpu $(VENV)/bin/$(BENCH) --benchmark-json=$(RESULTS)/cpu/bench.json
 
+# A regression must show in two separate processes: step times move by up to ~13% from one process to
+# the next (bench/README.md), so a failing first pass is confirmed by a second before the gate fails.
 bench-ci: setup ## short CI pass (ci shapes) + speed gate against bench/baselines/cpu.json -> bench/results/ci/bench.json
 	mkdir -p $(RESULTS)/ci
 	CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(RESULTS)/ci/bench.json
-	$(PY) -m chimera.bench_gate compare $(RESULTS)/ci/bench.json $(BASELINE)
+	$(PY) -m chimera.bench_gate compare $(RESULTS)/ci/bench.json $(BASELINE) || { \
+	  echo "speed gate: regression in the first pass; confirming with a second pass"; \
+	  CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(RESULTS)/ci/bench-confirm.json && \
+	  $(PY) -m chimera.bench_gate compare $(RESULTS)/ci/bench-confirm.json $(BASELINE); }
 
 bench-baseline: setup ## regenerate bench/baselines/cpu.json with the short CI pass (on a quiet machine)
 	CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(BASELINE)
