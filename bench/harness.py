@@ -109,7 +109,7 @@ class InjectedSlowdown:
     """Test-only extra work for proving the speed gate: N matmuls (B·T, d) @ (d, d) after every step.
 
     Sized like the model's own matmuls, one costs a similar share of a step at every matrix shape
-    (its FLOPs are 2d / (3L·(24d + 4T)) of a dense step's): N = 100 added 30-60% per cell on this
+    (its FLOPs are 2d / (3L·(24d + 4T)) of a dense step's): N = 100 added 32-73% per cell on this
     2-core CPU (bench/README.md), well past the gate's 15%. Set by $CHIMERA_BENCH_INJECT_SLOWDOWN;
     0 or unset adds nothing.
     """
