@@ -20,6 +20,7 @@ from accelerate import Accelerator
 
 from bench.harness import GEMM_SIZE, gemm_flops, measure_gemm
 from chimera.train.device import DeviceInfo, DevicePolicy, choose_policy, configure_process, cpu_name, probe_device
+from chimera.train.trainer import build_accelerator
 
 PROFILES = ("full", "ci")
 PROFILE_ENV, DEVICE_ENV = "CHIMERA_BENCH_PROFILE", "CHIMERA_DEVICE"
@@ -107,8 +108,7 @@ def device_policy() -> DevicePolicy:
 @pytest.fixture(scope="session")
 def accelerator(device_policy: DevicePolicy) -> Accelerator:
     """One Accelerator for the session, created as `chimera.train.trainer.train` creates it."""
-    return Accelerator(mixed_precision=device_policy.mixed_precision, cpu=device_policy.device == "cpu",
-                       step_scheduler_with_optimizer=False)
+    return build_accelerator(device_policy)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from accelerate import Accelerator
 from chimera.config import RunConfig
 from chimera.flops import matmul_flops, model_train_step_flops
 from chimera.model.encoder import EncoderClassifier
+from chimera.train.device import DevicePolicy
 from chimera.train.optim import build_optimizer, build_schedule
 from chimera.train.run_setup import NUM_CLASSES
 from chimera.train.trainer import LoopState, train_step
@@ -147,13 +148,14 @@ class StepBench:
     slowdown: InjectedSlowdown
 
     @classmethod
-    def for_config(cls, config: RunConfig, accelerator: Accelerator) -> StepBench:
-        """Model, optimiser and schedule built and prepared as in `trainer.train`."""
+    def for_config(cls, config: RunConfig, policy: DevicePolicy, accelerator: Accelerator) -> StepBench:
+        """Model, optimiser and schedule built and prepared as in `trainer.train` (`accelerator` from
+        `trainer.build_accelerator(policy)`)."""
         torch.manual_seed(config.seed)
         tc = config.train
         model = EncoderClassifier(config.model, vocab_size=config.data.vocab_size, max_length=config.data.max_length,
                                   num_classes=NUM_CLASSES, pad_id=0)
-        optimizer = build_optimizer(model, tc, accelerator.device.type)
+        optimizer = build_optimizer(model, tc, policy)
         schedule = build_schedule(optimizer, tc)
         model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
         model.train()

@@ -17,12 +17,11 @@ import os
 import statistics
 import time
 
-from accelerate import Accelerator
-
 from bench.harness import StepBench
 from bench.test_bench_peer import DENSE_CELLS, peer_step
 from chimera.matrix import load_matrix
 from chimera.train.device import choose_policy, configure_process, probe_device
+from chimera.train.trainer import build_accelerator
 
 
 def interleaved(ours, peer, pairs: int, warmup: int = 3) -> tuple[list[float], list[float]]:
@@ -46,11 +45,10 @@ def main() -> None:
     args = parser.parse_args()
     policy = choose_policy(probe_device(os.environ.get("CHIMERA_DEVICE", "auto") or "auto"))
     configure_process(policy)
-    accelerator = Accelerator(mixed_precision=policy.mixed_precision, cpu=policy.device == "cpu",
-                              step_scheduler_with_optimizer=False)
+    accelerator = build_accelerator(policy)
     config = load_matrix().resolve(args.cell, args.profile, device=accelerator.device.type)
-    ours = StepBench.for_config(config, accelerator)
-    _, peer = peer_step(config, accelerator)
+    ours = StepBench.for_config(config, policy, accelerator)
+    _, peer = peer_step(config, policy, accelerator)
     ours_s, peer_s = interleaved(ours.step, peer, args.pairs)
     ratios = [p / o for o, p in zip(ours_s, peer_s, strict=True)]
     print(f"{args.cell} ({args.profile}, {accelerator.device.type}, {args.pairs} pairs): ours median "

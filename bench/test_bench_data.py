@@ -57,11 +57,11 @@ def synthetic_texts(n: int, seed: int = 0) -> list[str]:
     return rows
 
 
-def consumption_rate(cell, config, accelerator, step_medians) -> tuple[float, str]:
+def consumption_rate(cell, config, policy, accelerator, step_medians) -> tuple[float, str]:
     """Training samples/s of `cell`: from this session's train-step benchmark, else 3 steps timed here."""
     if cell in step_medians:
         return config.train.batch_size / step_medians[cell], "test_bench_train_step median"
-    bench = StepBench.for_config(config, accelerator)
+    bench = StepBench.for_config(config, policy, accelerator)
     bench.step()  # warm-up: allocates AdamW state
     times = []
     for _ in range(3):
@@ -73,7 +73,8 @@ def consumption_rate(cell, config, accelerator, step_medians) -> tuple[float, st
 
 @pytest.mark.benchmark(group="data")
 @pytest.mark.parametrize("cell", CELLS)
-def test_data_pipeline(benchmark, accelerator, bench_profile, bench_rounds, step_medians, tmp_path_factory, cell):
+def test_data_pipeline(benchmark, device_policy, accelerator, bench_profile, bench_rounds, step_medians,
+                       tmp_path_factory, cell):
     config = load_matrix().resolve(cell, bench_profile, device=accelerator.device.type)
     dc, rows = config.data, config.data.train_samples
     texts = synthetic_texts(rows)
@@ -98,6 +99,6 @@ def test_data_pipeline(benchmark, accelerator, bench_profile, bench_rounds, step
     if benchmark.stats is None:
         return
     data_rate = samples / benchmark.stats.stats.median
-    step_rate, source = consumption_rate(cell, config, accelerator, step_medians)
+    step_rate, source = consumption_rate(cell, config, device_policy, accelerator, step_medians)
     benchmark.extra_info.update(samples_per_s=data_rate, train_samples_per_s=step_rate,
                                 train_rate_source=source, data_to_step_ratio=data_rate / step_rate)

@@ -39,13 +39,13 @@ def bert_peer(config):
     return transformers.BertForSequenceClassification(bert)
 
 
-def peer_step(config, accelerator):
+def peer_step(config, policy, accelerator):
     """(model, step): BERT prepared like the trainer's model, and a step that is
     chimera.train.trainer.train_step with BERT's forward."""
     tc = config.train
     torch.manual_seed(config.seed)
     model = bert_peer(config)
-    optimizer = build_optimizer(model, tc, accelerator.device.type)  # the trainer's own optimiser and schedule
+    optimizer = build_optimizer(model, tc, policy)  # the trainer's own optimiser and schedule
     schedule = build_schedule(optimizer, tc)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     model.train()
@@ -71,10 +71,10 @@ def peer_step(config, accelerator):
 
 @pytest.mark.benchmark(group="peer")
 @pytest.mark.parametrize("cell", DENSE_CELLS)
-def test_peer_bert_step(benchmark, accelerator, bench_profile, bench_rounds, step_medians, cell):
+def test_peer_bert_step(benchmark, device_policy, accelerator, bench_profile, bench_rounds, step_medians, cell):
     config = load_matrix().resolve(cell, bench_profile, device=accelerator.device.type)
     tc = config.train
-    model, step = peer_step(config, accelerator)
+    model, step = peer_step(config, device_policy, accelerator)
     benchmark.extra_info.update(cell=cell, bench_profile=bench_profile,
                                 peer="transformers.BertForSequenceClassification",
                                 attn_implementation=accelerator.unwrap_model(model).config._attn_implementation,

@@ -23,9 +23,10 @@ CELLS = list(load_matrix().cells)
 
 @pytest.mark.benchmark(group="train-step")
 @pytest.mark.parametrize("cell", CELLS)
-def test_train_step(benchmark, accelerator, calibration_gemm, bench_profile, bench_rounds, step_medians, cell):
+def test_train_step(benchmark, device_policy, accelerator, calibration_gemm, bench_profile, bench_rounds,
+                    step_medians, cell):
     config = load_matrix().resolve(cell, bench_profile, device=accelerator.device.type)
-    bench = StepBench.for_config(config, accelerator)
+    bench = StepBench.for_config(config, device_policy, accelerator)
     model = config.model
     benchmark.extra_info.update(
         cell=cell, bench_profile=bench_profile, device=accelerator.device.type,

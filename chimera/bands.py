@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from chimera.errors import ChimeraError
-from chimera.records import atomic_write_text, find_records, load_record
+from chimera.records import atomic_write_text, find_records, load_record, read_json
 
 BANDS_SCHEMA_VERSION = 1
 BANDS_DIR = Path(__file__).with_name("bands")  # packaged bands, one file per profile: bands/<profile>.json
@@ -150,13 +150,8 @@ def check_bands(records: list[dict], bands: dict) -> list[Violation]:
 
 def load_bands(path: Path | str) -> dict:
     path = Path(path)
-    try:
-        bands = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChimeraError(f"{path}: no bands file; build one with `chimera bands build RUN_DIR --out {path}` "
-                           "from >= 5 seeds per cell") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChimeraError(f"{path}: not a readable bands file ({exc})") from None
+    bands = read_json(path, "bands file", missing=f"no bands file; build one with `chimera bands build RUN_DIR "
+                                                   f"--out {path}` from >= 5 seeds per cell")
     if not isinstance(bands, dict) or bands.get("schema_version") != BANDS_SCHEMA_VERSION or "cells" not in bands:
         raise ChimeraError(f"{path}: not a bands file of schema version {BANDS_SCHEMA_VERSION}; rebuild it")
     return bands

@@ -200,7 +200,10 @@ def build_section(cls: type, values: dict[str, Any], *, where: str) -> Any:
         if isinstance(value, float) and not math.isfinite(value):  # 1e309 parses as inf
             raise ChimeraError(f"{where}: {key} must be a finite number, got {value!r}")
         clean[key] = _coerce(value, hints[key])
-    return cls(**clean)
+    try:
+        return cls(**clean)
+    except ChimeraError as exc:  # a range check of __post_init__ knows the key; `where` adds the file or flag
+        raise ChimeraError(f"{where}: {str(exc).removeprefix('config: ')}") from None
 
 
 def _describe(annotation: Any) -> str:

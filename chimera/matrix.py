@@ -40,13 +40,8 @@ class Matrix:
         for layer in layers:
             for name in SECTIONS:
                 merged[name].update(layer.get(name, {}))
-        where = f"{self.path.name}: {cell}/{profile}"
-        try:
-            sections = {name: build_section(cls, merged[name], where=f"{where} [{name}]")
-                        for name, cls in SECTIONS.items()}
-        except ChimeraError as exc:  # range checks know the key, not the file
-            message = str(exc)
-            raise ChimeraError(message if message.startswith(self.path.name) else f"{where}: {message}") from None
+        sections = {name: build_section(cls, merged[name], where=f"{self.path.name}: {cell}/{profile} [{name}]")
+                    for name, cls in SECTIONS.items()}
         config = RunConfig(cell=cell, profile=profile, seed=seed, device=device, **sections)
         return apply_overrides(config, list(overrides))
 

@@ -99,17 +99,26 @@ def validate_record(record: dict[str, Any], *, where: str = "record") -> None:
         raise ChimeraError(f"{where}: does not match the run-record schema at {pointer}: {error.message}")
 
 
+def read_json(path: Path, what: str, *, missing: str = "") -> Any:
+    """Parsed JSON of `path`; a one-line ChimeraError naming the file when it is absent or unreadable.
+
+    `what` names the kind of file in the message ("record", "bands file", ...); `missing` replaces the
+    default "no such <what>" with advice on how to make one.
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChimeraError(f"{path}: {missing or f'no such {what}'}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ChimeraError(f"{path}: not a readable JSON {what} ({exc})") from None
+
+
 def load_record(path: Path | str) -> dict[str, Any]:
     """Read and validate one record (a record.json or a run folder holding one)."""
     path = Path(path)
     if path.is_dir():
         path = path / RECORD_NAME
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChimeraError(f"{path}: no such record") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChimeraError(f"{path}: not a readable JSON record ({exc})") from None
+    record = read_json(path, "record")
     if not isinstance(record, dict):
         raise ChimeraError(f"{path}: not a run record (top level is not an object)")
     validate_record(record, where=str(path))

@@ -64,6 +64,7 @@ class DevicePolicy:
     num_workers: int  # DataLoader worker processes
     deterministic_algorithms: bool  # torch.use_deterministic_algorithms(True)
     float32_matmul_precision: str = "high"  # torch.set_float32_matmul_precision; TF32 on CUDA only
+    fused_adamw: bool = False  # torch.optim.AdamW(fused=True): one kernel for all parameters (CPU, CUDA)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICE_TYPES:
@@ -131,6 +132,10 @@ def choose_policy(info: DeviceInfo, *, precision: str = "auto") -> DevicePolicy:
         # deterministic given CUBLAS_WORKSPACE_CONFIG (set by configure_process), and an op without a
         # deterministic CUDA kernel raises a RuntimeError naming it (warn_only=False): loud, not silent.
         deterministic_algorithms=info.type in ("cpu", "cuda"),
+        # torch has the fused AdamW kernel for CPU and CUDA. Measured on 2 CPU cores, the optimiser step
+        # fell from 4.8 to 1.0 ms (fixed/dense, full shapes) and from 19 to 3.3 ms (baseline/dense).
+        # MPS keeps the foreach default.
+        fused_adamw=info.type in ("cpu", "cuda"),
     )
 
 
@@ -167,6 +172,7 @@ def describe_environment(info: DeviceInfo, policy: DevicePolicy) -> dict:
         "mixed_precision": policy.mixed_precision,
         "deterministic_algorithms": policy.deterministic_algorithms,
         "float32_matmul_precision": policy.float32_matmul_precision,
+        "fused_adamw": policy.fused_adamw,
         **git_state(),
     }
 

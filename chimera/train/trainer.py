@@ -28,7 +28,7 @@ from chimera.errors import ChimeraError
 from chimera.model.encoder import parameter_counts
 from chimera.records import write_record
 from chimera.train import checkpoint
-from chimera.train.device import choose_policy, configure_process, probe_device
+from chimera.train.device import DevicePolicy, choose_policy, configure_process, probe_device
 from chimera.train.evaluate import EvalResult, evaluate
 from chimera.train.optim import build_optimizer, build_schedule
 from chimera.train.run_folder import own_run_dir, run_dir_for
@@ -61,6 +61,15 @@ class LoopState:
     interval_steps: int = 0
 
 
+def build_accelerator(policy: DevicePolicy) -> Accelerator:
+    """The run's Accelerator (the benchmarks build theirs here too, so they time the same setup).
+
+    The schedule counts optimiser steps; accelerate would otherwise step it world_size times per step.
+    """
+    return Accelerator(mixed_precision=policy.mixed_precision, cpu=policy.device == "cpu",
+                       step_scheduler_with_optimizer=False)
+
+
 def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir: Path | None = None,
           quiet: bool = False, resume: bool = False, expected_data: dict | None = None) -> dict:
     """Train one cell and write its record; returns the record (status may be `interrupted`).
@@ -71,9 +80,7 @@ def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir:
     run_dir = run_dir_for(config, out_dir)
     policy = choose_policy(probe_device(config.device))
     configure_process(policy)
-    # The schedule counts optimiser steps; accelerate would otherwise step it world_size times per step.
-    accelerator = Accelerator(mixed_precision=policy.mixed_precision, cpu=policy.device == "cpu",
-                              step_scheduler_with_optimizer=False)
+    accelerator = build_accelerator(policy)
     if not accelerator.is_main_process:  # one voice per run: the other processes only warn
         logging.getLogger("chimera").setLevel(logging.WARNING)
     with own_run_dir(run_dir, accelerator, resume=resume):
@@ -89,7 +96,7 @@ def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_d
     record = start_record(config, inputs, policy=policy, world_size=accelerator.num_processes)
     model = build_model(config, inputs)
     record["params"] = parameter_counts(model)
-    optimizer = build_optimizer(model, config.train, accelerator.device.type)
+    optimizer = build_optimizer(model, config.train, policy)
     schedule = build_schedule(optimizer, config.train)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in inputs.eval_loaders.items()}

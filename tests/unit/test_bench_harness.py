@@ -6,12 +6,14 @@ import math
 
 import pytest
 import torch
-from accelerate import Accelerator
 
 from bench.harness import INJECT_ENV, InjectedSlowdown, StepBench, synthetic_batch, throughput_info
 from chimera.flops import model_train_step_flops
 from chimera.matrix import load_matrix
+from chimera.train.device import DeviceInfo, choose_policy
+from chimera.train.trainer import build_accelerator
 
+CPU_POLICY = choose_policy(DeviceInfo("cpu", "test cpu", cpu_count=2))
 TINY = ["model.d_model=32", "model.n_heads=2", "model.d_ff=64", "model.n_layers=1", "data.max_length=8",
         "data.vocab_size=256", "train.batch_size=4"]
 
@@ -20,7 +22,7 @@ TINY = ["model.d_model=32", "model.n_heads=2", "model.d_ff=64", "model.n_layers=
 def accelerator():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny ops: threads only add barrier waits (seconds per step on a busy machine)
-    yield Accelerator(cpu=True, step_scheduler_with_optimizer=False)
+    yield build_accelerator(CPU_POLICY)
     torch.set_num_threads(threads)
 
 
@@ -35,7 +37,7 @@ def test_synthetic_batch_is_all_real_tokens_with_cls_first():
 
 @pytest.mark.parametrize("cell", ["fixed/dense", "baseline/moe"])
 def test_step_runs_the_trainers_train_step(accelerator, cell):
-    bench = StepBench.for_config(load_matrix().resolve(cell, "ci", overrides=TINY), accelerator)
+    bench = StepBench.for_config(load_matrix().resolve(cell, "ci", overrides=TINY), CPU_POLICY, accelerator)
     losses = [bench.step() for _ in range(3)]
     assert all(math.isfinite(loss) for loss in losses)
     assert bench.state.loss_count == 3 and bench.state.last_grad_norm is not None  # train_step's bookkeeping

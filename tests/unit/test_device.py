@@ -44,7 +44,7 @@ def test_cuda_with_native_bf16_trains_in_bf16_autocast_without_scaler():
     policy = choose_policy(A100)
     assert (policy.device, policy.mixed_precision, policy.autocast, policy.grad_scaler) == (
         "cuda", "bf16", True, False)
-    assert policy.pin_memory and policy.deterministic_algorithms
+    assert policy.pin_memory and policy.deterministic_algorithms and policy.fused_adamw
     assert policy.num_workers == 4  # min(4, 16 // 2)
 
 
@@ -64,14 +64,14 @@ def test_mps_trains_in_fp32_without_autocast_pinning_workers_or_determinism():
     policy = choose_policy(M2)
     assert policy == DevicePolicy(device="mps", mixed_precision="no", autocast=False, grad_scaler=False,
                                   pin_memory=False, num_workers=0, deterministic_algorithms=False,
-                                  float32_matmul_precision="high")
+                                  float32_matmul_precision="high", fused_adamw=False)
 
 
 def test_cpu_trains_deterministically_in_fp32_in_the_main_process():
     policy = choose_policy(DeviceInfo("cpu", "big box", cpu_count=64))
     assert policy == DevicePolicy(device="cpu", mixed_precision="no", autocast=False, grad_scaler=False,
                                   pin_memory=False, num_workers=0, deterministic_algorithms=True,
-                                  float32_matmul_precision="high")
+                                  float32_matmul_precision="high", fused_adamw=True)
 
 
 @pytest.mark.parametrize(("info", "precision", "mixed", "scaler"), [
