@@ -13,7 +13,7 @@ with floors FLOORS["val_loss"] = 0.05 nats, FLOORS["val_acc"] = 0.03, and for be
 BEST_STEP_FLOOR_EVALUATIONS = 2 evaluations (2 · train.eval_every steps). The floors keep a band
 from collapsing when the seeds happen to agree (CPU runs are deterministic per seed, so five seeds
 can land close together) while still catching a real shift. Each cell's band also stores a hash
-of the resolved config without seed and device: a run of a changed config is reported, not judged.
+of the resolved config without seed, device and evaluation settings: a run of a changed config is reported, not judged.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ class Violation:
 
 
 def config_fingerprint(record: dict) -> str:
-    """sha256 of the resolved config without seed and device: what must match between seeds and checks."""
-    config = {k: v for k, v in record["config"].items() if k not in ("seed", "device")}
+    """sha256 of the resolved config without seed, device and the evaluation section (what is measured
+    and timed, never what is trained): what must match between seeds and checks."""
+    config = {k: v for k, v in record["config"].items() if k not in ("seed", "device", "evaluation")}
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
@@ -102,7 +103,7 @@ def _cell_bands(cell: str, runs: list[dict], *, min_seeds: int) -> dict:
                            "(chimera matrix --seed N for more)")
     fingerprints = {config_fingerprint(r) for r in runs}
     if len(fingerprints) != 1:
-        raise ChimeraError(f"{cell}: the runs have different configs (besides seed and device); "
+        raise ChimeraError(f"{cell}: the runs have different configs (besides seed, device and evaluation settings); "
                            "build bands from runs of one config")
     eval_every = int(runs[0]["config"]["train"]["eval_every"])
     metrics = {}

@@ -141,6 +141,36 @@ class TrainConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EvaluationConfig:
+    """What each evaluation measures beyond the validation set, and which qualities the record times.
+
+    None of it changes the trained weights (evaluation runs in eval mode and draws no random numbers),
+    which is why the loss gate's config fingerprint leaves this section out.
+    """
+
+    target_val_acc: tuple[float, ...] = ()  # time to target: first evaluation with val accuracy >= each
+    target_val_loss: tuple[float, ...] = ()  # ... and with clean val loss <= each
+    clean_train_every: int = 1  # measure the clean-train subset at every k-th evaluation (and the last)
+
+    def __post_init__(self) -> None:
+        for value in self.target_val_acc:
+            _check(0.0 < value <= 1.0, "evaluation.target_val_acc", f"values must be in (0, 1], got {value!r}")
+        for value in self.target_val_loss:
+            _check(math.isfinite(value) and value > 0.0, "evaluation.target_val_loss",
+                   f"values must be finite and > 0, got {value!r}")
+        for name in ("target_val_acc", "target_val_loss"):
+            values = getattr(self, name)
+            _check(len(set(values)) == len(values), f"evaluation.{name}", f"has a repeated value: {values!r}")
+        _check(self.clean_train_every >= 1, "evaluation.clean_train_every",
+               f"must be >= 1, got {self.clean_train_every}")
+
+    def targets(self) -> list[tuple[str, float]]:
+        """(metric, target) pairs, each metric's targets from the easiest to the hardest."""
+        return ([("val_acc", v) for v in sorted(self.target_val_acc)]
+                + [("val_loss", v) for v in sorted(self.target_val_loss, reverse=True)])
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunConfig:
     """One matrix cell under one profile: everything needed to rerun it."""
 
@@ -152,13 +182,15 @@ class RunConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def __post_init__(self) -> None:
         _check(self.device in DEVICES, "device", f"must be one of {DEVICES}, got {self.device!r}")
         _check(0 <= self.seed < 2**32, "seed", f"must be in [0, 2**32), got {self.seed}")
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig}
+SECTIONS: dict[str, type] = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig,
+                             "evaluation": EvaluationConfig}
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -170,6 +202,8 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         return value is None
     if origin is tuple:
         arms = typing.get_args(annotation)
+        if len(arms) == 2 and arms[1] is Ellipsis:  # tuple[float, ...]: any length, every item of one type
+            return isinstance(value, (tuple, list)) and all(_type_ok(v, arms[0]) for v in value)
         return (isinstance(value, (tuple, list)) and len(value) == len(arms)
                 and all(_type_ok(v, a) for v, a in zip(value, arms, strict=True)))
     if annotation is float:
@@ -180,7 +214,10 @@ def _type_ok(value: Any, annotation: Any) -> bool:
 
 
 def _coerce(value: Any, annotation: Any) -> Any:
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
+        arms = typing.get_args(annotation)
+        if len(arms) == 2 and arms[1] is Ellipsis and arms[0] is float:
+            return tuple(float(v) for v in value)
         return tuple(value)
     if annotation in (float, float | None) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

@@ -64,9 +64,39 @@ def train_loader(split: TextSplit, bundle: TokenizerBundle, *, augmenter: Augmen
                       pin_memory=pin_memory, num_workers=num_workers)
 
 
+class EncodedDataset(Dataset):
+    """Rows tokenized once, up front: an evaluation set never changes, and re-tokenizing it at every
+    evaluation cost a fifth of the evaluation's time (fixed/dense, full profile)."""
+
+    def __init__(self, split: TextSplit, bundle: TokenizerBundle, max_length: int) -> None:
+        ids, mask = encode_batch(bundle, split.texts, max_length)
+        self.rows = [row[:length] for row, length in zip(ids, mask.sum(1).tolist(), strict=True)]
+        self.labels = split.labels
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.rows[index], self.labels[index]
+
+
+class PadCollate:
+    """Pads pre-tokenized rows to the longest in the batch: the same tensors `EncodeCollate` makes."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[tuple[torch.Tensor, int]]) -> dict[str, torch.Tensor]:
+        ids, labels = zip(*rows, strict=True)
+        lengths = torch.tensor([len(r) for r in ids], dtype=torch.long)
+        input_ids = torch.nn.utils.rnn.pad_sequence(list(ids), batch_first=True, padding_value=self.pad_id)
+        return {"input_ids": input_ids, "attention_mask": torch.arange(input_ids.shape[1]) < lengths[:, None],
+                "labels": torch.tensor(labels, dtype=torch.long)}
+
+
 def eval_loader(split: TextSplit, bundle: TokenizerBundle, *, batch_size: int, max_length: int,
                 pin_memory: bool = False, num_workers: int = 0) -> DataLoader:
-    """Every row once, in order, never augmented."""
-    return DataLoader(TextDataset(split), batch_size=batch_size, shuffle=False, drop_last=False,
-                      collate_fn=EncodeCollate(bundle, max_length), pin_memory=pin_memory,
+    """Every row once, in order, never augmented; tokenized once when the loader is built."""
+    return DataLoader(EncodedDataset(split, bundle, max_length), batch_size=batch_size, shuffle=False,
+                      drop_last=False, collate_fn=PadCollate(bundle.pad_id), pin_memory=pin_memory,
                       num_workers=num_workers)

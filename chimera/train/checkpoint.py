@@ -43,7 +43,7 @@ STAGING = "checkpoint.partial"
 BEST = "best_model.pt"
 STATE_FILE = "loop_state.json"
 _PLAIN_FIELDS = ("step", "curves", "timing", "events", "loss_sum", "loss_count", "last_grad_norm",
-                 "train_seconds", "interval_seconds", "interval_steps")
+                 "train_seconds", "wall_seconds", "evaluations", "interval_seconds", "interval_steps")
 
 # Test-only fault injection: called with the complete staging folder just before it is swapped in.
 _before_swap: Callable[[Path], None] | None = None

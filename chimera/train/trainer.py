@@ -27,6 +27,7 @@ from chimera.config import RunConfig, config_to_dict
 from chimera.errors import ChimeraError
 from chimera.model.encoder import parameter_counts
 from chimera.records import write_record
+from chimera.time_to_target import time_to_target
 from chimera.train import checkpoint
 from chimera.train.device import DevicePolicy, choose_policy, configure_process, probe_device
 from chimera.train.evaluate import EvalResult, evaluate
@@ -56,7 +57,9 @@ class LoopState:
     loss_sum: float = 0.0
     loss_count: int = 0
     last_grad_norm: float | None = None
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # optimiser steps only
+    wall_seconds: float = 0.0  # from the first step, evaluations and checkpoints included; resumes add up
+    evaluations: int = 0
     interval_seconds: float = 0.0
     interval_steps: int = 0
 
@@ -121,13 +124,13 @@ def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_d
     except (Exception, KeyboardInterrupt) as exc:  # the record of a failed run keeps the curves so far
         message = _failure_message(exc, state)
         record.update(status="failed", error=message)
-        _fill(record, state, started, accelerator)
+        _fill(config, record, state, started, accelerator)
         if accelerator.is_main_process:
             write_record(record, run_dir, overwrite=True)
         if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
             raise RunFailed(message) from exc
         raise
-    _fill(record, state, started, accelerator)
+    _fill(config, record, state, started, accelerator)
     if accelerator.is_main_process:
         write_record(record, run_dir, overwrite=True)
     if record["status"] != "interrupted":  # only now: a crash while writing the record can still resume
@@ -142,6 +145,7 @@ def _loop(config, inputs: RunInputs, model, optimizer, schedule, eval_loaders, a
     bar = tqdm(total=tc.max_steps, initial=state.step, disable=quiet or not accelerator.is_main_process,
                desc=config.cell, unit="step", dynamic_ncols=True)
     model.train()
+    clock = _WallClock(state)
     while state.step < tc.max_steps:
         epoch, offset = divmod(state.step, inputs.batches_per_epoch)
         first_step = state.step
@@ -155,7 +159,7 @@ def _loop(config, inputs: RunInputs, model, optimizer, schedule, eval_loaders, a
             state.interval_steps += 1
             bar.update(1)
             if state.step % tc.eval_every == 0 or state.step == tc.max_steps:
-                last = _evaluate_and_log(config, model, eval_loaders, accelerator, state, schedule, run_dir)
+                last = _evaluate_and_log(config, model, eval_loaders, accelerator, state, schedule, run_dir, clock)
                 bar.set_postfix(loss=f"{loss:.3f}", val_loss=f"{last['val_loss']:.3f}",
                                 samples_s=f"{state.timing[-1]['samples_per_s'] or 0:.0f}")
                 if tc.early_stopping and state.stopper.should_stop:
@@ -164,9 +168,11 @@ def _loop(config, inputs: RunInputs, model, optimizer, schedule, eval_loaders, a
                     bar.close()
                     return "stopped_early"
             if tc.checkpoint_every and state.step % tc.checkpoint_every == 0:
+                clock.tick()
                 checkpoint.save(run_dir, accelerator, state, config=config_to_dict(config))
             if _stop_everywhere(stop_requested, accelerator):
                 bar.close()
+                clock.tick()
                 return "interrupted"
             if state.step >= tc.max_steps:
                 break
@@ -232,15 +238,38 @@ def _failure_message(exc: BaseException, state: LoopState) -> str:
     return f"{type(exc).__name__} at step {state.step + 1}: {exc}"
 
 
-def _evaluate_and_log(config, model, eval_loaders, accelerator, state: LoopState, schedule, run_dir) -> dict:
+class _WallClock:
+    """Adds the wall time since its last tick to `state.wall_seconds`; ticks wherever the state is read
+    or saved, so a checkpoint carries the clock up to that point and a resume continues it."""
+
+    def __init__(self, state: LoopState) -> None:
+        self.state, self.mark = state, time.perf_counter()
+
+    def tick(self) -> float:
+        now = time.perf_counter()
+        self.state.wall_seconds += now - self.mark
+        self.mark = now
+        return self.state.wall_seconds
+
+
+def _measures_clean_train(config, state: LoopState) -> bool:
+    """Every `clean_train_every`-th evaluation and the one at max_steps; `_finish` always measures it."""
+    return state.evaluations % config.evaluation.clean_train_every == 0 or state.step == config.train.max_steps
+
+
+def _evaluate_and_log(config, model, eval_loaders, accelerator, state: LoopState, schedule, run_dir,
+                      clock: _WallClock) -> dict:
     is_moe = config.model.ffn == "moe"
+    state.evaluations += 1
     val: EvalResult = evaluate(model, eval_loaders["val"], accelerator, with_moe=is_moe)
-    clean: EvalResult = evaluate(model, eval_loaders["clean_train"], accelerator)
+    clean: EvalResult | None = None
+    if _measures_clean_train(config, state):
+        clean = evaluate(model, eval_loaders["clean_train"], accelerator)
     point = {
         "step": state.step,
         "train_loss": state.loss_sum / max(state.loss_count, 1),
-        "clean_train_loss": clean.loss, "val_loss": val.loss,
-        "train_acc": clean.acc, "val_acc": val.acc,
+        "clean_train_loss": clean.loss if clean else None, "val_loss": val.loss,
+        "train_acc": clean.acc if clean else None, "val_acc": val.acc,
         "lr": schedule.get_last_lr()[0], "grad_norm": state.last_grad_norm,
     }
     if is_moe:
@@ -251,6 +280,7 @@ def _evaluate_and_log(config, model, eval_loaders, accelerator, state: LoopState
         "step": state.step,
         "step_time_s": state.interval_seconds / max(state.interval_steps, 1),
         "samples_per_s": samples / state.interval_seconds if state.interval_seconds else None,
+        "train_s": state.train_seconds, "wall_s": clock.tick(),
     })
     state.loss_sum, state.loss_count, state.interval_seconds, state.interval_steps = 0.0, 0, 0.0, 0
     if state.stopper.update(val.loss, state.step) and config.train.early_stopping:
@@ -272,10 +302,13 @@ def _finish(config, model, eval_loaders, accelerator, state: LoopState, record, 
         stopped_early=status == "stopped_early", restored_best=bool(config.train.early_stopping))
 
 
-def _fill(record: dict, state: LoopState, started: float, accelerator) -> None:
+def _fill(config: RunConfig, record: dict, state: LoopState, started: float, accelerator) -> None:
     record.update(curves=state.curves, timing=state.timing, events=state.events)
     metrics = record["final_metrics"]
-    samples = state.step * record["config"]["train"]["batch_size"] * accelerator.num_processes
+    samples_per_step = record["config"]["train"]["batch_size"] * accelerator.num_processes
+    targets = config.evaluation.targets()
+    record["time_to_target"] = time_to_target(state.curves, state.timing, targets, samples_per_step=samples_per_step)
+    samples = state.step * samples_per_step
     metrics.update(steps=state.step, wall_s=time.perf_counter() - started,
                    train_samples_per_s=samples / state.train_seconds if state.train_seconds else None)
     if metrics.get("best_step") is None:

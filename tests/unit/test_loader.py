@@ -83,3 +83,13 @@ def test_collate_survives_pickling_for_worker_processes(bundle: TokenizerBundle)
     rows = [(SPLIT.texts[0], 1), (SPLIT.texts[1], 2)]
     expected = EncodeCollate(bundle, 8)(rows)
     assert all(torch.equal(collate(rows)[k], expected[k]) for k in expected)
+
+
+def test_pre_tokenized_eval_batches_equal_tokenizing_each_batch(bundle: TokenizerBundle) -> None:
+    collate = EncodeCollate(bundle, 8)
+    expected = [collate([(SPLIT.texts[i], SPLIT.labels[i]) for i in range(start, min(start + 16, len(SPLIT)))])
+                for start in range(0, len(SPLIT), 16)]
+    batches = list(eval_loader(SPLIT, bundle, batch_size=16, max_length=8))
+    assert len(batches) == len(expected)
+    for got, want in zip(batches, expected, strict=True):
+        assert all(torch.equal(got[k], want[k]) and got[k].dtype == want[k].dtype for k in want)
