@@ -20,6 +20,7 @@ from accelerate import Accelerator
 
 from chimera.config import RunConfig
 from chimera.flops import matmul_flops, model_train_step_flops
+from chimera.matrix import load_matrix
 from chimera.model.encoder import EncoderClassifier
 from chimera.train.device import DevicePolicy
 from chimera.train.optim import build_optimizer, build_schedule
@@ -190,3 +191,9 @@ def throughput_info(*, median_s: float, samples: int, tokens: int, flops: int, c
     achieved = flops / median_s
     return {"samples_per_s": samples / median_s, "tokens_per_s": tokens / median_s, "flops_per_step": flops,
             "achieved_flops_per_s": achieved, "mfu": achieved / calibration_flop_per_s}
+
+
+def transformer_cells(profile: str = "full") -> list[str]:
+    """The matrix cells the step benchmarks time: the transformers, not the linear reference."""
+    matrix = load_matrix()
+    return [cell for cell in matrix.cells if matrix.resolve(cell, profile).model.arch == "transformer"]

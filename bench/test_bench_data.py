@@ -19,14 +19,14 @@ import time
 
 import pytest
 
-from bench.harness import StepBench
+from bench.harness import StepBench, transformer_cells
 from chimera.data.augment import Augmenter
 from chimera.data.loader import train_loader
 from chimera.data.text import TextSplit
 from chimera.data.tokenizer import build_tokenizer
 from chimera.matrix import load_matrix
 
-CELLS = list(load_matrix().cells)
+CELLS = transformer_cells()
 FUNCTION = ("the", "a", "of", "to", "in", "and", "on", "for", "with", "at", "by", "its", "from", "as", "that",
             "has", "is", "was", "said", "after", "over", "will", "new", "but", "more", "than", "into")
 CONTENT = """market shares company profit quarter stocks investors oil prices bank deal sales growth percent

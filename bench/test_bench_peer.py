@@ -20,12 +20,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.harness import synchronize, synthetic_batch
+from bench.harness import synchronize, synthetic_batch, transformer_cells
 from chimera.matrix import load_matrix
 from chimera.train.optim import build_optimizer, build_schedule
 from chimera.train.run_setup import NUM_CLASSES
 
-DENSE_CELLS = [c for c in load_matrix().cells if load_matrix().resolve(c, "full").model.ffn == "dense"]
+DENSE_CELLS = [c for c in transformer_cells() if load_matrix().resolve(c, "full").model.ffn == "dense"]
 
 
 def bert_peer(config):

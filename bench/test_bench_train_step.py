@@ -15,10 +15,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.harness import StepBench, peak_memory, reset_peak_memory, throughput_info
+from bench.harness import StepBench, peak_memory, reset_peak_memory, throughput_info, transformer_cells
 from chimera.matrix import load_matrix
 
-CELLS = list(load_matrix().cells)
+CELLS = transformer_cells()
 
 
 @pytest.mark.benchmark(group="train-step")

@@ -17,6 +17,7 @@ from typing import Any
 from chimera.errors import ChimeraError
 
 SCHEDULES = ("constant", "linear", "cosine")
+ARCHITECTURES = ("transformer", "bag_of_ngrams")
 FFN_KINDS = ("dense", "moe")
 EXPERT_KINDS = ("gelu", "swiglu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -68,8 +69,13 @@ class AugmentConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """Encoder-only classifier; `ffn` picks the dense FFN or the routed mixture of experts."""
+    """Encoder-only classifier; `ffn` picks the dense FFN or the routed mixture of experts.
 
+    `arch = "bag_of_ngrams"` is the linear reference instead (chimera/model/bow.py): it uses
+    `d_model` (embedding width), `dropout` and `ngram_buckets`; the transformer fields are ignored.
+    """
+
+    arch: str = "transformer"
     d_model: int = 256
     n_layers: int = 4
     n_heads: int = 4
@@ -84,6 +90,7 @@ class ModelConfig:
     capacity_factor_eval: float | None = None
     aux_loss_coef: float = 0.01  # Switch Transformer load-balancing loss weight
     z_loss_coef: float = 0.001  # router z-loss weight (ST-MoE)
+    ngram_buckets: int = 65536  # bag_of_ngrams only: hash buckets for word bigrams
 
     def __post_init__(self) -> None:
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "num_experts", "top_k", "moe_every"):
@@ -91,6 +98,8 @@ class ModelConfig:
         _check(self.d_model % self.n_heads == 0, "model.d_model",
                f"({self.d_model}) must be divisible by model.n_heads ({self.n_heads})")
         _check_prob(self.dropout, "model.dropout")
+        _check(self.arch in ARCHITECTURES, "model.arch", f"must be one of {ARCHITECTURES}, got {self.arch!r}")
+        _check(self.ngram_buckets >= 1, "model.ngram_buckets", f"must be >= 1, got {self.ngram_buckets}")
         _check(self.ffn in FFN_KINDS, "model.ffn", f"must be one of {FFN_KINDS}, got {self.ffn!r}")
         _check(self.expert_kind in EXPERT_KINDS, "model.expert_kind",
                f"must be one of {EXPERT_KINDS}, got {self.expert_kind!r}")

@@ -181,7 +181,7 @@ def check_non_finite(record: dict) -> list[Finding]:
     error = record.get("error") or ""
     failed = record["status"] == "failed" and any(w in error.lower() for w in ("non-finite", "nan", "inf"))
     null_steps = [p["step"] for p in record["curves"]
-                  if any(p.get(k) is None for k in ("train_loss", "clean_train_loss", "val_loss"))]
+                  if any(k in p and p[k] is None for k in ("train_loss", "clean_train_loss", "val_loss"))]
     if not (events or failed or null_steps):
         return []
     steps = [e["step"] for e in events] + null_steps

@@ -152,12 +152,13 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def parameter_counts(model: EncoderClassifier) -> dict[str, int]:
-    """total, embedding (token + position), non_embedding, and active: the parameters one token
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """total, embedding (every embedding table: token + position, or the n-gram bag), non_embedding,
+    and active: the parameters one token
     touches, i.e. the total minus the (E - top_k) / E share of every MoE layer's expert weights
     (embedding tables counted whole, as for Mixtral's "active parameters")."""
     total = sum(p.numel() for p in model.parameters())
-    embedding = model.tok_emb.weight.numel() + model.pos_emb.weight.numel()
+    embedding = sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)))
     idle = sum(m.expert_parameter_count() * (m.num_experts - m.top_k) // m.num_experts
                for m in model.modules() if isinstance(m, MoEFFN))
     return {"total": total, "embedding": embedding, "non_embedding": total - embedding,
@@ -177,7 +178,7 @@ def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """
     skip = set()
     for module in model.modules():
-        if isinstance(module, (nn.Embedding, nn.LayerNorm)):
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag, nn.LayerNorm)):
             skip.update(id(p) for p in module.parameters(recurse=False))
         elif isinstance(module, MoEFFN):
             skip.update(id(getattr(module, name)) for name in module.bias_names if hasattr(module, name))

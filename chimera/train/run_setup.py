@@ -22,6 +22,7 @@ from chimera.data.loader import EPOCH_STRIDE, eval_loader, train_loader
 from chimera.data.subsets import Subsets, make_subsets
 from chimera.data.tokenizer import TokenizerBundle, build_tokenizer, token_stats
 from chimera.errors import ChimeraError
+from chimera.model.bow import BagOfNgramsClassifier
 from chimera.model.encoder import EncoderClassifier
 from chimera.records import SCHEMA_VERSION
 from chimera.train.device import DevicePolicy, describe_environment, probe_device
@@ -106,10 +107,11 @@ def check_data_matches(data_info: dict, expected: dict, *, where: str) -> None:
                            "the tokenizers version or the tokenizer pipeline changed")
 
 
-def build_model(config: RunConfig, inputs: RunInputs) -> EncoderClassifier:
-    return EncoderClassifier(config.model, vocab_size=inputs.tokenizer.tokenizer.get_vocab_size(),
-                             max_length=config.data.max_length, num_classes=NUM_CLASSES,
-                             pad_id=inputs.tokenizer.pad_id)
+def build_model(config: RunConfig, inputs: RunInputs) -> EncoderClassifier | BagOfNgramsClassifier:
+    """The cell's classifier: the transformer encoder, or the linear bag-of-n-grams reference."""
+    model_class = BagOfNgramsClassifier if config.model.arch == "bag_of_ngrams" else EncoderClassifier
+    return model_class(config.model, vocab_size=inputs.tokenizer.tokenizer.get_vocab_size(),
+                       max_length=config.data.max_length, num_classes=NUM_CLASSES, pad_id=inputs.tokenizer.pad_id)
 
 
 def start_record(config: RunConfig, inputs: RunInputs, *, policy: DevicePolicy, world_size: int) -> dict:

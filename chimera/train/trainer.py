@@ -268,8 +268,8 @@ def _evaluate_and_log(config, model, eval_loaders, accelerator, state: LoopState
     point = {
         "step": state.step,
         "train_loss": state.loss_sum / max(state.loss_count, 1),
-        "clean_train_loss": clean.loss if clean else None, "val_loss": val.loss,
-        "train_acc": clean.acc if clean else None, "val_acc": val.acc,
+        **({"clean_train_loss": clean.loss, "train_acc": clean.acc} if clean else {}),  # absent = not measured
+        "val_loss": val.loss, "val_acc": val.acc,
         "lr": schedule.get_last_lr()[0], "grad_norm": state.last_grad_norm,
     }
     if is_moe:
