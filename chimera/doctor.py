@@ -21,6 +21,7 @@ from chimera.doctor_checks import (
     SEVERITIES,
     Finding,
     Thresholds,
+    check_below_reference,
     check_capacity,
     check_grad_spikes,
     check_leakage,
@@ -31,7 +32,9 @@ from chimera.doctor_checks import (
     check_overfitting,
     check_regularisation,
     check_status,
+    check_time_to_target,
     check_tokenisation,
+    is_reference,
 )
 from chimera.records import find_records, load_record
 
@@ -41,8 +44,11 @@ __all__ = ["SEVERITIES", "Finding", "Thresholds", "diagnose", "doctor_main", "fo
 
 
 def diagnose(record: dict[str, Any], *, data_dir: Path | str | None = None, subsets: Any = None,
-             thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[Finding]:
+             thresholds: Thresholds = DEFAULT_THRESHOLDS, references: list[dict] | None = None) -> list[Finding]:
     """All findings for one record, errors first.
+
+    `references`: records diagnosed alongside; those of the linear reference on the same rows are what
+    a transformer record is held against (`below_reference`).
 
     `subsets` (an object with `.train/.val/.test` each having `.texts`, or a mapping of split name to
     texts) replaces the re-derived data in the leakage rescan; tests use it to inject overlaps.
@@ -52,7 +58,8 @@ def diagnose(record: dict[str, Any], *, data_dir: Path | str | None = None, subs
                 *check_leakage(record, t, data_dir=data_dir, subsets=subsets), *check_overfitting(record, t),
                 *check_capacity(record, t), *check_regularisation(record, t), *check_non_finite(record),
                 *check_grad_spikes(record, t), *check_lr_schedule(record), *check_tokenisation(record, t),
-                *check_moe(record, t)]
+                *check_moe(record, t), *check_time_to_target(record),
+                *check_below_reference(record, references or [])]
     return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
 
 
@@ -88,10 +95,9 @@ def doctor_main(paths: list[Path | str], *, as_json: bool = False, data_dir: Pat
                 out: TextIO | None = None) -> int:
     """Diagnose every record under `paths`; print text or JSON to `out`; 1 if any error, else 0."""
     out = out or sys.stdout
-    results = []
-    for path in find_records(list(paths)):
-        record = load_record(path)
-        results.append((path, record, diagnose(record, data_dir=data_dir)))
+    loaded = [(path, load_record(path)) for path in find_records(list(paths))]
+    references = [record for _, record in loaded if is_reference(record)]
+    results = [(path, record, diagnose(record, data_dir=data_dir, references=references)) for path, record in loaded]
     errors = sum(f.severity == "error" for _, _, fs in results for f in fs)
     if as_json:
         payload = {"errors": errors, "records": [

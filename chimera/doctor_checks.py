@@ -15,6 +15,7 @@ import numpy as np
 
 from chimera.leakage_scan import rescan
 from chimera.records import curve
+from chimera.time_to_target import DIRECTIONS
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -299,3 +300,60 @@ def check_moe(record: dict, t: Thresholds) -> list[Finding]:
         shares = {f"layer{n}_max_token_share": e["max_token_share"] for n, e in sorted(last.items())}
         findings.append(Finding("moe_routing", "info", "routing balanced at the last evaluation", shares, ""))
     return findings
+
+
+def check_time_to_target(record: dict) -> list[Finding]:
+    """A finished run that never reached its easiest target quality has no time to quality at all."""
+    entries = record.get("time_to_target") or []
+    if record["status"] not in ("completed", "stopped_early"):
+        return []
+    findings = []
+    for metric in DIRECTIONS:
+        timed = [e for e in entries if e["metric"] == metric]
+        if not timed:
+            continue
+        easiest = min(timed, key=lambda e: e["target"] if DIRECTIONS[metric] == "max" else -e["target"])
+        if easiest["reached"]:
+            continue
+        values = [v for _, v in curve(record, metric)]
+        best = (max(values) if DIRECTIONS[metric] == "max" else min(values)) if values else None
+        evidence = {"metric": metric, "lowest_target": easiest["target"], "best_value": best,
+                    "steps": record["final_metrics"]["steps"], "evaluations": len(record["curves"])}
+        findings.append(Finding(
+            "target_not_reached", "warning",
+            f"never reached the lowest target {metric} {easiest['target']:g} (best {best:.4g}): no time to quality",
+            evidence, "train longer (train.max_steps, or more patience), revisit lr and regularisation, or set "
+                      "evaluation targets this setup can reach"))
+    return findings
+
+
+def is_reference(record: dict) -> bool:
+    """A record of the linear reference model (the model family, not the cell's name, decides)."""
+    return record["config"]["model"].get("arch") == "bag_of_ngrams"
+
+
+def comparable_references(record: dict, references: list[dict]) -> list[dict]:
+    """Finished reference runs on the same rows: same profile and the same resolved data section."""
+    return [r for r in references if is_reference(r) and r["status"] in ("completed", "stopped_early")
+            and r["profile"] == record["profile"] and r["config"]["data"] == record["config"]["data"]
+            and r["final_metrics"].get("val_acc") is not None]
+
+
+def check_below_reference(record: dict, references: list[dict]) -> list[Finding]:
+    """A transformer that ends below a linear bag of n-grams on the same rows has learnt less than word counts."""
+    val_acc = record["final_metrics"].get("val_acc")
+    if is_reference(record) or val_acc is None:
+        return []
+    same_rows = comparable_references(record, references)
+    if not same_rows:
+        return []
+    reference_acc = float(np.mean([r["final_metrics"]["val_acc"] for r in same_rows]))
+    if val_acc >= reference_acc:
+        return []
+    evidence = {"val_acc": val_acc, "reference_val_acc": reference_acc, "reference_runs": len(same_rows),
+                "reference_cell": same_rows[0]["cell"]}
+    return [Finding("below_reference", "warning",
+                    f"a linear model on the same rows does better: val acc {val_acc:.4f} vs {reference_acc:.4f} "
+                    f"for {same_rows[0]['cell']} (mean of {len(same_rows)} run(s))", evidence,
+                    "the transformer is not earning its cost here: check its regularisation, learning rate and "
+                    "training length against the reference before trusting its other numbers")]

@@ -22,11 +22,14 @@ from pathlib import Path
 
 from chimera import report_figures as figures
 from chimera.doctor import SEVERITIES, Finding, diagnose, format_evidence
+from chimera.doctor_checks import comparable_references, is_reference
 from chimera.records import find_records, load_record
+from chimera.time_to_target import lookup
 
 DASH = "—"
 TABLE_HEADER = ("cell", "seeds", "params total", "params active", "best step", "stopped early",
-                "clean train loss", "val loss", "val acc", "test acc", "throughput (samples/s)")
+                "clean train loss", "val loss", "val acc", "test acc", "linear reference val acc (same rows)",
+                "throughput (samples/s)")
 log = logging.getLogger("chimera")
 Block = tuple  # ("h1"|"h2"|"h3"|"p", text) · ("table", header, rows) · ("img", file, alt) · ("list", items)
 
@@ -81,7 +84,48 @@ def seed_label(record: dict) -> str:
     return str(record["seed"]) if finished else f"{record['seed']} ({record['status']})"
 
 
-def matrix_row(cell: str, records: Sequence[dict], bench: dict[str, float]) -> list[str]:
+def reference_acc(records: Sequence[dict], references: Sequence[dict]) -> str:
+    """Mean final val acc of the linear reference runs on the same rows as `records` (a dash if none)."""
+    if not records or is_reference(records[0]):
+        return DASH
+    same_rows = comparable_references(records[0], list(references))
+    return fmt_stat([statistics.mean(r["final_metrics"]["val_acc"] for r in same_rows)], ".4f") if same_rows else DASH
+
+
+def record_targets(loaded: Sequence[dict]) -> list[tuple[str, float]]:
+    """Every (metric, target) timed by any record, in the order the records list them."""
+    seen: dict[tuple[str, float], None] = {}
+    for record in loaded:
+        for entry in record.get("time_to_target") or []:
+            seen.setdefault((entry["metric"], entry["target"]), None)
+    return list(seen)
+
+
+def time_to_target_cell(records: Sequence[dict], metric: str, target: float) -> str:
+    """`wall s (step)` of the first evaluation reaching the target, mean ± std over the seeds that reached
+    it, with `k of n` when some did not; `not reached` when none did; a dash when no record timed it."""
+    entries = [lookup(r, metric, target) for r in records]
+    if any(e is None for e in entries):
+        return DASH
+    hits = [e for e in entries if e["reached"]]
+    if not hits:
+        return "not reached"
+    wall = fmt_stat([e["wall_s"] for e in hits], ",.1f", ".1f")
+    steps = fmt_stat([float(e["step"]) for e in hits], ".0f", ".0f")
+    text = f"{wall} s (step {steps})"
+    return text if len(hits) == len(entries) else f"{text}, {len(hits)} of {len(entries)} seeds"
+
+
+def time_to_target_table(by_cell: dict[str, list[dict]], targets: Sequence[tuple[str, float]]) -> Block:
+    header = ("cell", *(f"{metric.replace('_', ' ')} {'≥' if metric == 'val_acc' else '≤'} {target:g}"
+                        for metric, target in targets))
+    rows = [[cell, *(time_to_target_cell(records, metric, target) for metric, target in targets)]
+            for cell, records in by_cell.items()]
+    return ("table", header, rows)
+
+
+def matrix_row(cell: str, records: Sequence[dict], bench: dict[str, float],
+               references: Sequence[dict] = ()) -> list[str]:
     metrics = [r["final_metrics"] for r in records]
     best = [m["best_step"] for m in metrics]
     stopped = sum(bool(m["stopped_early"]) for m in metrics)
@@ -98,6 +142,7 @@ def matrix_row(cell: str, records: Sequence[dict], bench: dict[str, float]) -> l
         "no" if not stopped else "yes" if stopped == len(metrics) else f"{stopped} of {len(metrics)}",
         *(fmt_stat([m[key] for m in metrics], ".4g") for key in ("train_loss", "val_loss")),
         *(fmt_stat([m[key] for m in metrics], ".4f") for key in ("val_acc", "test_acc")),
+        reference_acc(records, references),
         throughput,
     ]
 
@@ -116,17 +161,33 @@ def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[s
                  images: dict[str, Path]) -> list[Block]:
     profiles = ", ".join(sorted({r["profile"] for _, r in loaded}))
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    references = [r for _, r in loaded if is_reference(r)]
     blocks: list[Block] = [
         ("h1", "Chimera Bench report"),
         ("p", f"Runs: `{run_dir}`, {len(loaded)} record(s), profile(s) {profiles}. Generated {now}."),
         ("h2", "Matrix"),
-        ("table", TABLE_HEADER, [matrix_row(cell, recs, bench) for cell, recs in by_cell.items()]),
+        ("table", TABLE_HEADER, [matrix_row(cell, recs, bench, references) for cell, recs in by_cell.items()]),
         ("p", "Losses are clean cross-entropy in nats (eval mode, no label smoothing, no augmentation) of "
               "the final model (the restored best checkpoint when early stopping is on). Several seeds show "
               "mean ± sample standard deviation; best step lists each seed's when they differ. Throughput: "
               f"`(bench)` is the median `samples_per_s` of the pytest-benchmark results under `{bench_dir}`; "
               "`(run)` is the run's own `train_samples_per_s` (training steps only, on the machine that "
-              "trained it)."),
+              "trained it). The linear reference column is the mean final val acc of the bag-of-n-grams "
+              "runs on the same rows (same profile and data settings); a dash where none was run."),
+        ("h2", "Time to quality"),
+    ]
+    targets = record_targets([r for _, r in loaded])
+    if targets:
+        blocks += [
+            time_to_target_table(by_cell, targets),
+            ("p", "Wall seconds from the first step to the end of the first evaluation that reached the target, "
+                  "evaluations included (MLPerf Training's time to train), on the machine that trained each run; "
+                  "the step of that evaluation in brackets. Mean ± sample std over the seeds that reached it."),
+            ("img", images["time_to_quality"].name, "Validation accuracy against wall seconds, every cell"),
+        ]
+    else:
+        blocks.append(("p", "No record times a target quality (`evaluation.target_val_acc` in the matrix)."))
+    blocks += [
         ("h2", "Curves"),
         ("img", images["loss_curves"].name, "Clean train vs validation loss per cell"),
         ("img", images["accuracy_curves"].name, "Clean train vs validation accuracy per cell"),
@@ -146,7 +207,7 @@ def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[s
     blocks += [("p", note) for note in notes]
     blocks.append(("h2", "Doctor findings"))
     for path, record in loaded:
-        findings = diagnose(record)
+        findings = diagnose(record, references=references)
         counts = ", ".join(f"{sum(f.severity == s for f in findings)} {s}" for s in SEVERITIES)
         blocks.append(("h3", f"{record['cell']} seed {record['seed']}: `{path.parent.name}` ({counts})"))
         blocks.append(("list", [_findings_item(f) for f in findings]))
@@ -226,6 +287,9 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
     bench = {cell: value for cell, value in bench.items() if cell in by_cell}
     images = {"loss_curves": figures.loss_curves(by_cell, out_dir / "loss_curves.png"),
               "accuracy_curves": figures.accuracy_curves(by_cell, out_dir / "accuracy_curves.png")}
+    targets = [target for metric, target in record_targets([r for _, r in loaded]) if metric == "val_acc"]
+    if targets:
+        images["time_to_quality"] = figures.time_to_quality(by_cell, targets, out_dir / "time_to_quality.png")
     if bench:
         images["throughput"] = figures.throughput_bars(bench, out_dir / "throughput.png")
     moe_cells = {c: rs for c, rs in by_cell.items() if any(p.get("moe") for r in rs for p in r["curves"])}

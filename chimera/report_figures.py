@@ -1,9 +1,9 @@
 """The report's figures, drawn from run records with matplotlib's object API (Agg canvas, no pyplot state).
 
-Cells are laid out as a grid from their names `ROW/COLUMN` (baseline|fixed x dense|moe), sorted, so
-the code never branches on a particular cell. Several seeds of a cell are drawn as their mean with a
-min-max band; a step contributes where at least one seed evaluated it (early stopping ends seeds at
-different steps).
+Curve panels follow the cells in grid order of their names `ROW/COLUMN` (baseline|fixed x dense|moe,
+then reference/bow), two per row (three from five cells on), so the code never branches on a cell.
+Several seeds of a cell are drawn as their mean with a min-max band; a step contributes where at least
+one seed evaluated it (early stopping ends seeds at different steps).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from chimera.records import curve
 DPI = 100
 FIGSIZES = {  # inches; the saved PNG is exactly figsize x DPI pixels
     "loss_curves": (11.0, 8.0), "accuracy_curves": (11.0, 8.0),
-    "throughput": (8.0, 4.5), "expert_utilisation": (11.0, 4.5),
+    "throughput": (8.0, 4.5), "expert_utilisation": (11.0, 4.5), "time_to_quality": (9.0, 5.5),
 }
 TRAIN_COLOUR, VAL_COLOUR = "tab:blue", "tab:orange"
 PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
@@ -65,30 +65,31 @@ def _draw_band(ax: Axes, records: Sequence[dict], key: str, label: str, colour: 
 
 def curve_grid(by_cell: Mapping[str, Sequence[dict]], path: Path, *, name: str, keys: tuple[str, str],
                labels: tuple[str, str], ylabel: str, title: str, mark_best: bool) -> Path:
-    """One panel per cell (grid rows x columns), all panels on the same axes, one legend below."""
-    rows, cols = grid_of(list(by_cell))
+    """One panel per cell (in the order of `by_cell`), all panels on the same axes, one legend below."""
+    cells = list(by_cell)
+    ncols = 2 if len(cells) <= 4 else 3
+    nrows = -(-len(cells) // ncols)
     fig = _new_figure(name)
-    axes = fig.subplots(len(rows), len(cols), sharex=True, sharey=True, squeeze=False)
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
     legend: dict[str, object] = {}
-    for i, row in enumerate(rows):
-        for j, col in enumerate(cols):
-            ax, cell = axes[i][j], f"{row}/{col}"
-            records = by_cell.get(cell, [])
-            ax.set_title(f"{cell} ({len(records)} seed{'s' if len(records) != 1 else ''})")
-            ax.grid(True, alpha=0.3)
-            ax.set_xlabel("training step" if i == len(rows) - 1 else "")
-            ax.set_ylabel(ylabel if j == 0 else "")
-            if not records:
-                ax.text(0.5, 0.5, "no record", ha="center", va="center", transform=ax.transAxes)
-                continue
-            _draw_band(ax, records, keys[0], labels[0], TRAIN_COLOUR)
-            _draw_band(ax, records, keys[1], labels[1], VAL_COLOUR)
-            steps, mean, _, _ = seed_band(records, keys[1])
-            if mark_best and steps.size:
-                best = steps[int(np.argmin(mean))]
-                ax.axvline(best, color="grey", ls=":", lw=1.2, label="lowest mean val loss")
-                ax.set_title(f"{ax.get_title()}, val minimum at step {best:.0f}")
-            legend.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+    for k, cell in enumerate(cells):
+        i, j = divmod(k, ncols)
+        ax, records = axes[i][j], by_cell[cell]
+        ax.set_title(f"{cell} ({len(records)} seed{'s' if len(records) != 1 else ''})")
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel("training step" if k + ncols >= len(cells) else "")
+        ax.tick_params(labelbottom=True)
+        ax.set_ylabel(ylabel if j == 0 else "")
+        _draw_band(ax, records, keys[0], labels[0], TRAIN_COLOUR)
+        _draw_band(ax, records, keys[1], labels[1], VAL_COLOUR)
+        steps, mean, _, _ = seed_band(records, keys[1])
+        if mark_best and steps.size:
+            best = steps[int(np.argmin(mean))]
+            ax.axvline(best, color="grey", ls=":", lw=1.2, label="lowest mean val loss")
+            ax.set_title(f"{ax.get_title()}, val minimum at step {best:.0f}")
+        legend.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
     fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=min(len(legend), 3),
                fontsize=9)
     fig.suptitle(title, fontsize=13)
@@ -165,4 +166,38 @@ def expert_utilisation(by_cell: Mapping[str, Sequence[dict]], path: Path) -> Pat
     axes[0].set_ylabel("share of routed token slots")
     axes[-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), title="dotted lines:\nequal shares")
     fig.suptitle("Expert utilisation per layer (validation set)", fontsize=13)
+    return _save(fig, path)
+
+
+def mean_quality_curve(records: Sequence[dict], key: str = "val_acc") -> tuple[np.ndarray, np.ndarray]:
+    """Mean wall seconds and mean `key` per evaluation step over the seeds that reached the step."""
+    by_step: dict[int, list[tuple[float, float]]] = {}
+    for record in records:
+        clocks = {t["step"]: t.get("wall_s") for t in record["timing"]}
+        for step, value in curve(record, key):
+            if clocks.get(step) is not None:
+                by_step.setdefault(step, []).append((clocks[step], value))
+    pairs = [np.mean(by_step[step], axis=0) for step in sorted(by_step)]
+    return (np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])) if pairs else (np.array([]),) * 2
+
+
+def time_to_quality(by_cell: Mapping[str, Sequence[dict]], targets: Sequence[float], path: Path) -> Path:
+    """Val accuracy against wall seconds from the first step (evaluations included), every cell on one axes."""
+    fig = _new_figure("time_to_quality")
+    ax = fig.subplots()
+    for k, (cell, records) in enumerate(by_cell.items()):
+        seconds, accuracy = mean_quality_curve(records)
+        if seconds.size:
+            seeds = f"mean of {len(records)} seeds" if len(records) > 1 else "1 seed"
+            ax.plot(seconds, accuracy, color=PALETTE[k % len(PALETTE)], lw=1.8, label=f"{cell} ({seeds})")
+    for target in targets:
+        ax.axhline(target, color="grey", ls=":", lw=1.0)
+        ax.annotate(f"target {target:g}", (1.0, target), xycoords=("axes fraction", "data"), fontsize=8,
+                    ha="right", va="bottom", color="dimgrey")
+    ax.set_xscale("log")
+    ax.set_xlabel("wall seconds from the first step, evaluations included (log scale)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("Time to quality: validation accuracy against wall time (same axes for every cell)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
     return _save(fig, path)

@@ -11,8 +11,13 @@ from matplotlib.image import imread
 
 
 def matrix_table(markdown: str) -> dict[str, dict[str, str]]:
-    """Rows of the markdown table under `## Matrix`, keyed by cell, each a header -> text mapping."""
-    lines = [line for line in markdown.split("## Matrix", 1)[1].splitlines() if line.startswith("|")]
+    """Rows of the first markdown table under `## Matrix`, keyed by cell, each a header -> text mapping."""
+    section = markdown.split("## Matrix", 1)[1].lstrip("\n").splitlines()
+    lines = []
+    for line in section:  # the first table only: it ends at the first line that is not a table row
+        if not line.startswith("|"):
+            break
+        lines.append(line)
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
     return {row[0]: dict(zip(header, row, strict=True)) for row in rows}

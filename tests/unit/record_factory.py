@@ -6,6 +6,8 @@ import copy
 
 import numpy as np
 
+from chimera.time_to_target import time_to_target
+
 FINGERPRINT = "0" * 64
 
 
@@ -34,6 +36,7 @@ def minimal_record() -> dict:
     }
 
 
+TARGETS = (0.75, 0.8, 0.85)  # val acc: the factory's healthy curves reach 0.75 and 0.8, memorising ones 0.8 at most
 CELL_SHAPES = {  # (memorises, moe): the 2x2 matrix of the suite
     "baseline/dense": (True, False), "baseline/moe": (True, True),
     "fixed/dense": (False, False), "fixed/moe": (False, True),
@@ -89,7 +92,12 @@ def run_record(cell: str = "fixed/dense", seed: int = 0, *, memorises: bool | No
             point["moe"] = [moe_layer(layer, [0.3, 0.3, 0.2, 0.2]) for layer in range(layers)]
         record["curves"].append(point)
     best = int(np.argmin(val))
-    record["timing"] = [{"step": s, "step_time_s": 0.1, "samples_per_s": 300.0 + 10 * seed} for s in steps]
+    seconds_per_step = 0.1 + 0.01 * seed
+    record["timing"] = [{"step": s, "step_time_s": seconds_per_step, "samples_per_s": 300.0 + 10 * seed,
+                         "train_s": s * seconds_per_step, "wall_s": s * seconds_per_step * 1.5} for s in steps]
+    record["config"]["evaluation"] = {"target_val_acc": list(TARGETS), "target_val_loss": [], "clean_train_every": 1}
+    record["time_to_target"] = time_to_target(record["curves"], record["timing"], [("val_acc", t) for t in TARGETS],
+                                              samples_per_step=32)
     record["final_metrics"] = {
         "train_loss": float(train[-1]), "val_loss": float(val[-1]), "val_acc": float(0.95 - 0.12 * val[-1]),
         "test_loss": float(val[-1] + 0.05), "test_acc": float(0.94 - 0.12 * val[-1]),

@@ -31,6 +31,11 @@ def base() -> RunConfig:
     ("model.n_heads=3", "model.d_model"),
     ("model.top_k=5", "model.top_k"),
     ("data.max_length=2", "data.max_length"),
+    ("evaluation.target_val_acc=[0.7, 1.5]", "evaluation.target_val_acc"),
+    ("evaluation.target_val_acc=[0.7, 0.7]", "evaluation.target_val_acc"),
+    ("evaluation.target_val_loss=[0]", "evaluation.target_val_loss"),
+    ("evaluation.clean_train_every=0", "evaluation.clean_train_every"),
+    ("model.arch=rnn", "model.arch"),
 ])
 def test_out_of_range_values_name_their_key(assignment, key):
     with pytest.raises(ChimeraError, match=key.replace(".", r"\.")):
@@ -43,6 +48,8 @@ def test_out_of_range_values_name_their_key(assignment, key):
     ("train.lr=fast", "lr must be float"),
     ("train.max_steps=1.5", "max_steps must be int"),
     ("train.early_stopping=1", "early_stopping must be bool"),
+    ("evaluation.target_val_acc=0.7", "target_val_acc must be tuple"),
+    ("evaluation.target_val_acc=['high']", "target_val_acc must be tuple"),
     ("train.lr", "expected section.key=value"),
     ("lr=1", "expected section.key=value"),
     ("train.lr=__import__('os').system('true')", "not a literal"),
@@ -84,3 +91,11 @@ def test_dataclasses_are_frozen_and_keyword_only():
 def test_overrides_of_one_section_are_validated_together():
     config = apply_overrides(base(), ["train.max_steps=4", "train.warmup_steps=1"])
     assert (config.train.max_steps, config.train.warmup_steps) == (4, 1)
+
+
+def test_targets_are_any_number_of_floats_listed_easiest_first():
+    config = apply_overrides(base(), ["evaluation.target_val_acc=[0.8, 0.7]", "evaluation.target_val_loss=[0.5, 1]"])
+    assert config.evaluation.target_val_acc == (0.8, 0.7)
+    assert all(isinstance(v, float) for v in config.evaluation.target_val_loss)
+    assert config.evaluation.targets() == [("val_acc", 0.7), ("val_acc", 0.8), ("val_loss", 1.0), ("val_loss", 0.5)]
+    assert apply_overrides(base(), ["evaluation.target_val_acc=[]"]).evaluation.targets() == []

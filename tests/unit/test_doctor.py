@@ -254,3 +254,46 @@ def test_rescan_re_derives_the_runs_subsets_and_finds_near_duplicates_the_split_
     assert evidence["near_train_val"] == 0
     assert evidence["near_train_test"] == 16 and evidence["near_val_test"] == 16
     assert evidence["examples"][0].startswith("near train/test: ")
+
+
+def test_a_finished_run_that_never_reached_its_lowest_target_is_told_so():
+    record = run_record("fixed/dense")
+    assert "target_not_reached" not in by_code(diagnose(record))
+    for entry in record["time_to_target"]:
+        entry.update(reached=False, step=None, samples=None, train_s=None, wall_s=None, value=None)
+    finding = by_code(diagnose(record))["target_not_reached"]
+    assert finding.severity == "warning" and finding.evidence["lowest_target"] == 0.75
+    assert finding.evidence["best_value"] == pytest.approx(max(p["val_acc"] for p in record["curves"]))
+
+
+def _reference(val_acc: float, **data_changes) -> dict:
+    reference = run_record("fixed/dense", seed=3)
+    reference.update(cell="reference/bow", run_id="reference-bow-ci-s3")
+    reference["config"].update(cell="reference/bow", model={"arch": "bag_of_ngrams", "d_model": 64})
+    reference["config"]["data"].update(data_changes)
+    reference["final_metrics"]["val_acc"] = val_acc
+    return reference
+
+
+def test_a_transformer_below_the_linear_reference_on_the_same_rows_is_warned():
+    record = run_record("fixed/dense")
+    acc = record["final_metrics"]["val_acc"]
+    finding = by_code(diagnose(record, references=[_reference(acc + 0.05)]))["below_reference"]
+    assert finding.severity == "warning" and "a linear model on the same rows does better" in finding.title
+    assert finding.evidence["reference_val_acc"] == pytest.approx(acc + 0.05)
+    assert "below_reference" not in by_code(diagnose(record, references=[_reference(acc - 0.05)]))
+    other_rows = _reference(acc + 0.05, train_samples=4096)
+    assert "below_reference" not in by_code(diagnose(record, references=[other_rows]))
+    reference = _reference(0.99)
+    assert "below_reference" not in by_code(diagnose(reference, references=[reference]))
+
+
+def test_doctor_main_holds_every_transformer_record_against_the_references_beside_it(tmp_path):
+    record = run_record("fixed/dense")
+    write_record(record, tmp_path / "fixed-dense-ci-s0")
+    write_record(_reference(record["final_metrics"]["val_acc"] + 0.05), tmp_path / "reference-bow-ci-s3")
+    out = io.StringIO()
+    doctor_main([tmp_path], as_json=True, out=out)
+    payload = json.loads(out.getvalue())
+    codes = {r["cell"]: {f["code"] for f in r["findings"]} for r in payload["records"]}
+    assert "below_reference" in codes["fixed/dense"] and "below_reference" not in codes["reference/bow"]

@@ -5,7 +5,7 @@ import pytest
 from chimera.errors import ChimeraError
 from chimera.matrix import load_matrix
 
-CELLS = {"baseline/dense", "baseline/moe", "fixed/dense", "fixed/moe"}
+CELLS = {"baseline/dense", "baseline/moe", "fixed/dense", "fixed/moe", "reference/bow"}
 
 
 def test_every_shipped_cell_and_profile_resolves():
@@ -62,3 +62,17 @@ def test_unknown_cell_or_profile():
         matrix.resolve("fixed/sparse", "ci")
     with pytest.raises(ChimeraError, match="unknown profile"):
         matrix.resolve("fixed/dense", "nightly")
+
+
+def test_every_profile_times_the_same_target_qualities_and_the_reference_shares_the_fixed_rows():
+    matrix = load_matrix()
+    for profile in ("ci", "full"):
+        for cell in CELLS:
+            assert matrix.resolve(cell, profile).evaluation.target_val_acc == (0.70, 0.75, 0.80)
+        fixed, reference = matrix.resolve("fixed/dense", profile), matrix.resolve("reference/bow", profile)
+        assert reference.model.arch == "bag_of_ngrams" and fixed.model.arch == "transformer"
+        assert reference.data == fixed.data  # same rows: the doctor and report compare them
+    # full: clean train loss every 100 steps in every cell
+    for cell in ("baseline/dense", "fixed/dense"):
+        config = matrix.resolve(cell, "full")
+        assert config.train.eval_every * config.evaluation.clean_train_every == 100

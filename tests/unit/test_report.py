@@ -13,7 +13,7 @@ from chimera.records import write_record
 from chimera.report import render_report
 from chimera.report_figures import DPI, FIGSIZES, TRAIN_COLOUR, VAL_COLOUR
 from tests.report_checks import assert_figure, assert_row_matches, assert_stat, matrix_table, stat
-from tests.unit.record_factory import CELL_SHAPES, run_record
+from tests.unit.record_factory import CELL_SHAPES, TARGETS, run_record
 
 CELLS = list(CELL_SHAPES)  # baseline/dense, baseline/moe, fixed/dense, fixed/moe
 SEEDS = (0, 1)
@@ -59,11 +59,12 @@ def rendered(tmp_path_factory):
     return files, records
 
 
-def test_report_writes_markdown_html_and_four_figures(rendered):
+def test_report_writes_markdown_html_and_five_figures(rendered):
     files, _ = rendered
     assert files.markdown.name == "report.md" and files.markdown.exists()
     assert files.html.name == "report.html" and files.html.exists()
-    assert set(files.images) == {"loss_curves", "accuracy_curves", "throughput", "expert_utilisation"}
+    assert set(files.images) == {"loss_curves", "accuracy_curves", "throughput", "expert_utilisation",
+                                 "time_to_quality"}
     for name, path in files.images.items():
         assert path == files.markdown.parent / f"{name}.png" and path.exists()
 
@@ -121,5 +122,45 @@ def test_without_bench_results_the_throughput_figure_is_omitted_and_the_run_figu
 def test_dense_only_records_have_no_expert_figure(tmp_path):
     write_matrix(tmp_path / "runs", cells=["baseline/dense"], seeds=(0,))
     files = render_report(tmp_path / "runs", tmp_path / "report", bench_dir=tmp_path / "no-bench")
-    assert set(files.images) == {"loss_curves", "accuracy_curves"}
+    assert set(files.images) == {"loss_curves", "accuracy_curves", "time_to_quality"}
     assert "No MoE routing statistics" in files.markdown.read_text()
+
+
+def time_table(markdown: str) -> dict[str, dict[str, str]]:
+    section = markdown.split("## Time to quality", 1)[1].split("\n## ", 1)[0]
+    return matrix_table("## Matrix" + section)
+
+
+def test_time_to_quality_table_shows_each_targets_wall_seconds_and_step_over_seeds(rendered):
+    files, records = rendered
+    table = time_table(files.markdown.read_text())
+    assert list(table) == CELLS
+    for cell, recs in records.items():
+        for target in TARGETS:
+            text = table[cell][f"val acc ≥ {target:g}"]
+            entries = [next(e for e in r["time_to_target"] if e["target"] == target) for r in recs]
+            hits = [e for e in entries if e["reached"]]
+            if not hits:
+                assert text == "not reached"
+                continue
+            wall, _, step = text.partition(" s (step ")
+            assert_stat(wall, [e["wall_s"] for e in hits], abs_=0.06)
+            assert_stat(step.split(")")[0], [float(e["step"]) for e in hits], abs_=0.6)
+            assert text.endswith(f"{len(hits)} of {len(entries)} seeds") == (len(hits) < len(entries))
+
+
+def test_the_reference_cell_sits_in_the_matrix_and_beside_every_cell_on_the_same_rows(tmp_path):
+    records = write_matrix(tmp_path / "runs", cells=["fixed/dense"], seeds=(0, 1))
+    reference = run_record("fixed/dense", 0)
+    reference.update(cell="reference/bow", run_id="reference-bow-ci-s0")
+    reference["config"].update(cell="reference/bow", model={"arch": "bag_of_ngrams", "d_model": 64})
+    reference["final_metrics"]["val_acc"] = 0.99  # better than every transformer run
+    write_record(reference, tmp_path / "runs" / "reference-bow-ci-s0")
+    files = render_report(tmp_path / "runs", tmp_path / "report", bench_dir=tmp_path / "no-bench")
+    markdown = files.markdown.read_text()
+    table = matrix_table(markdown)
+    assert list(table) == ["fixed/dense", "reference/bow"]
+    assert table["fixed/dense"]["linear reference val acc (same rows)"] == "0.9900"
+    assert table["reference/bow"]["linear reference val acc (same rows)"] == "—"
+    assert records["fixed/dense"][0]["final_metrics"]["val_acc"] < 0.99
+    assert "`below_reference`: a linear model on the same rows does better" in markdown
