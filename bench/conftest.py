@@ -7,12 +7,15 @@ Device: $CHIMERA_DEVICE (auto, cpu, cuda, mps; default auto) through chimera.tra
 trainer's process settings applied before any benchmark runs. Shape profile: --bench-profile or
 $CHIMERA_BENCH_PROFILE (full, ci; default full). The calibration GEMM is measured once per session
 and every MFU figure divides by it, so MFU compares against the speed this machine had at the time.
+Real AG News (only the time-to-quality benchmark trains on it): --data-dir, else $CHIMERA_DATA_DIR, else
+../shared/data/ag_news when present (the Makefile's default); without it that benchmark skips.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +27,8 @@ from chimera.train.trainer import build_accelerator
 
 PROFILES = ("full", "ci")
 PROFILE_ENV, DEVICE_ENV = "CHIMERA_BENCH_PROFILE", "CHIMERA_DEVICE"
+DATA_ENV, REQUIRE_DATA_ENV = "CHIMERA_DATA_DIR", "CHIMERA_REQUIRE_DATA"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ag_news"  # as the Makefile's DATA_DIR
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,9 @@ FILE_ORDER = ("test_bench_gemm.py", "test_bench_train_step.py", "test_bench_peer
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--bench-profile", choices=PROFILES, default=None,
                      help=f"matrix profile whose shapes the benchmarks use (default ${PROFILE_ENV}, else full)")
+    parser.addoption("--data-dir", default=None,
+                     help=f"real AG News folder for the time-to-quality benchmark (default ${DATA_ENV}, "
+                          f"else {SHARED_DATA} when present)")
 
 
 def _profile(config: pytest.Config) -> str:
@@ -118,6 +126,21 @@ def calibration_gemm(pytestconfig: pytest.Config, accelerator: Accelerator) -> d
     result = {"size": GEMM_SIZE, "dtype": "fp32", "median_s": seconds, "flop_per_s": gemm_flops() / seconds}
     pytestconfig._chimera_calibration = result
     return result
+
+
+@pytest.fixture(scope="session")
+def data_dir(pytestconfig: pytest.Config) -> Path:
+    """Real AG News, for benchmarks that train to a quality; skips without it, as tests/conftest.py does
+    (a failure instead under $CHIMERA_REQUIRE_DATA=1, so a skipped benchmark never reads as a pass)."""
+    raw = pytestconfig.getoption("--data-dir") or os.environ.get(DATA_ENV)
+    folder = Path(raw) if raw else SHARED_DATA
+    if folder.is_dir() and any(folder.glob("train*")):
+        return folder
+    reason = (f"real AG News not found ({folder}: no train file; pass --data-dir or set ${DATA_ENV} to a folder "
+              "with train and test files)")
+    if os.environ.get(REQUIRE_DATA_ENV) == "1":
+        pytest.fail(f"{reason} but ${REQUIRE_DATA_ENV}=1")
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

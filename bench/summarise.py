@@ -3,8 +3,8 @@
     python bench/summarise.py bench/results/cpu/bench.json
 
 One row per benchmark: median and IQR (ms), samples/s, MFU, and the figure its goal is about
-(speed-up over the BERT peer, data-pipeline rate over the step's consumption, MoE ratios), then the
-machine: CPU, threads, torch, load average at start and end.
+(speed-up over the BERT peer, data-pipeline rate over the step's consumption, MoE ratios, time-to-quality
+ratio at val acc 0.75), then the machine: CPU, threads, torch, load average at start and end.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 GOAL_FIELDS = ("speedup_vs_peer", "data_to_step_ratio", "top2_vs_2x_dense", "top2_vs_dense_2ff",
-               "mixtral_eager_speedup", "mixtral_grouped_mm_speedup")
+               "mixtral_eager_speedup", "mixtral_grouped_mm_speedup", "ratio_at_0.75")
 
 
 def _fmt(value, spec: str) -> str:
