@@ -58,6 +58,8 @@ def diff_records(old: dict, new: dict) -> RecordDiff:
     metrics += _curve_differences(old.get("curves", []), new.get("curves", []))
     old_final, new_final = (_without(r.get("final_metrics", {}), WALL_CLOCK_METRICS) for r in (old, new))
     metrics += _walk("final_metrics", old_final, new_final)
+    for i, (a, b) in enumerate(zip(old.get("time_to_target") or [], new.get("time_to_target") or [], strict=False)):
+        metrics += _walk(f"time_to_target[{i}]", _without(a, ("train_s", "wall_s")), _without(b, ("train_s", "wall_s")))
     inputs = [d for key in INPUT_KEYS for d in _walk(key, old.get(key), new.get(key))]
     for key in ("fingerprints", "tokenizer_sha256", "sizes"):
         inputs += _walk(f"data.{key}", old.get("data", {}).get(key), new.get("data", {}).get(key))

@@ -35,6 +35,19 @@ def test_wall_clock_and_identity_fields_are_not_results(old):
     assert diff_records(old, new).identical
 
 
+def test_time_to_target_steps_must_reproduce_but_its_seconds_need_not(old):
+    new = copy.deepcopy(old)
+    for entry in new["time_to_target"]:
+        if entry["reached"]:
+            entry["wall_s"] += 5.0
+            entry["train_s"] += 3.0
+    assert diff_records(old, new).identical
+    reached = next(e for e in new["time_to_target"] if e["reached"])
+    reached["step"] += 25
+    assert [d.where for d in diff_records(old, new).metrics] == [
+        f"time_to_target[{new['time_to_target'].index(reached)}].step"]
+
+
 def test_one_ulp_in_one_curve_point_is_a_difference_showing_both_values(old):
     new = copy.deepcopy(old)
     value = old["curves"][2]["val_loss"]
