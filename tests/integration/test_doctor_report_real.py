@@ -16,7 +16,7 @@ from tests.report_checks import assert_figure, assert_row_matches, assert_stat, 
 
 pytestmark = pytest.mark.integration
 
-CELLS = ("baseline/dense", "baseline/moe", "fixed/dense", "fixed/moe")
+CELLS = ("baseline/dense", "baseline/moe", "fixed/dense", "fixed/moe", "reference/bow")
 
 
 def run_dir(runs, cell):
@@ -50,7 +50,7 @@ def test_doctor_text_output_names_the_finding_and_the_fix(ci_runs):
 def test_report_renders_from_the_ci_matrix(ci_runs, tmp_path):
     files = render_report(ci_runs, tmp_path / "report", bench_dir=tmp_path / "no-bench")
     assert files.markdown.exists() and files.html.exists()
-    assert set(files.images) == {"loss_curves", "accuracy_curves", "expert_utilisation"}
+    assert set(files.images) == {"loss_curves", "accuracy_curves", "expert_utilisation", "time_to_quality"}
     for name, path in files.images.items():
         assert_figure(path, size_inches=FIGSIZES[name], dpi=DPI, colours=(TRAIN_COLOUR, VAL_COLOUR))
     markdown = files.markdown.read_text()
@@ -62,4 +62,9 @@ def test_report_renders_from_the_ci_matrix(ci_runs, tmp_path):
         assert_stat(table[cell]["throughput (samples/s)"], [record["final_metrics"]["train_samples_per_s"]],
                     abs_=0.5)
     assert "**ERROR** `memorisation`" in markdown.split("### baseline/dense", 1)[1].split("###", 1)[0]
+    reference_acc = load_cell(ci_runs, "reference/bow")["final_metrics"]["val_acc"]
+    for cell in ("fixed/dense", "fixed/moe"):  # trained on the reference's rows: it stands beside them
+        assert_stat(table[cell]["linear reference val acc (same rows)"], [reference_acc])
+    time_rows = markdown.split("## Time to quality", 1)[1].split("\n## ", 1)[0]
+    assert all(f"| {cell} |" in time_rows for cell in CELLS)
     assert files.html.read_text().count('src="data:image/png;base64,') == len(files.images)
