@@ -2,9 +2,10 @@
 
     python scripts/results_table.py docs/results/full [--target 0.75]
 
-One row per cell: seeds, clean train loss (minimum over the run and final), val loss, val and test
-accuracy, best step, time to the target val accuracy (wall seconds, evaluations included) and the
-doctor's verdict (errors and warnings by code). Mean ± sample std over seeds where they differ.
+One row per cell: seeds (with the status of a run that did not finish), steps trained, clean train
+loss (minimum over the run and final), val loss, val and test accuracy, best step, time to the
+target val accuracy (wall seconds, evaluations included) and the doctor's verdict (errors and
+warnings by code). Mean ± sample std over seeds where they differ.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from pathlib import Path
 from chimera.doctor import diagnose
 from chimera.doctor_checks import is_reference
 from chimera.records import curve, find_records, load_record
-from chimera.report import fmt_stat, group_by_cell, time_to_target_cell
+from chimera.report import fmt_stat, group_by_cell, seed_label, time_to_target_cell
 
-HEADER = ("cell", "seeds", "min clean train loss", "final clean train loss", "val loss", "val acc", "test acc",
+HEADER = ("cell", "seeds", "steps", "min clean train loss", "final clean train loss", "val loss", "val acc", "test acc",
           "best step", "time to val acc {target}", "doctor")
 
 
@@ -39,7 +40,7 @@ def row(cell: str, records: list[dict], references: list[dict], target: float) -
     metrics = [r["final_metrics"] for r in records]
     best = [m["best_step"] for m in metrics]
     min_train = [min(v for _, v in curve(r, "clean_train_loss")) for r in records]
-    return [cell, ", ".join(str(r["seed"]) for r in records),
+    return [cell, ", ".join(seed_label(r) for r in records), ", ".join(str(m["steps"]) for m in metrics),
             fmt_stat(min_train, ".3g"), fmt_stat([m["train_loss"] for m in metrics], ".3g"),
             fmt_stat([m["val_loss"] for m in metrics], ".3g"),
             fmt_stat([m["val_acc"] for m in metrics], ".3f"), fmt_stat([m["test_acc"] for m in metrics], ".3f"),
