@@ -88,7 +88,7 @@ def curve_grid(by_cell: Mapping[str, Sequence[dict]], path: Path, *, name: str, 
         if mark_best and steps.size:
             best = steps[int(np.argmin(mean))]
             ax.axvline(best, color="grey", ls=":", lw=1.2, label="lowest mean val loss")
-            ax.set_title(f"{ax.get_title()}, val minimum at step {best:.0f}")
+            ax.set_title(f"{ax.get_title()}\nval minimum at step {best:.0f}", fontsize=10)
         legend.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
     fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=min(len(legend), 3),
                fontsize=9)
