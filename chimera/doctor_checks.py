@@ -321,7 +321,8 @@ def check_time_to_target(record: dict) -> list[Finding]:
                     "steps": record["final_metrics"]["steps"], "evaluations": len(record["curves"])}
         findings.append(Finding(
             "target_not_reached", "warning",
-            f"never reached the lowest target {metric} {easiest['target']:g} (best {best:.4g}): no time to quality",
+            f"never reached the lowest target {metric} {easiest['target']:g} "
+            f"(best {'none' if best is None else format(best, '.4g')}): no time to quality",
             evidence, "train longer (train.max_steps, or more patience), revisit lr and regularisation, or set "
                       "evaluation targets this setup can reach"))
     return findings
