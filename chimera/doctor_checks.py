@@ -340,17 +340,21 @@ def comparable_references(record: dict, references: list[dict]) -> list[dict]:
             and r["final_metrics"].get("val_acc") is not None]
 
 
+def reference_val_acc(record: dict, references: list[dict]) -> tuple[float, list[dict]] | None:
+    """Mean final val acc of the reference runs on `record`'s rows, and those runs; None if there are none."""
+    same_rows = comparable_references(record, references)
+    if is_reference(record) or not same_rows:
+        return None
+    return float(np.mean([r["final_metrics"]["val_acc"] for r in same_rows])), same_rows
+
+
 def check_below_reference(record: dict, references: list[dict]) -> list[Finding]:
     """A transformer that ends below a linear bag of n-grams on the same rows has learnt less than word counts."""
     val_acc = record["final_metrics"].get("val_acc")
-    if is_reference(record) or val_acc is None:
+    reference = reference_val_acc(record, references)
+    if val_acc is None or reference is None or val_acc >= reference[0]:
         return []
-    same_rows = comparable_references(record, references)
-    if not same_rows:
-        return []
-    reference_acc = float(np.mean([r["final_metrics"]["val_acc"] for r in same_rows]))
-    if val_acc >= reference_acc:
-        return []
+    reference_acc, same_rows = reference
     evidence = {"val_acc": val_acc, "reference_val_acc": reference_acc, "reference_runs": len(same_rows),
                 "reference_cell": same_rows[0]["cell"]}
     return [Finding("below_reference", "warning",

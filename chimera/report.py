@@ -22,7 +22,7 @@ from pathlib import Path
 
 from chimera import report_figures as figures
 from chimera.doctor import SEVERITIES, Finding, diagnose, format_evidence
-from chimera.doctor_checks import comparable_references, is_reference
+from chimera.doctor_checks import is_reference, reference_val_acc
 from chimera.records import find_records, load_record
 from chimera.time_to_target import lookup
 
@@ -86,10 +86,8 @@ def seed_label(record: dict) -> str:
 
 def reference_acc(records: Sequence[dict], references: Sequence[dict]) -> str:
     """Mean final val acc of the linear reference runs on the same rows as `records` (a dash if none)."""
-    if not records or is_reference(records[0]):
-        return DASH
-    same_rows = comparable_references(records[0], list(references))
-    return fmt_stat([statistics.mean(r["final_metrics"]["val_acc"] for r in same_rows)], ".4f") if same_rows else DASH
+    reference = reference_val_acc(records[0], list(references)) if records else None
+    return DASH if reference is None else fmt_stat([reference[0]], ".4f")
 
 
 def record_targets(loaded: Sequence[dict]) -> list[tuple[str, float]]:

@@ -305,7 +305,7 @@ def _finish(config, model, eval_loaders, accelerator, state: LoopState, record, 
 def _fill(config: RunConfig, record: dict, state: LoopState, started: float, accelerator) -> None:
     record.update(curves=state.curves, timing=state.timing, events=state.events)
     metrics = record["final_metrics"]
-    samples_per_step = record["config"]["train"]["batch_size"] * accelerator.num_processes
+    samples_per_step = config.train.batch_size * accelerator.num_processes
     targets = config.evaluation.targets()
     record["time_to_target"] = time_to_target(state.curves, state.timing, targets, samples_per_step=samples_per_step)
     samples = state.step * samples_per_step
