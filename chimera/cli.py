@@ -48,6 +48,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="override one config field, e.g. --set train.lr=2e-4 (repeatable; type-checked)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="default: cuda, else mps, else cpu")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
+                        help="same as --set train.precision=P; default: accelerate launch's --mixed_precision "
+                        "($ACCELERATE_MIXED_PRECISION), else auto (fp32 on CPU and MPS, bf16 else fp16 on CUDA); "
+                        "bf16 only where the hardware has it (exit 2 otherwise)")
     parser.add_argument("--matrix", type=Path, default=None, help="matrix TOML (default: the packaged one)")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="tokenizer cache; default $CHIMERA_CACHE_DIR or ~/.cache/chimera")
@@ -145,8 +149,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     matrix = load_matrix(args.matrix)
     data_dir = _data_dir(args.data_dir)
+    overrides = _with_precision(args.overrides, args.precision)
     if args.command == "train":
-        config = matrix.resolve(args.cell, args.profile, seed=args.seed, device=args.device, overrides=args.overrides)
+        config = matrix.resolve(args.cell, args.profile, seed=args.seed, device=args.device, overrides=overrides)
         out = args.out
         if args.resume:
             out = args.resume.parent
@@ -156,8 +161,11 @@ def _dispatch(args: argparse.Namespace) -> int:
                                    f"seed {args.seed} profile {args.profile}")
         return _train_one(config, out, data_dir, args, resume=bool(args.resume))
     cells = args.cells or list(matrix.cells)
-    configs = [matrix.resolve(c, args.profile, seed=args.seed, device=args.device, overrides=args.overrides)
+    configs = [matrix.resolve(c, args.profile, seed=args.seed, device=args.device, overrides=overrides)
                for c in cells]  # resolve all first: a typo fails before an hour of training
+    from chimera.train.run_setup import decide_policy
+    for config in configs:  # ... and so does a precision this hardware cannot run
+        decide_policy(config)
     codes = []
     for config in configs:
         try:
@@ -170,6 +178,18 @@ def _dispatch(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
     log.info("matrix %s: %d of %d cells ok", args.profile, codes.count(0), len(codes))
     return 0 if all(code == 0 for code in codes) else EXIT_FAILED
+
+
+def _with_precision(overrides: list[str], precision: str | None) -> list[str]:
+    """--precision P is --set train.precision=P; both given and different is ambiguous, so refused."""
+    if precision is None:
+        return overrides
+    from chimera.config import parse_assignment
+    for text in overrides:
+        section, key, value = parse_assignment(text)
+        if (section, key) == ("train", "precision") and value != precision:
+            raise ChimeraError(f"--precision {precision} and --set {text} disagree; give one of them")
+    return [*overrides, f"train.precision={precision}"]
 
 
 def _train_one(config, out: Path, data_dir: Path | None, args, *, resume: bool) -> int:
@@ -190,11 +210,21 @@ def _train_one(config, out: Path, data_dir: Path | None, args, *, resume: bool) 
 
 
 def _env() -> int:
-    from chimera.train.device import choose_policy, describe_environment, probe_device
+    from chimera.train.device import (
+        ACCELERATE_ENV,
+        describe_environment,
+        native_precisions,
+        probe_device,
+        resolve_precision,
+    )
 
     info = probe_device("auto")
-    policy = choose_policy(info)
-    print(json.dumps({"environment": describe_environment(info, policy), "policy": vars(policy)}, indent=2))
+    choice = resolve_precision("auto", os.environ.get(ACCELERATE_ENV))
+    policy = choice.policy_for(info)
+    native, not_native = native_precisions(info)
+    print(json.dumps({"environment": describe_environment(info, policy), "policy": vars(policy),
+                      "precision": choice.record(policy), "native_precisions": native,
+                      "not_native": not_native}, indent=2))
     return 0
 
 

@@ -21,6 +21,7 @@ ARCHITECTURES = ("transformer", "bag_of_ngrams")
 FFN_KINDS = ("dense", "moe")
 EXPERT_KINDS = ("gelu", "swiglu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # which are legal where: chimera.train.device.precision_problem
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -130,8 +131,12 @@ class TrainConfig:
     patience: int = 5  # evaluations without a val-loss improvement of at least min_delta
     min_delta: float = 0.001
     checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = only on SIGINT/SIGTERM
+    # auto: accelerate's launch setting if any, else fp32 on CPU and MPS, bf16 (else fp16) on CUDA. A run
+    # record's config holds the precision that ran, so the record alone reruns it.
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(self.precision in PRECISIONS, "train.precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
         _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")
         _check(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")

@@ -144,3 +144,12 @@ def find_records(paths: list[Path | str]) -> list[Path]:
 def curve(record: dict[str, Any], key: str) -> list[tuple[int, float]]:
     """(step, value) pairs of one curve metric, skipping evaluations that lack it."""
     return [(point["step"], point[key]) for point in record["curves"] if point.get(key) is not None]
+
+
+def record_precision(record: dict[str, Any]) -> str:
+    """fp32, bf16 or fp16: the precision a record's run trained in. Records written before precision was
+    an axis say it only as env.mixed_precision (the value given to accelerate: "no" is fp32)."""
+    if record.get("precision"):
+        return record["precision"]["value"]
+    mixed = (record.get("env") or {}).get("mixed_precision") or "no"
+    return "fp32" if mixed == "no" else mixed

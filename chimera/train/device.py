@@ -19,14 +19,21 @@ from pathlib import Path
 
 import torch
 
+from chimera.config import PRECISIONS
 from chimera.errors import ChimeraError
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ACCELERATE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # ours -> Accelerator(mixed_precision=)
-# Only CUDA runs mixed precision here. MPS and CPU train in fp32 so their records stay comparable run to
-# run: bf16 autocast on this CPU was 1.2-1.4x faster but changes the numbers (shared/FACTS.md).
-LEGAL_PRECISIONS = {"cuda": ("fp32", "bf16", "fp16"), "mps": ("fp32",), "cpu": ("fp32",)}
+FROM_ACCELERATE = {value: ours for ours, value in ACCELERATE_PRECISION.items()}  # "no" -> "fp32", ...
+# `accelerate launch` writes its precision (--mixed_precision, else the config file's, else "no") here.
+ACCELERATE_ENV = "ACCELERATE_MIXED_PRECISION"
+# What each device may run; bf16 only where it is native (CUDA compute capability 8.0+, a CPU with
+# AVX-512 BF16 or AMX): emulated bf16 is slower than fp32 and would only change the numbers. fp16 needs
+# the CUDA grad scaler. MPS trains in fp32 (docs/hardware.md). `auto` is fp32 on CPU and MPS, so records
+# stay bitwise comparable by default.
+LEGAL_PRECISIONS = {"cuda": ("fp32", "bf16", "fp16"), "mps": ("fp32",), "cpu": ("fp32", "bf16")}
+# CPU flags (/proc/cpuinfo) that mean bf16 arithmetic in hardware: x86 AVX-512 BF16 and AMX, Arm's BF16.
+NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 # cuBLAS needs a fixed workspace for reproducible results under use_deterministic_algorithms
 # (CUDA >= 10.2; torch's reproducibility notes give ":4096:8" or ":16:8"); must be set before cuBLAS starts.
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
@@ -42,6 +49,7 @@ class DeviceInfo:
     name: str  # e.g. "NVIDIA A100-SXM4-40GB", "Apple MPS (arm64)", "AMD EPYC"
     cuda_bf16_supported: bool = False  # native bf16 (compute capability >= 8.0), not emulated
     cpu_count: int = 1  # CPUs this process may run on
+    cpu_bf16_supported: bool = False  # the CPU computes bf16 in hardware (NATIVE_BF16_CPU_FLAGS)
 
     def __post_init__(self) -> None:
         if self.type not in DEVICE_TYPES:
@@ -50,6 +58,8 @@ class DeviceInfo:
             raise ValueError(f"DeviceInfo.cpu_count must be >= 1, got {self.cpu_count}")
         if self.cuda_bf16_supported and self.type != "cuda":
             raise ValueError("DeviceInfo.cuda_bf16_supported is only meaningful for type 'cuda'")
+        if self.cpu_bf16_supported and self.type != "cpu":
+            raise ValueError("DeviceInfo.cpu_bf16_supported is only meaningful for type 'cpu'")
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,82 @@ class DevicePolicy:
             raise ValueError("DevicePolicy.float32_matmul_precision must be highest, high or medium, "
                              f"got {self.float32_matmul_precision!r}")
 
+    @property
+    def precision(self) -> str:
+        """fp32, bf16 or fp16: the precision the run trains in, in Chimera Bench's words."""
+        return FROM_ACCELERATE[self.mixed_precision]
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """Which precision a run asks for and who decided it; the run record stores it as `precision`."""
+
+    requested: str  # "auto" | "fp32" | "bf16" | "fp16": train.precision before the launch setting is read
+    source: str  # "config" (--precision, --set train.precision, the matrix file) | "accelerate" | "auto"
+    accelerate_launch: str | None  # $ACCELERATE_MIXED_PRECISION as found ("no", "bf16", ...), None when unset
+    precision: str  # what choose_policy is asked for; still "auto" when nobody chose
+
+    def policy_for(self, info: DeviceInfo) -> DevicePolicy:
+        """choose_policy for this choice; an illegal precision's one line says where it came from."""
+        try:
+            return choose_policy(info, precision=self.precision)
+        except ChimeraError as exc:
+            if self.source != "accelerate":
+                raise
+            raise ChimeraError(f"${ACCELERATE_ENV}={self.accelerate_launch} (set by accelerate launch or its "
+                               f"config file): {exc}") from None
+
+    def record(self, policy: DevicePolicy) -> dict:
+        """The run record's `precision`: the value that ran and how it was chosen."""
+        return {"value": policy.precision, "source": self.source, "requested": self.requested,
+                "accelerate_launch": self.accelerate_launch}
+
+
+def resolve_precision(configured: str, accelerate_launch: str | None) -> PrecisionChoice:
+    """Precedence: an explicit train.precision > accelerate's launch setting > auto (choose_policy's default).
+
+    `accelerate_launch` is $ACCELERATE_MIXED_PRECISION, which `accelerate launch` sets from its
+    --mixed_precision flag or config file ("no" when neither says); Accelerator(mixed_precision=...)
+    would silently override it, so it is read here instead.
+    """
+    if configured not in PRECISIONS:
+        raise ChimeraError(f"precision {configured!r}: use one of {', '.join(PRECISIONS)}")
+    launch = (accelerate_launch or "").strip().lower() or None
+    if configured != "auto":
+        return PrecisionChoice(configured, "config", launch, configured)
+    if launch is None:
+        return PrecisionChoice("auto", "auto", None, "auto")
+    if launch not in FROM_ACCELERATE:
+        raise ChimeraError(f"${ACCELERATE_ENV}={launch} (accelerate launch --mixed_precision): Chimera Bench runs "
+                           f"{', '.join(FROM_ACCELERATE)} (fp32, bf16, fp16); use one of them or --precision")
+    return PrecisionChoice("auto", "accelerate", launch, FROM_ACCELERATE[launch])
+
+
+def precision_problem(info: DeviceInfo, precision: str) -> str | None:
+    """Why `info` cannot run `precision` (LEGAL_PRECISIONS, bf16 only where native) in one line, else None."""
+    if precision not in LEGAL_PRECISIONS[info.type]:
+        if info.type == "mps":
+            return f"precision {precision} on mps: Chimera Bench trains in fp32 on MPS (docs/hardware.md); use fp32"
+        return f"precision {precision} on {info.type}: fp16 needs CUDA's grad scaler; use fp32 or bf16 where native"
+    if precision == "bf16" and info.type == "cuda" and not info.cuda_bf16_supported:
+        return (f"precision bf16: {info.name} has no native bf16 (needs compute capability 8.0+); "
+                "use fp16 or fp32")
+    if precision == "bf16" and info.type == "cpu" and not info.cpu_bf16_supported:
+        return (f"precision bf16: this CPU ({info.name}) has no native bf16 (its flags lack avx512_bf16 and "
+                "amx_bf16; emulated bf16 is slower than fp32); use fp32")
+    return None
+
+
+def native_precisions(info: DeviceInfo) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The precisions to benchmark on `info` (fp32, then its native half precision) and why bf16 is left out.
+
+    CUDA: bf16 where native, else fp16 (fp16 tensor cores predate bf16). CPU: bf16 where native. MPS: fp32.
+    """
+    if info.type == "cuda" and not info.cuda_bf16_supported:
+        return ("fp32", "fp16"), {"bf16": precision_problem(info, "bf16") or ""}
+    why = precision_problem(info, "bf16")
+    return (("fp32",), {"bf16": why}) if why else (("fp32", "bf16"), {})
+
 
 def probe_device(requested: str = "auto") -> DeviceInfo:
     """Describe the device to use: `requested`, or for "auto" the first of cuda, mps, cpu that works."""
@@ -97,27 +183,45 @@ def probe_device(requested: str = "auto") -> DeviceInfo:
                           cpu_count=cpus)
     if kind == "mps":
         return DeviceInfo("mps", f"Apple MPS ({platform.machine()})", cpu_count=cpus)
-    return DeviceInfo("cpu", cpu_name(), cpu_count=cpus)
+    return DeviceInfo("cpu", cpu_name(), cpu_count=cpus, cpu_bf16_supported=cpu_has_native_bf16(cpu_flags()))
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (x86 `flags`, Arm `Features` in /proc/cpuinfo); empty where unreadable."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_native_bf16(flags: frozenset[str] | set[str], capability: str | None = None) -> bool:
+    """True when the CPU computes bf16 in hardware: a NATIVE_BF16_CPU_FLAGS flag, or a torch CPU capability
+    that names AMX or BF16 (torch.backends.cpu.get_cpu_capability(); plain "AVX512" does not imply bf16)."""
+    if capability is None:
+        capability = torch.backends.cpu.get_cpu_capability()
+    return bool(set(flags) & set(NATIVE_BF16_CPU_FLAGS)) or any(k in capability.upper() for k in ("AMX", "BF16"))
 
 
 def choose_policy(info: DeviceInfo, *, precision: str = "auto") -> DevicePolicy:
-    """The policy for a device; `precision` "auto" picks bf16 (else fp16) on CUDA and fp32 elsewhere."""
+    """The policy for a device; "auto" picks bf16 (else fp16) on CUDA and fp32 elsewhere; an illegal
+    precision (precision_problem) is a ChimeraError with one line naming what the hardware lacks."""
     if precision not in PRECISIONS:
         raise ChimeraError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         precision = ("bf16" if info.cuda_bf16_supported else "fp16") if info.type == "cuda" else "fp32"
-    if precision == "bf16" and info.type == "cuda" and not info.cuda_bf16_supported:
-        raise ChimeraError(f"precision bf16: {info.name} has no native bf16 (needs compute capability 8.0+); "
-                           "use fp16 or fp32")
-    if precision not in LEGAL_PRECISIONS[info.type]:
-        raise ChimeraError(f"precision {precision} on {info.type}: only CUDA runs mixed precision in Chimera "
-                           "Bench (CPU and MPS train in fp32); use fp32")
+    problem = precision_problem(info, precision)
+    if problem is not None:
+        raise ChimeraError(problem)
     mixed = ACCELERATE_PRECISION[precision]
     on_cuda = info.type == "cuda"
     return DevicePolicy(
         device=info.type,
         mixed_precision=mixed,
-        autocast=on_cuda and mixed != "no",
+        autocast=mixed != "no",  # CUDA mixed precision, or bf16 on a CPU that has it
         grad_scaler=on_cuda and mixed == "fp16",  # bf16 has fp32's exponent range: no loss scaling needed
         pin_memory=on_cuda,
         # CPU: workers would compete with the training threads for the same cores (2 in CI), and
@@ -166,10 +270,12 @@ def describe_environment(info: DeviceInfo, policy: DevicePolicy) -> dict:
         "device_type": info.type,
         "device_name": info.name,
         "cuda_bf16_supported": info.cuda_bf16_supported,
+        "cpu_bf16_supported": info.cpu_bf16_supported,
         "cpu_count": info.cpu_count,
         "torch_num_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "mixed_precision": policy.mixed_precision,
+        "precision": policy.precision,
         "deterministic_algorithms": policy.deterministic_algorithms,
         "float32_matmul_precision": policy.float32_matmul_precision,
         "fused_adamw": policy.fused_adamw,

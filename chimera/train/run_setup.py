@@ -7,8 +7,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,7 +26,14 @@ from chimera.errors import ChimeraError
 from chimera.model.bow import BagOfNgramsClassifier
 from chimera.model.encoder import EncoderClassifier
 from chimera.records import SCHEMA_VERSION
-from chimera.train.device import DevicePolicy, describe_environment, probe_device
+from chimera.train.device import (
+    ACCELERATE_ENV,
+    DevicePolicy,
+    PrecisionChoice,
+    describe_environment,
+    probe_device,
+    resolve_precision,
+)
 
 NUM_CLASSES = 4
 EVAL_BATCH_SIZE = 256  # evaluation has no gradients, so larger batches are cheaper per row
@@ -114,7 +122,17 @@ def build_model(config: RunConfig, inputs: RunInputs) -> EncoderClassifier | Bag
                        max_length=config.data.max_length, num_classes=NUM_CLASSES, pad_id=inputs.tokenizer.pad_id)
 
 
-def start_record(config: RunConfig, inputs: RunInputs, *, policy: DevicePolicy, world_size: int) -> dict:
+def decide_policy(config: RunConfig) -> tuple[RunConfig, DevicePolicy, PrecisionChoice]:
+    """The device policy for `config` and the config with the precision that will run (so the record alone
+    reruns it). Precision: train.precision > $ACCELERATE_MIXED_PRECISION (accelerate launch) > auto;
+    ChimeraError (exit 2) when the device cannot run it natively."""
+    choice = resolve_precision(config.train.precision, os.environ.get(ACCELERATE_ENV))
+    policy = choice.policy_for(probe_device(config.device))
+    return replace(config, train=replace(config.train, precision=policy.precision)), policy, choice
+
+
+def start_record(config: RunConfig, inputs: RunInputs, *, policy: DevicePolicy, choice: PrecisionChoice,
+                 world_size: int) -> dict:
     """The record skeleton; the trainer fills curves, events and final metrics."""
     now = dt.datetime.now(dt.UTC)
     slug = config.cell.replace("/", "-")
@@ -126,6 +144,7 @@ def start_record(config: RunConfig, inputs: RunInputs, *, policy: DevicePolicy, 
         "world_size": world_size,
         "config": config_to_dict(config),
         "env": {**describe_environment(probe_device(policy.device), policy), "mixed_precision": policy.mixed_precision},
+        "precision": choice.record(policy),
         "data": inputs.data_info,
         "params": {"total": 0, "embedding": 0, "non_embedding": 0, "active": 0},
         "curves": [], "timing": [], "events": [],

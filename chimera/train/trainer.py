@@ -29,11 +29,18 @@ from chimera.model.encoder import parameter_counts
 from chimera.records import write_record
 from chimera.time_to_target import time_to_target
 from chimera.train import checkpoint
-from chimera.train.device import DevicePolicy, choose_policy, configure_process, probe_device
+from chimera.train.device import DevicePolicy, configure_process
 from chimera.train.evaluate import EvalResult, evaluate
 from chimera.train.optim import build_optimizer, build_schedule
 from chimera.train.run_folder import own_run_dir, run_dir_for
-from chimera.train.run_setup import RunInputs, build_model, check_data_matches, prepare_inputs, start_record
+from chimera.train.run_setup import (
+    RunInputs,
+    build_model,
+    check_data_matches,
+    decide_policy,
+    prepare_inputs,
+    start_record,
+)
 from chimera.train.stopping import EarlyStopping
 
 
@@ -81,7 +88,7 @@ def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir:
     subset or tokenizer fingerprints differ. A run that fails writes a `failed` record and raises.
     """
     run_dir = run_dir_for(config, out_dir)
-    policy = choose_policy(probe_device(config.device))
+    config, policy, choice = decide_policy(config)
     configure_process(policy)
     accelerator = build_accelerator(policy)
     if not accelerator.is_main_process:  # one voice per run: the other processes only warn
@@ -91,12 +98,12 @@ def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir:
         inputs = prepare_inputs(config, data_dir=data_dir, cache_dir=cache_dir, accelerator=accelerator)
         if expected_data is not None:
             check_data_matches(inputs.data_info, expected_data, where=str(run_dir))
-        return _train(config, inputs, accelerator, run_dir, policy=policy, quiet=quiet, resume=resume)
+        return _train(config, inputs, accelerator, run_dir, policy=policy, choice=choice, quiet=quiet, resume=resume)
 
 
-def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_dir: Path, *, policy, quiet: bool,
-           resume: bool) -> dict:
-    record = start_record(config, inputs, policy=policy, world_size=accelerator.num_processes)
+def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_dir: Path, *, policy, choice,
+           quiet: bool, resume: bool) -> dict:
+    record = start_record(config, inputs, policy=policy, choice=choice, world_size=accelerator.num_processes)
     model = build_model(config, inputs)
     record["params"] = parameter_counts(model)
     optimizer = build_optimizer(model, config.train, policy)
