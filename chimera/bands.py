@@ -14,6 +14,11 @@ BEST_STEP_FLOOR_EVALUATIONS = 2 evaluations (2 · train.eval_every steps). The f
 from collapsing when the seeds happen to agree (CPU runs are deterministic per seed, so five seeds
 can land close together) while still catching a real shift. Each cell's band also stores a hash
 of the resolved config without seed, device and evaluation settings: a run of a changed config is reported, not judged.
+
+Bands are per profile *and precision*: bf16 rounds differently from fp32, so a bf16 run is never judged
+against fp32 bands. A bands file names its precision (absent: fp32, as in files written before precision
+was an axis) and lives at bands/<profile>.json for fp32, bands/<profile>-<precision>.json otherwise; the
+config hash leaves train.precision out, so the fp32 hashes written before it existed stay valid.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from chimera.errors import ChimeraError
-from chimera.records import atomic_write_text, find_records, load_record, read_json
+from chimera.records import atomic_write_text, find_records, load_record, read_json, record_precision
 
 BANDS_SCHEMA_VERSION = 1
 BANDS_DIR = Path(__file__).with_name("bands")  # packaged bands, one file per profile: bands/<profile>.json
@@ -58,7 +63,17 @@ def config_fingerprint(record: dict) -> str:
     """sha256 of the resolved config without seed, device and the evaluation section (what is measured
     and timed, never what is trained): what must match between seeds and checks."""
     config = {k: v for k, v in record["config"].items() if k not in ("seed", "device", "evaluation")}
+    config["train"] = {k: v for k, v in config["train"].items() if k != "precision"}  # bands are per precision
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def bands_path(profile: str, precision: str) -> Path:
+    """The packaged bands file for runs of `profile` in `precision`."""
+    return BANDS_DIR / (f"{profile}.json" if precision == "fp32" else f"{profile}-{precision}.json")
+
+
+def bands_precision(bands: dict) -> str:
+    return bands.get("precision", "fp32")
 
 
 def floor_for(metric: str, eval_every: int) -> float:
@@ -80,6 +95,10 @@ def compute_bands(records: list[dict], *, min_seeds: int = 2) -> dict:
     profiles = sorted({r["profile"] for r in records})
     if len(profiles) != 1:
         raise ChimeraError(f"records of several profiles ({', '.join(profiles)}): build one bands file per profile")
+    precisions = sorted({record_precision(r) for r in records})
+    if len(precisions) != 1:
+        raise ChimeraError(f"records of several precisions ({', '.join(precisions)}): build one bands file per "
+                           "precision (a bf16 run is never judged against fp32 bands)")
     by_cell: dict[str, list[dict]] = {}
     for record in records:
         if record["status"] not in FINISHED:
@@ -87,7 +106,7 @@ def compute_bands(records: list[dict], *, min_seeds: int = 2) -> dict:
                                "(rerun or remove it)")
         by_cell.setdefault(record["cell"], []).append(record)
     cells = {cell: _cell_bands(cell, runs, min_seeds=max(min_seeds, 2)) for cell, runs in sorted(by_cell.items())}
-    return {"schema_version": BANDS_SCHEMA_VERSION, "profile": profiles[0],
+    return {"schema_version": BANDS_SCHEMA_VERSION, "profile": profiles[0], "precision": precisions[0],
             "statistic": f"mean ± max({SIGMAS:g}·std, floor); std = sample standard deviation over seeds",
             "sigmas": SIGMAS, "floors": {**FLOORS, "best_step_evaluations": BEST_STEP_FLOOR_EVALUATIONS},
             "cells": cells}
@@ -129,6 +148,10 @@ def check_bands(records: list[dict], bands: dict) -> list[Violation]:
         if record["profile"] != bands["profile"]:
             flag("profile", record["profile"], f"bands are for profile {bands['profile']!r}")
             continue
+        if record_precision(record) != bands_precision(bands):
+            flag("precision", record_precision(record), f"bands are for {bands_precision(bands)} runs; a "
+                 f"{record_precision(record)} run is judged only against {record_precision(record)} bands")
+            continue
         if cell is None:
             flag("cell", record["cell"], f"no band for this cell (bands cover {', '.join(bands['cells'])})")
             continue
@@ -149,9 +172,11 @@ def check_bands(records: list[dict], bands: dict) -> list[Violation]:
     return violations
 
 
-def load_bands(path: Path | str) -> dict:
+def load_bands(path: Path | str, *, precision: str = "fp32") -> dict:
     path = Path(path)
-    bands = read_json(path, "bands file", missing=f"no bands file; build one with `chimera bands build RUN_DIR "
+    what = "no bands file" if precision == "fp32" else (f"no bands for {precision} runs (they are never judged "
+                                                         "against fp32 bands)")
+    bands = read_json(path, "bands file", missing=f"{what}; build one with `chimera bands build RUN_DIR "
                                                    f"--out {path}` from >= 5 seeds per cell")
     if not isinstance(bands, dict) or bands.get("schema_version") != BANDS_SCHEMA_VERSION or "cells" not in bands:
         raise ChimeraError(f"{path}: not a bands file of schema version {BANDS_SCHEMA_VERSION}; rebuild it")
@@ -187,14 +212,16 @@ def run_bands(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def add_check_bands_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR", help="folders searched for record.json")
     parser.add_argument("--bands", type=Path, default=None,
-                        help=f"bands JSON; default {BANDS_DIR.name}/<profile>.json packaged with chimera")
+                        help=f"bands JSON; default {BANDS_DIR.name}/<profile>.json (fp32 runs) or "
+                             f"{BANDS_DIR.name}/<profile>-<precision>.json packaged with chimera")
 
 
 def run_check_bands(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print one line per record and each violation; 1 when any record is outside its band."""
     records = _load_records(args.paths)
-    path = args.bands or BANDS_DIR / f"{records[0]['profile']}.json"
-    bands = load_bands(path)
+    precision = record_precision(records[0])
+    path = args.bands or bands_path(records[0]["profile"], precision)
+    bands = load_bands(path, precision=precision)
     out = out or sys.stdout
     failed = 0
     for record in records:

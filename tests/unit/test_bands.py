@@ -146,3 +146,52 @@ def test_bands_module_imports_only_records_and_errors_from_chimera():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 and node.module and node.module.startswith("chimera")}
     assert imported == {"chimera.errors", "chimera.records"}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
+def test_packaged_ci_bands_still_hash_the_configs_the_matrix_resolves_at_any_precision(precision):
+    """train.precision is left out of the hash (bands are per precision instead), so the fp32 hashes of
+    chimera/bands/ci.json, written before precision was a config field, stay valid."""
+    from chimera.config import config_to_dict
+    from chimera.matrix import load_matrix
+
+    packaged = load_bands(bands_module.BANDS_DIR / "ci.json")
+    assert bands_module.bands_precision(packaged) == "fp32"
+    for cell, band in packaged["cells"].items():
+        config = config_to_dict(load_matrix().resolve(cell, "ci", overrides=[f"train.precision={precision}"]))
+        assert bands_module.config_fingerprint({"config": config}) == band["config_sha256"], cell
+
+
+def _in_precision(record: dict, precision: str) -> dict:
+    record["precision"] = {"value": precision, "source": "config", "requested": precision, "accelerate_launch": None}
+    record["config"]["train"]["precision"] = precision
+    return record
+
+
+def test_a_bf16_run_is_never_judged_against_fp32_bands():
+    bands = compute_bands(seeds())
+    assert bands["precision"] == "fp32"
+    violations = check_bands([_in_precision(run_record("fixed/dense", 9), "bf16")], bands)
+    assert [(v.metric, v.value) for v in violations] == [("precision", "bf16")]
+    assert "judged only against bf16 bands" in violations[0].message
+
+
+def test_bands_of_bf16_runs_say_so_and_judge_bf16_runs():
+    bands = compute_bands([_in_precision(r, "bf16") for r in seeds()])
+    assert bands["precision"] == "bf16"
+    assert check_bands([_in_precision(run_record("fixed/dense", 9), "bf16")], bands) == []
+    assert [v.metric for v in check_bands([run_record("fixed/dense", 9)], bands)] == ["precision"]
+
+
+def test_bands_from_runs_of_several_precisions_are_refused():
+    with pytest.raises(ChimeraError, match="several precisions"):
+        compute_bands([*seeds(), _in_precision(run_record("fixed/dense", 7), "bf16")])
+
+
+def test_check_bands_looks_for_the_bands_of_the_runs_precision_and_refuses_clearly_without(tmp_path, monkeypatch):
+    monkeypatch.setattr(bands_module, "BANDS_DIR", tmp_path / "bands")
+    assert bands_module.bands_path("ci", "fp32").name == "ci.json"
+    assert bands_module.bands_path("ci", "bf16").name == "ci-bf16.json"
+    runs = _write_runs(tmp_path / "runs", [_in_precision(run_record("fixed/dense", 3), "bf16")])
+    with pytest.raises(ChimeraError, match=r"ci-bf16.json: no bands for bf16 runs \(they are never judged"):
+        run_check_bands(Namespace(paths=[runs], bands=None), out=io.StringIO())
