@@ -8,6 +8,8 @@ file (bench/test_bench_gemm.py), so it is measured in "calibration GEMMs per ste
 is uniformly slower or busier scales both and the ratio stays; a change that makes the step itself
 slower moves only the numerator. A benchmark regresses when new_norm / baseline_norm > 1 + threshold;
 one present in the baseline but missing from the new file also fails (a skipped check is not a pass).
+Like is compared with like: each benchmark's precision (extra_info.precision; older files: fp32) must be
+the same in both files, else the comparison is refused (exit 2) rather than read as a speed change.
 Exit codes: 0 pass, 1 regression, 2 unreadable or incomparable input. Imports only the standard
 library and chimera.errors, so it runs anywhere the JSON files are.
 """
@@ -51,6 +53,7 @@ class BenchFile:
     path: Path
     medians: dict[str, float]  # benchmark name -> median seconds (calibration excluded)
     groups: dict[str, str]  # benchmark name -> group
+    precisions: dict[str, str]  # benchmark name -> fp32 | bf16 | fp16
     calibration_s: float  # median seconds of the fp32 calibration GEMM
     profile: str | None  # machine_info.chimera.bench_profile
     device: str | None  # machine_info.chimera.device
@@ -71,19 +74,20 @@ def load_bench_file(path: Path | str) -> BenchFile:
                            "write one with pytest --benchmark-json=FILE")
     medians: dict[str, float] = {}
     groups: dict[str, str] = {}
+    precisions: dict[str, str] = {}
     calibration: list[float] = []
     for entry in benchmarks:
         name, median = _name_and_median(entry, path)
         if _is_fp32_calibration(entry):
             calibration.append(median)
         else:
-            medians[name], groups[name] = median, entry.get("group") or ""
+            medians[name], groups[name], precisions[name] = median, entry.get("group") or "", _precision(entry)
     if len(calibration) != 1:
         found = "no" if not calibration else f"{len(calibration)}"
         raise ChimeraError(f"{path}: {found} fp32 calibration GEMM benchmark(s) (group {CALIBRATION_GROUP!r}), "
                            "need exactly one: run bench/test_bench_gemm.py in the same pytest pass")
     chimera_info = (data.get("machine_info") or {}).get("chimera") or {}
-    return BenchFile(path=path, medians=medians, groups=groups, calibration_s=calibration[0],
+    return BenchFile(path=path, medians=medians, groups=groups, precisions=precisions, calibration_s=calibration[0],
                      profile=chimera_info.get("bench_profile"), device=chimera_info.get("device"))
 
 
@@ -96,6 +100,14 @@ def _name_and_median(entry: Any, path: Path) -> tuple[str, float]:
     if not median > 0:
         raise ChimeraError(f"{path}: {name} has median {median}; expected a positive time")
     return name, median
+
+
+def _precision(entry: dict) -> str:
+    """A benchmark's precision: extra_info.precision, else (files written before precision was an axis)
+    its accelerate mixed_precision, where "no" (and its absence) is fp32."""
+    extra = entry.get("extra_info") or {}
+    mixed = extra.get("mixed_precision") or "no"
+    return extra.get("precision") or ("fp32" if mixed == "no" else mixed)
 
 
 def _is_fp32_calibration(entry: dict) -> bool:
@@ -118,6 +130,11 @@ def compare(new_json: Path | str, baseline_json: Path | str, threshold: float = 
     names = [name for name, group in group_of.items() if any(fnmatch.fnmatchcase(group, g) for g in groups)]
     if not names:
         raise ChimeraError(f"{baseline_json}, {new_json}: no benchmark in group(s) {', '.join(groups)}")
+    for name in names:
+        a, b = new.precisions.get(name), base.precisions.get(name)
+        if a and b and a != b:
+            raise ChimeraError(f"{name} ran in {a} in {new.path} but in {b} in {base.path}: the gate compares a "
+                               "precision only with itself (regenerate the baseline in that precision)")
     return [_row(name, base, new, threshold) for name in sorted(names)]
 
 

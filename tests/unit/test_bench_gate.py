@@ -154,3 +154,35 @@ def test_gate_imports_only_stdlib_and_chimera_errors():
     third_party = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                    for alias in node.names} - {"argparse", "fnmatch", "json", "sys"}
     assert not third_party
+
+
+def _step(name: str, median: float, **extra) -> dict:
+    return entry(name, "train-step", median, cell="fixed/dense", **extra)
+
+
+def test_the_same_benchmark_in_another_precision_is_refused_not_compared(tmp_path):
+    base = bench_file(tmp_path / "base.json", steps={}, other=(_step("test_train_step[fixed/dense]", 0.1,
+                                                                     precision="fp32"),))
+    new = bench_file(tmp_path / "new.json", steps={}, other=(_step("test_train_step[fixed/dense]", 0.06,
+                                                                   precision="bf16"),))
+    with pytest.raises(ChimeraError, match="ran in bf16 in .* but in fp32 in .*compares a precision only with itself"):
+        compare(new, base)
+
+
+def test_a_file_from_before_precision_was_recorded_reads_as_fp32(tmp_path):
+    legacy = bench_file(tmp_path / "base.json", steps={}, other=(_step("test_train_step[fixed/dense]", 0.1,
+                                                                       mixed_precision="no"),))
+    new = bench_file(tmp_path / "new.json", steps={}, other=(_step("test_train_step[fixed/dense]", 0.1,
+                                                                   precision="fp32", mixed_precision="no"),))
+    assert verdicts(compare(new, legacy)) == {"test_train_step[fixed/dense]": "ok"}
+
+
+def test_each_precision_is_compared_with_itself(tmp_path):
+    def rows(bf16_median: float) -> tuple:
+        return (_step("test_train_step[fp32-fixed/dense]", 0.1, precision="fp32"),
+                _step("test_train_step[bf16-fixed/dense]", bf16_median, precision="bf16"))
+
+    base = bench_file(tmp_path / "base.json", steps={}, other=rows(0.07))
+    new = bench_file(tmp_path / "new.json", steps={}, other=rows(0.09))  # bf16 slower, fp32 unchanged
+    assert verdicts(compare(new, base)) == {"test_train_step[fp32-fixed/dense]": "ok",
+                                            "test_train_step[bf16-fixed/dense]": "REGRESSION"}
