@@ -2,17 +2,24 @@
 
     pytest bench --benchmark-only                              # full shapes (make bench-cpu)
     pytest bench --benchmark-only --bench-profile ci           # the short CI pass
+    pytest bench --benchmark-only --bench-precision fp32       # one precision only
 
 Device: $CHIMERA_DEVICE (auto, cpu, cuda, mps; default auto) through chimera.train.device, with the
 trainer's process settings applied before any benchmark runs. Shape profile: --bench-profile or
-$CHIMERA_BENCH_PROFILE (full, ci; default full). The calibration GEMM is measured once per session
-and every MFU figure divides by it, so MFU compares against the speed this machine had at the time.
+$CHIMERA_BENCH_PROFILE (full, ci; default full). Precision: --bench-precision or $CHIMERA_BENCH_PRECISION
+(native: fp32 plus the half precision the hardware runs natively, the default; or a comma-separated list):
+benchmarks that take a `precision` argument (calibration GEMM, train step, BERT peer) run once per
+precision, all of one precision before the next; the others run in the trainer's auto precision.
+A precision the hardware lacks is listed as skipped with the reason. The calibration GEMM is measured
+once per session and precision, and every MFU figure divides by the GEMM of its own precision, so MFU
+compares against the speed this machine had at the time.
 Real AG News (only the time-to-quality benchmark trains on it): --data-dir, else $CHIMERA_DATA_DIR, else
 ../shared/data/ag_news when present (the Makefile's default); without it that benchmark skips.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +28,12 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from bench.harness import GEMM_SIZE, gemm_flops, measure_gemm
+from bench.harness import GEMM_SIZE, TORCH_DTYPES, bench_precisions, fresh_accelerator, gemm_flops, measure_gemm
+from chimera.errors import ChimeraError
 from chimera.train.device import DeviceInfo, DevicePolicy, choose_policy, configure_process, cpu_name, probe_device
-from chimera.train.trainer import build_accelerator
 
 PROFILES = ("full", "ci")
-PROFILE_ENV, DEVICE_ENV = "CHIMERA_BENCH_PROFILE", "CHIMERA_DEVICE"
+PROFILE_ENV, DEVICE_ENV, PRECISION_ENV = "CHIMERA_BENCH_PROFILE", "CHIMERA_DEVICE", "CHIMERA_BENCH_PRECISION"
 DATA_ENV, REQUIRE_DATA_ENV = "CHIMERA_DATA_DIR", "CHIMERA_REQUIRE_DATA"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ag_news"  # as the Makefile's DATA_DIR
 
@@ -53,6 +60,10 @@ FILE_ORDER = ("test_bench_gemm.py", "test_bench_train_step.py", "test_bench_peer
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--bench-profile", choices=PROFILES, default=None,
                      help=f"matrix profile whose shapes the benchmarks use (default ${PROFILE_ENV}, else full)")
+    parser.addoption("--bench-precision", default=None, metavar="native|P[,P...]",
+                     help=f"precisions for the GEMM, train-step and peer benchmarks: native (fp32 and the "
+                          f"hardware's native half precision) or a list of fp32, bf16, fp16 (default "
+                          f"${PRECISION_ENV}, else native)")
     parser.addoption("--data-dir", default=None,
                      help=f"real AG News folder for the time-to-quality benchmark (default ${DATA_ENV}, "
                           f"else {SHARED_DATA} when present)")
@@ -69,25 +80,67 @@ def _device_info() -> DeviceInfo:
     return probe_device(os.environ.get(DEVICE_ENV, "auto") or "auto")
 
 
+def _precisions(config: pytest.Config) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(precisions benchmarked, {precision left out: why}); a precision the hardware lacks asked for by
+    name is a usage error (one line), not a silent skip."""
+    requested = config.getoption("--bench-precision") or os.environ.get(PRECISION_ENV) or "native"
+    try:
+        return bench_precisions(requested, _device_info())
+    except ChimeraError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _default_precision() -> str:
+    return choose_policy(_device_info()).precision  # what `chimera train` runs without --precision
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One instance per precision for benchmarks whose function takes `precision`; left-out ones skip with why."""
+    if "precision" not in inspect.signature(metafunc.function).parameters:
+        return
+    run, skipped = _precisions(metafunc.config)
+    params = [*run, *(pytest.param(p, marks=pytest.mark.skip(reason=why)) for p, why in skipped.items())]
+    metafunc.parametrize("precision", params, scope="session")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(FILE_ORDER)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(FILE_ORDER)))  # stable: order within a file kept
+    default = _default_precision()
+    order = {p: i for i, p in enumerate(dict.fromkeys([default, *TORCH_DTYPES]))}
+
+    def precision_of(item: pytest.Item) -> str:
+        callspec = getattr(item, "callspec", None)
+        return callspec.params.get("precision", default) if callspec else default
+
+    # All of one precision before the next (accelerate holds one precision per process), the default first;
+    # within a precision, files in FILE_ORDER. Stable: order within a file kept.
+    items.sort(key=lambda item: (order[precision_of(item)], rank.get(item.path.name, len(FILE_ORDER))))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    run, skipped = _precisions(config)
+    left_out = "".join(f"; {p} not benchmarked: {why}" for p, why in skipped.items())
+    return f"chimera bench precisions: {', '.join(run)}{left_out}"
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """Adds what the numbers depend on to the JSON's machine_info (pytest-benchmark hook)."""
     info = _device_info()
     policy = choose_policy(info)
-    calibration = getattr(config, "_chimera_calibration", None)
+    calibrations = getattr(config, "_chimera_calibrations", {})
+    run, skipped = _precisions(config)
     machine_info["chimera"] = {
         "bench_profile": _profile(config),
         "device": info.type, "device_name": info.name, "mixed_precision": policy.mixed_precision,
+        "precisions": list(run), "precisions_not_benchmarked": skipped, "cpu_bf16_supported": info.cpu_bf16_supported,
+        "cuda_bf16_supported": info.cuda_bf16_supported,
         "cpu_name": cpu_name(), "cpu_count": info.cpu_count, "os_cpu_count": os.cpu_count(),
         "torch": torch.__version__, "torch_num_threads": torch.get_num_threads(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "load_average_at_start": getattr(config, "_chimera_load_at_start", None),
         "load_average_at_end": _load_average(),
-        "calibration_gemm": calibration,
+        "calibration_gemm": calibrations.get("fp32"),  # the speed gate's denominator
+        "calibration_gemms": calibrations,  # per precision: the denominators of MFU
     }
 
 
@@ -105,27 +158,36 @@ def bench_rounds(bench_profile: str) -> Rounds:
     return ROUNDS[bench_profile]
 
 
+@pytest.fixture(scope="session")
+def precision() -> str:
+    """The precision of benchmarks not run per precision (data, MoE layer, time to quality): the trainer's
+    auto. Benchmarks that take `precision` themselves are parametrized instead (pytest_generate_tests)."""
+    return _default_precision()
+
+
 @pytest.fixture(scope="session", autouse=True)
-def device_policy() -> DevicePolicy:
-    """The trainer's device policy, applied to this process before the first benchmark (as `train` does)."""
-    policy = choose_policy(_device_info())
+def device_policy(precision: str) -> DevicePolicy:
+    """The trainer's device policy in `precision`, applied to this process (as `train` does)."""
+    policy = choose_policy(_device_info(), precision=precision)
     configure_process(policy)
     return policy
 
 
 @pytest.fixture(scope="session")
 def accelerator(device_policy: DevicePolicy) -> Accelerator:
-    """One Accelerator for the session, created as `chimera.train.trainer.train` creates it."""
-    return build_accelerator(device_policy)
+    """The Accelerator of the current precision, created as `chimera.train.trainer.train` creates it."""
+    return fresh_accelerator(device_policy)
 
 
 @pytest.fixture(scope="session")
-def calibration_gemm(pytestconfig: pytest.Config, accelerator: Accelerator) -> dict:
-    """The fp32 calibration GEMM measured once in this session: the denominator of every MFU."""
-    seconds = measure_gemm(accelerator.device, torch.float32)
-    result = {"size": GEMM_SIZE, "dtype": "fp32", "median_s": seconds, "flop_per_s": gemm_flops() / seconds}
-    pytestconfig._chimera_calibration = result
-    return result
+def calibration_gemm(pytestconfig: pytest.Config, accelerator: Accelerator, precision: str) -> dict:
+    """The calibration GEMM in `precision`, measured once per session: the denominator of MFU in that precision."""
+    calibrations = pytestconfig.__dict__.setdefault("_chimera_calibrations", {})
+    if precision not in calibrations:
+        seconds = measure_gemm(accelerator.device, TORCH_DTYPES[precision])
+        calibrations[precision] = {"size": GEMM_SIZE, "dtype": precision, "median_s": seconds,
+                                   "flop_per_s": gemm_flops() / seconds}
+    return calibrations[precision]
 
 
 @pytest.fixture(scope="session")

@@ -17,18 +17,21 @@ from dataclasses import asdict, dataclass
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 
 from chimera.config import RunConfig
+from chimera.errors import ChimeraError
 from chimera.flops import matmul_flops, model_train_step_flops
 from chimera.matrix import load_matrix
 from chimera.model.encoder import EncoderClassifier
-from chimera.train.device import DevicePolicy
+from chimera.train.device import DeviceInfo, DevicePolicy, native_precisions, precision_problem
 from chimera.train.optim import build_optimizer, build_schedule
 from chimera.train.run_setup import NUM_CLASSES
-from chimera.train.trainer import LoopState, train_step
+from chimera.train.trainer import LoopState, build_accelerator, train_step
 
 GEMM_SIZE = 2048  # the calibration GEMM: (n, n) @ (n, n), 2·n³ FLOPs
 INJECT_ENV = "CHIMERA_BENCH_INJECT_SLOWDOWN"
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # GEMM dtype per precision
 FIRST_TOKEN_ID = 3  # ids 0-2 are [PAD], [UNK], [CLS] (chimera.data.tokenizer)
 
 
@@ -40,13 +43,35 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def bf16_native(device: torch.device) -> bool:
-    """bf16 matmul in hardware. CPUs without AVX512-BF16/AMX emulate it at ~1.5 GFLOP/s (100x slower)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "mps":
-        return True  # macOS 14+, which requirements-mps.txt's torch needs anyway
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+def bench_precisions(requested: str, info: DeviceInfo) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(precisions to benchmark, {precision left out: why}) for --bench-precision `requested`.
+
+    "native": fp32 and the half precision `info` runs natively (chimera.train.device.native_precisions);
+    else a comma-separated list, each of which must be legal on `info` (ChimeraError naming what it lacks):
+    emulated bf16 would measure the emulation, not the hardware.
+    """
+    if requested.strip() == "native":
+        return native_precisions(info)
+    wanted = tuple(dict.fromkeys(p.strip() for p in requested.split(",") if p.strip()))
+    for precision in wanted:
+        if precision not in TORCH_DTYPES:
+            raise ChimeraError(f"--bench-precision {requested}: {precision!r} is not one of native, "
+                               f"{', '.join(TORCH_DTYPES)} (comma-separated)")
+        problem = precision_problem(info, precision)
+        if problem is not None:
+            raise ChimeraError(f"--bench-precision {requested}: {problem}")
+    if not wanted:
+        raise ChimeraError(f"--bench-precision {requested!r}: name native or at least one of {', '.join(TORCH_DTYPES)}")
+    return wanted, {}
+
+
+def fresh_accelerator(policy: DevicePolicy) -> Accelerator:
+    """`build_accelerator(policy)` after clearing accelerate's process-wide state: accelerate keeps one
+    mixed precision per process and refuses a second, so the benchmarks (one precision after another,
+    in one process) start each precision's Accelerator afresh (as accelerate's own tests reset it)."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    return build_accelerator(policy)
 
 
 def gemm_operands(device: torch.device, dtype: torch.dtype, n: int = GEMM_SIZE) -> tuple[torch.Tensor, ...]:

@@ -59,8 +59,8 @@ def synthetic_texts(n: int, seed: int = 0) -> list[str]:
 
 def consumption_rate(cell, config, policy, accelerator, step_medians) -> tuple[float, str]:
     """Training samples/s of `cell`: from this session's train-step benchmark, else 3 steps timed here."""
-    if cell in step_medians:
-        return config.train.batch_size / step_medians[cell], "test_bench_train_step median"
+    if (policy.precision, cell) in step_medians:
+        return config.train.batch_size / step_medians[policy.precision, cell], "test_bench_train_step median"
     bench = StepBench.for_config(config, policy, accelerator)
     bench.step()  # warm-up: allocates AdamW state
     times = []

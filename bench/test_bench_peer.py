@@ -3,13 +3,14 @@
     pytest bench/test_bench_peer.py --benchmark-only
 
 Same hidden size, layers, heads, intermediate size, max positions (= max_length), vocabulary,
-4 labels, dropout (hidden and attention) as the cell, fp32 (the CPU policy), same synthetic batch,
+4 labels, dropout (hidden and attention) as the cell, in each benchmarked precision (as ours), same synthetic batch,
 and the same step as chimera's `train_step`: cross-entropy with the cell's label smoothing,
 `accelerator.backward`, gradient clipping, the trainer's own optimiser and schedule
 (`chimera.train.optim`: fused AdamW, same parameter groups and hyperparameters), so the ratio
 measures the model, not the optimiser. BERT is post-LN with a pooler and token-type embeddings; it
-is the default choice users would otherwise make. `speedup_vs_peer` = peer median / our dense step median of this
-session (goal >= 1.25). `transformers` is a bench-only dependency, imported here only.
+is the default choice users would otherwise make. `speedup_vs_peer` = peer median / our dense step
+median of this session in the same precision (goal >= 1.25). `transformers` is a bench-only
+dependency, imported here only.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def peer_step(config, policy, accelerator):
 
 @pytest.mark.benchmark(group="peer")
 @pytest.mark.parametrize("cell", DENSE_CELLS)
-def test_peer_bert_step(benchmark, device_policy, accelerator, bench_profile, bench_rounds, step_medians, cell):
+def test_peer_bert_step(benchmark, device_policy, accelerator, bench_profile, bench_rounds, step_medians, cell,
+                        precision):
     config = load_matrix().resolve(cell, bench_profile, device=accelerator.device.type)
     tc = config.train
     model, step = peer_step(config, device_policy, accelerator)
@@ -86,5 +88,6 @@ def test_peer_bert_step(benchmark, device_policy, accelerator, bench_profile, be
         return
     median = benchmark.stats.stats.median
     benchmark.extra_info["samples_per_s"] = tc.batch_size * accelerator.num_processes / median
-    if cell in step_medians:
-        benchmark.extra_info.update(ours_median_s=step_medians[cell], speedup_vs_peer=median / step_medians[cell])
+    ours = step_medians.get((precision, cell))  # our step in the same precision: a like-for-like ratio
+    if ours is not None:
+        benchmark.extra_info.update(ours_median_s=ours, speedup_vs_peer=median / ours)

@@ -62,3 +62,49 @@ def test_throughput_info_derives_rates_and_mfu_from_the_median():
     info = throughput_info(median_s=0.5, samples=32, tokens=2048, flops=10**11, calibration_flop_per_s=4 * 10**11)
     assert info == {"samples_per_s": 64.0, "tokens_per_s": 4096.0, "flops_per_step": 10**11,
                     "achieved_flops_per_s": 2 * 10**11, "mfu": 0.5}
+
+
+BF16_CPU = DeviceInfo("cpu", "Intel Xeon (AMX)", cpu_count=8, cpu_bf16_supported=True)
+AVX2_CPU = DeviceInfo("cpu", "AMD EPYC", cpu_count=2)
+
+
+@pytest.mark.parametrize(("requested", "info", "run", "skipped"), [
+    ("native", AVX2_CPU, ("fp32",), {"bf16"}),
+    ("native", BF16_CPU, ("fp32", "bf16"), set()),
+    ("native", DeviceInfo("cuda", "NVIDIA H100", cuda_bf16_supported=True), ("fp32", "bf16"), set()),
+    ("native", DeviceInfo("cuda", "Tesla T4"), ("fp32", "fp16"), {"bf16"}),
+    ("fp32", BF16_CPU, ("fp32",), set()),
+    ("bf16, fp32,bf16", BF16_CPU, ("bf16", "fp32"), set()),
+])
+def test_benchmarks_run_the_native_precisions_or_the_ones_named(requested, info, run, skipped):
+    from bench.harness import bench_precisions
+    got_run, got_skipped = bench_precisions(requested, info)
+    assert got_run == run and set(got_skipped) == skipped
+
+
+@pytest.mark.parametrize(("requested", "message"), [
+    ("bf16", "no native bf16"), ("fp16", "fp16 needs CUDA"), ("fp8", "not one of native"), (",", "at least one"),
+])
+def test_a_named_precision_the_hardware_lacks_is_refused_not_emulated(requested, message):
+    from bench.harness import bench_precisions
+    from chimera.errors import ChimeraError
+    with pytest.raises(ChimeraError, match=message):
+        bench_precisions(requested, AVX2_CPU)
+
+
+def test_the_cpu_baseline_names_the_fp32_train_steps_the_benchmarks_now_produce():
+    """The speed gate matches benchmarks by name; train steps are named per precision (fp32-<cell>)."""
+    import json
+    from pathlib import Path
+
+    from bench.harness import transformer_cells
+    baseline = json.loads((Path(__file__).resolve().parents[2] / "bench/baselines/cpu.json").read_text())
+    steps = {b["name"]: b["extra_info"]["precision"] for b in baseline["benchmarks"] if b["group"] == "train-step"}
+    assert steps == {f"test_train_step[fp32-{cell}]": "fp32" for cell in transformer_cells()}
+
+
+def test_fresh_accelerator_switches_precision_within_one_process():
+    from bench.harness import fresh_accelerator
+    bf16 = fresh_accelerator(choose_policy(BF16_CPU, precision="bf16"))
+    assert bf16.mixed_precision == "bf16"
+    assert fresh_accelerator(CPU_POLICY).mixed_precision == "no"  # and back, for the tests after this one
