@@ -48,6 +48,8 @@ class Rounds:
     data: tuple[int, int]
 
 
+ROUNDS_ENV = "CHIMERA_BENCH_ROUNDS"  # "tiny": a few rounds each, to prove the benchmarks run (scripts/gpu_check.sh)
+TINY_ROUNDS = Rounds(train_step=(2, 1), peer=(1, 0), gemm=(2, 1), data=(1, 0))
 ROUNDS = {"full": Rounds(train_step=(15, 3), peer=(10, 3), gemm=(20, 3), data=(5, 1)),
           # ci: the speed gate's pass. Its steps are short (50-300 ms here), so 30 rounds cost ~30 s and
           # give medians steady enough for a 15% threshold (bench/README.md, gate proof)
@@ -155,7 +157,7 @@ def bench_profile(pytestconfig: pytest.Config) -> str:
 
 @pytest.fixture(scope="session")
 def bench_rounds(bench_profile: str) -> Rounds:
-    return ROUNDS[bench_profile]
+    return TINY_ROUNDS if os.environ.get(ROUNDS_ENV) == "tiny" else ROUNDS[bench_profile]
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,8 @@ def test_peer_bert_step(benchmark, device_policy, accelerator, bench_profile, be
     config = load_matrix().resolve(cell, bench_profile, device=accelerator.device.type)
     tc = config.train
     model, step = peer_step(config, device_policy, accelerator)
-    benchmark.extra_info.update(cell=cell, bench_profile=bench_profile,
+    benchmark.extra_info.update(cell=cell, bench_profile=bench_profile, precision=precision,
+                                mixed_precision=accelerator.mixed_precision,
                                 peer="transformers.BertForSequenceClassification",
                                 attn_implementation=accelerator.unwrap_model(model).config._attn_implementation,
                                 batch_size=tc.batch_size, seq_len=config.data.max_length,

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# One command to verify Chimera Bench on a lent machine that cannot download anything.
+#
+#   scripts/gpu_check.sh --prepare [--kit DIR] [--data-dir D] [--no-download]    # on a connected machine
+#   scripts/gpu_check.sh --device cuda|cpu [--budget tiny|full] [--kit DIR] [--data-dir D] [--out DIR]
+#
+# --prepare fills the kit folder (default bench/results/gpu-check-kit; copy it along with the checkout):
+#   wheelhouse/   pip download of the project's needs beyond torch, accelerate, transformers and tokenizers
+#                 (datasets, nltk, jsonschema, pytest-benchmark, ...; pins from requirements-cuda.txt and
+#                 requirements-dev.txt), for the Python that runs this script
+#   nltk_data/    WordNet, by scripts/prepare_wordnet.sh
+#   ag_news/      AG News train/test CSV (copied from --data-dir, else downloaded with datasets)
+# --no-download skips the pip download and the AG News download (what is already installed is used).
+#
+# The run mode writes one results folder (default bench/results/gpu-check/<device>-<budget>-<time>):
+#   environment.json (+ nvidia-smi.txt)   `chimera env`: versions, device, native precisions
+#   bench.json, bench.md                  calibration GEMM, fixed/dense train step and BERT peer in every
+#                                         native precision (fp32 and bf16, or fp16 without native bf16);
+#                                         a precision the hardware lacks is listed with the reason
+#   runs/<precision>/                     one ci-profile fixed/dense run per native precision
+#   determinism/                          the last of those runs again from its record (`chimera reproduce`):
+#                                         identical curves or the check fails
+#   summary.md                            one line per step: ok, FAILED or skipped (with why)
+# Budgets: full = full shapes and the ci profile as it is (target: under 8 minutes on a GPU); tiny = ci
+# shapes, a few benchmark rounds and a 20-step run at toy sizes (about a minute on 2 CPU cores; the unit
+# test tests/unit/test_gpu_check.py runs it so the script cannot rot). Exit 1 when any step failed.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-$( [ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}"
+KIT="$REPO/bench/results/gpu-check-kit"
+MODE="" DEVICE="" BUDGET="tiny" OUT="" DATA_DIR="${CHIMERA_DATA_DIR:-}" DOWNLOAD=1
+# Installed on the lent machine already (and large, or CUDA-specific): never put in the wheelhouse.
+PREINSTALLED='^(torch|triton|accelerate|transformers|tokenizers|nvidia-.*|cuda-.*)=='
+
+die() { echo "gpu_check: $*" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --prepare) MODE=prepare ;;
+    --device) MODE=run; DEVICE="${2:?--device needs cuda or cpu}"; shift ;;
+    --budget) BUDGET="${2:?--budget needs tiny or full}"; shift ;;
+    --kit) KIT="${2:?}"; shift ;;
+    --out) OUT="${2:?}"; shift ;;
+    --data-dir) DATA_DIR="${2:?}"; shift ;;
+    --no-download) DOWNLOAD=0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    *) die "unknown argument $1 (see --help)" ;;
+  esac
+  shift
+done
+[ -n "$MODE" ] || die "give --prepare or --device cuda|cpu (see --help)"
+KIT="$(mkdir -p "$KIT" && cd "$KIT" && pwd)"
+
+prepare() {
+  mkdir -p "$KIT/wheelhouse"
+  grep -hE '^[A-Za-z0-9_.-]+==' "$REPO/requirements-cuda.txt" "$REPO/requirements-dev.txt" \
+    | grep -viE "$PREINSTALLED" | sort -u > "$KIT/requirements.txt"
+  if [ "$DOWNLOAD" = 1 ]; then
+    "$PYTHON" -m pip download --only-binary=:all: --dest "$KIT/wheelhouse" -r "$KIT/requirements.txt"
+  else
+    echo "gpu_check: --no-download: wheelhouse left as it is ($(ls "$KIT/wheelhouse" | wc -l) files)"
+  fi
+  if [ ! -d "$KIT/nltk_data/corpora/wordnet" ]; then
+    NLTK_DATA="$KIT/nltk_data" PYTHON="$PYTHON" bash "$REPO/scripts/prepare_wordnet.sh"
+  fi
+  if [ -n "$DATA_DIR" ] && [ -d "$DATA_DIR" ]; then
+    mkdir -p "$KIT/ag_news" && cp "$DATA_DIR"/train* "$DATA_DIR"/test* "$KIT/ag_news/"
+  elif [ "$DOWNLOAD" = 1 ] && [ ! -f "$KIT/ag_news/train.csv" ]; then
+    "$PYTHON" - "$KIT/ag_news" <<'PY'
+import sys
+from datasets import load_dataset
+for split in ("train", "test"):
+    load_dataset("fancyzhx/ag_news", split=split).to_csv(f"{sys.argv[1]}/{split}.csv", index=False)
+PY
+  fi
+  echo "gpu_check: kit ready in $KIT (copy it with the checkout; run with --kit $KIT)"
+}
+
+# Installs from the wheelhouse only what this Python lacks, into a venv that sees the system packages.
+ensure_packages() {
+  local missing
+  missing="$("$PYTHON" - <<'PY'
+import importlib.util
+need = {"datasets": "datasets", "nltk": "nltk", "jsonschema": "jsonschema", "matplotlib": "matplotlib",
+        "tqdm": "tqdm", "pytest": "pytest", "pytest_benchmark": "pytest-benchmark", "torch": "torch",
+        "accelerate": "accelerate", "transformers": "transformers", "tokenizers": "tokenizers"}
+print(" ".join(pkg for mod, pkg in need.items() if importlib.util.find_spec(mod) is None))
+PY
+)"
+  [ -z "$missing" ] && return 0
+  for pkg in $missing; do
+    grep -qiE "^$pkg==" "$KIT/requirements.txt" 2>/dev/null || die "$pkg is missing and not in the kit's wheelhouse"
+  done
+  [ -x "$KIT/venv/bin/python" ] || "$PYTHON" -m venv --system-site-packages "$KIT/venv"
+  PYTHON="$KIT/venv/bin/python"
+  # shellcheck disable=SC2046
+  "$PYTHON" -m pip install --no-index --find-links "$KIT/wheelhouse" \
+    $(for pkg in $missing; do grep -iE "^$pkg==" "$KIT/requirements.txt"; done)
+}
+
+STEPS=()
+step() {  # step NAME COMMAND...: run, log to OUT/logs/NAME.log, note ok or FAILED
+  local name="$1"; shift
+  echo "gpu_check: $name"
+  if "$@" > "$OUT/logs/$name.log" 2>&1; then STEPS+=("ok      $name"); else
+    STEPS+=("FAILED  $name (exit $?; logs/$name.log)"); tail -5 "$OUT/logs/$name.log" >&2; fi
+}
+
+run_checks() {
+  case "$DEVICE" in cuda|cpu) ;; *) die "--device $DEVICE: use cuda or cpu" ;; esac
+  case "$BUDGET" in tiny|full) ;; *) die "--budget $BUDGET: use tiny or full" ;; esac
+  OUT="${OUT:-$REPO/bench/results/gpu-check/$DEVICE-$BUDGET-$(date -u +%Y%m%dT%H%M%SZ)}"
+  mkdir -p "$OUT/logs"
+  OUT="$(cd "$OUT" && pwd)"
+  [ -n "$DATA_DIR" ] || { [ -f "$KIT/ag_news/train.csv" ] && DATA_DIR="$KIT/ag_news"; } || true
+  [ -n "$DATA_DIR" ] || { [ -d "$REPO/../shared/data/ag_news" ] && DATA_DIR="$REPO/../shared/data/ag_news"; } || true
+  [ -n "$DATA_DIR" ] && [ -d "$DATA_DIR" ] || die "no AG News folder: pass --data-dir, set CHIMERA_DATA_DIR or --prepare a kit"
+  ensure_packages
+  cd "$REPO"
+  export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" CHIMERA_DEVICE="$DEVICE" HF_HUB_OFFLINE=1 \
+    HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+  unset ACCELERATE_MIXED_PRECISION  # each run names its precision
+  [ -d "$KIT/nltk_data" ] && export NLTK_DATA="$KIT/nltk_data"
+  [ "$DEVICE" = cpu ] || "$PYTHON" -c 'import sys, torch; torch.cuda.is_available() or sys.exit(
+    f"torch {torch.__version__} sees no CUDA device")' || die "CUDA is not available (see nvidia-smi)"
+
+  "$PYTHON" -m chimera env > "$OUT/environment.json"
+  command -v nvidia-smi > /dev/null && nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
+  local precisions skipped
+  precisions="$("$PYTHON" -c 'import json, sys; e = json.load(open(sys.argv[1])); print(" ".join(e["native_precisions"]))' "$OUT/environment.json")"
+  skipped="$("$PYTHON" -c 'import json, sys; e = json.load(open(sys.argv[1]))
+for p, why in e["not_native"].items(): print(f"skipped {p}: {why}")' "$OUT/environment.json")"
+
+  local bench=(-m pytest bench/test_bench_gemm.py bench/test_bench_train_step.py bench/test_bench_peer.py
+               --benchmark-only --bench-precision native -p no:cacheprovider -rs --benchmark-json "$OUT/bench.json")
+  local run_sets=()
+  if [ "$BUDGET" = tiny ]; then
+    bench+=(--bench-profile ci -k "calibration or (fixed and dense)")
+    for kv in data.train_samples=64 data.val_samples=32 data.test_samples=32 data.max_length=16 \
+              data.vocab_size=256 model.d_model=32 model.d_ff=64 model.n_layers=1 train.batch_size=16 \
+              train.warmup_steps=2 train.max_steps=20 train.eval_every=5; do run_sets+=(--set "$kv"); done
+    export CHIMERA_BENCH_ROUNDS=tiny
+  fi
+  step benchmarks "$PYTHON" "${bench[@]}"
+  [ -f "$OUT/bench.json" ] && "$PYTHON" bench/summarise.py "$OUT/bench.json" > "$OUT/bench.md" || true
+
+  local last=""
+  for precision in $precisions; do
+    step "run-$precision" "$PYTHON" -m chimera train --cell fixed/dense --profile ci --device "$DEVICE" \
+      --precision "$precision" --data-dir "$DATA_DIR" --out "$OUT/runs/$precision" \
+      --cache-dir "$OUT/cache" --quiet "${run_sets[@]}"
+    last="$precision"
+  done
+  step "determinism-$last" "$PYTHON" -m chimera reproduce "$OUT/runs/$last/fixed-dense-ci-s0/record.json" \
+    --out "$OUT/determinism" --data-dir "$DATA_DIR" --cache-dir "$OUT/cache" --quiet
+
+  {
+    echo "# gpu_check: --device $DEVICE --budget $BUDGET"
+    echo
+    echo "precisions run: $precisions"
+    [ -n "$skipped" ] && echo "$skipped"
+    echo
+    printf '%s\n' "${STEPS[@]}"
+  } > "$OUT/summary.md"
+  cat "$OUT/summary.md"
+  echo "gpu_check: results in $OUT"
+  ! printf '%s\n' "${STEPS[@]}" | grep -q '^FAILED'
+}
+
+if [ "$MODE" = prepare ]; then prepare; else run_checks; fi
