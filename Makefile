@@ -107,3 +107,17 @@ bench-mps: ## on Apple silicon: .venv-mps from requirements-mps.txt, benchmarks 
 	$(MPS_PY) -c 'import sys, torch; ok = torch.backends.mps.is_available(); ok or sys.exit("MPS is not available to torch " + torch.__version__ + ": needs Apple silicon, macOS 14+ and the arm64 torch of requirements-mps.txt")'
 	mkdir -p $(RESULTS)/mps
 	CHIMERA_DEVICE=mps $(MPS_VENV)/bin/$(BENCH) --benchmark-json=$(RESULTS)/mps/bench.json
+
+# CUDA without Docker: a Python whose torch already has CUDA (CUDA_PY=python3), else .venv-cuda from
+# requirements-cuda.txt. scripts/gpu_check.sh is the offline variant for a lent GPU (docs/hardware.md).
+CUDA_VENV   ?= .venv-cuda
+CUDA_PY     ?= $(CUDA_VENV)/bin/python
+.PHONY: bench-cuda-native
+bench-cuda-native: ## benchmarks on NVIDIA GPUs without Docker (fp32 and bf16/fp16 rows) -> bench/results/cuda-native/
+	test -x $(CUDA_PY) || { $(PYTHON_BOOT) -m venv $(CUDA_VENV) && \
+	  $(CUDA_VENV)/bin/pip install -r requirements-cuda.txt -r requirements-dev.txt && \
+	  $(CUDA_VENV)/bin/pip install -e . --no-deps && PYTHON=$(CUDA_PY) bash scripts/prepare_wordnet.sh; }
+	$(CUDA_PY) -c 'import sys, torch; torch.cuda.is_available() or sys.exit("bench-cuda-native: torch " + torch.__version__ + " sees no CUDA device (nvidia-smi; CUDA_PY=a python with CUDA torch)")'
+	mkdir -p $(RESULTS)/cuda-native
+	CHIMERA_DEVICE=cuda PYTHONPATH=. $(CUDA_PY) -m pytest bench --benchmark-only --bench-precision native \
+	  --benchmark-json=$(RESULTS)/cuda-native/bench.json $(DATA_ARG)
