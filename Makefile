@@ -12,6 +12,9 @@ CUDA_IMAGE  ?= chimera-bench:cuda
 CPU_IMAGE   ?= chimera-bench:cpu
 RESULTS     ?= bench/results
 PROFILE     ?= ci
+TARGET      ?= cpu
+# Where the CPU build of torch comes from (PyPI's Linux torch is the CUDA build); empty: pip's own configuration.
+TORCH_INDEX ?= $(if $(filter cpu,$(TARGET)),https://download.pytorch.org/whl/cpu)
 # AG News folder; default $CHIMERA_DATA_DIR, else ../shared/data/ag_news if present, else the Hugging Face hub.
 DATA_DIR    ?= $(or $(CHIMERA_DATA_DIR),$(wildcard $(abspath ../shared/data/ag_news)))
 DATA_ARG     = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
@@ -20,14 +23,22 @@ BENCH        = pytest bench --benchmark-only
 # The short CI pass: calibration GEMM + every cell's train step at ci shapes; what the speed gate compares.
 CI_BENCH     = pytest bench/test_bench_gemm.py bench/test_bench_train_step.py --benchmark-only --bench-profile ci
 BASELINE    ?= bench/baselines/cpu.json
-CUDA_BUILD   = $(DOCKER) build -f docker/Dockerfile.cuda -t $(CUDA_IMAGE) .
-CPU_BUILD    = $(DOCKER) build -f docker/Dockerfile.cpu -t $(CPU_IMAGE) .
-# Containers run as the caller so results on the bind mount belong to them.
-DOCKER_RUN   = $(DOCKER) run --rm --user $$(id -u):$$(id -g) $(DATA_MOUNT)
+# Images: one Dockerfile, TARGET=cpu|cuda. BASE_IMAGE is pulled when it can be, else a local Debian
+# bootstrap is used or made (scripts/container_base.sh); docs/containers.md says how to pick another.
+BASE_IMAGE  ?= python:3.11.16-slim-bookworm
+IMAGE_ARGS   = --build-arg VERSION=$$($(PYTHON_BOOT) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])') \
+               --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+               --build-arg SOURCE=$$(git remote get-url origin 2>/dev/null || echo unknown)
+IMAGE_BUILD  = base=$$(DOCKER=$(DOCKER) bash scripts/container_base.sh $(BASE_IMAGE)) && \
+               $(DOCKER) build -f docker/Dockerfile --build-arg BASE_IMAGE=$$base $(IMAGE_ARGS)
+CUDA_BUILD   = $(IMAGE_BUILD) --build-arg TARGET=cuda -t $(CUDA_IMAGE) .
+CPU_BUILD    = $(IMAGE_BUILD) --build-arg TARGET=cpu -t $(CPU_IMAGE) .
+# Containers never run as root; results on the bind mount end up owned by the caller (the script says how).
+DOCKER_RUN   = DOCKER=$(DOCKER) DATA_DIR=$(DATA_DIR) bash scripts/container_run.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test lint matrix report bench-cpu bench-ci bench-baseline bench-gate-proof bands check-bands \
-        docker-cuda bench-cuda docker-cpu bench-cpu-docker bench-mps
+        docker-cuda bench-cuda docker-cpu bench-cpu-docker wheelhouse bench-mps
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,7 +57,7 @@ test: setup ## run the test suite
 
 lint: setup ## ruff on the Python sources, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check chimera tests $(wildcard bench scripts)
-	$(VENV)/bin/hadolint docker/Dockerfile.cuda docker/Dockerfile.cpu
+	$(VENV)/bin/hadolint docker/Dockerfile
 
 matrix: setup ## train every cell of the ci profile -> runs/ci/
 	$(VENV)/bin/chimera matrix --profile $(PROFILE) --out runs/$(PROFILE) $(DATA_ARG)
@@ -82,21 +93,25 @@ bands: setup ## ci matrix with seeds 0-4 -> runs/bands-ci, then the convergence 
 check-bands: setup ## loss gate: the runs under runs/$(PROFILE) against chimera/bands/$(PROFILE).json
 	$(VENV)/bin/chimera check-bands runs/$(PROFILE)
 
-docker-cuda: ## build the CUDA image (docker/Dockerfile.cuda)
+docker-cuda: ## build the CUDA image (docker/Dockerfile, TARGET=cuda; DOCKER=podman for podman)
 	$(CUDA_BUILD)
 
-bench-cuda: ## benchmarks on NVIDIA GPUs in Docker, building the image if missing -> bench/results/cuda/
-	$(DOCKER) image inspect $(CUDA_IMAGE) >/dev/null 2>&1 || $(CUDA_BUILD)
-	mkdir -p $(RESULTS)/cuda
-	$(DOCKER_RUN) --gpus all -v $(CURDIR)/$(RESULTS)/cuda:/results $(CUDA_IMAGE)
+bench-cuda: ## benchmarks on NVIDIA GPUs in a container, building the image if missing -> bench/results/cuda/
+	$(DOCKER) image inspect $(CUDA_IMAGE) >/dev/null 2>&1 || { $(CUDA_BUILD); }
+	EXTRA_RUN_ARGS="--gpus all" $(DOCKER_RUN) $(RESULTS)/cuda $(CUDA_IMAGE)
 
-docker-cpu: ## build the CPU image (docker/Dockerfile.cpu)
+docker-cpu: ## build the CPU image (docker/Dockerfile, TARGET=cpu; DOCKER=podman for podman)
 	$(CPU_BUILD)
 
-bench-cpu-docker: ## benchmarks on CPU in Docker, building the image if missing -> bench/results/cpu-docker/
-	$(DOCKER) image inspect $(CPU_IMAGE) >/dev/null 2>&1 || $(CPU_BUILD)
-	mkdir -p $(RESULTS)/cpu-docker
-	$(DOCKER_RUN) -v $(CURDIR)/$(RESULTS)/cpu-docker:/results $(CPU_IMAGE)
+bench-cpu-docker: ## benchmarks on CPU in a container, building the image if missing -> bench/results/cpu-docker/
+	$(DOCKER) image inspect $(CPU_IMAGE) >/dev/null 2>&1 || { $(CPU_BUILD); }
+	$(DOCKER_RUN) $(RESULTS)/cpu-docker $(CPU_IMAGE)
+
+# One target's wheels at a time (the CPU and CUDA builds of torch carry the same version number).
+wheelhouse: ## fill docker/wheelhouse with every wheel the TARGET (cpu|cuda) image installs; builds then need no index
+	rm -f docker/wheelhouse/*.whl
+	$(PYTHON_BOOT) -m pip download --only-binary=:all: --dest docker/wheelhouse \
+	  $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r requirements-$(TARGET).txt -r requirements-bench.txt
 
 bench-mps: ## on Apple silicon: .venv-mps from requirements-mps.txt, benchmarks on MPS -> bench/results/mps/
 	@test "$$(uname -sm)" = "Darwin arm64" || { echo "bench-mps needs an Apple silicon Mac (macOS 14+); this is $$(uname -sm)" >&2; exit 1; }

