@@ -25,12 +25,14 @@ CI_BENCH     = pytest bench/test_bench_gemm.py bench/test_bench_train_step.py --
 BASELINE    ?= bench/baselines/cpu.json
 # Images: one Dockerfile, TARGET=cpu|cuda. BASE_IMAGE is pulled when it can be, else a local Debian
 # bootstrap is used or made (scripts/container_base.sh); docs/containers.md says how to pick another.
-BASE_IMAGE  ?= python:3.11.16-slim-bookworm
+BASE_IMAGE  ?= docker.io/library/python:3.11.16-slim-bookworm
+# Extra build flags, e.g. podman's BUILD_FLAGS="-v /etc/ssl/certs:/etc/ssl/certs:ro" behind a TLS-intercepting proxy.
+BUILD_FLAGS ?=
 IMAGE_ARGS   = --build-arg VERSION=$$($(PYTHON_BOOT) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])') \
                --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
                --build-arg SOURCE=$$(git remote get-url origin 2>/dev/null || echo unknown)
 IMAGE_BUILD  = base=$$(DOCKER=$(DOCKER) bash scripts/container_base.sh $(BASE_IMAGE)) && \
-               $(DOCKER) build -f docker/Dockerfile --build-arg BASE_IMAGE=$$base $(IMAGE_ARGS)
+               $(DOCKER) build $(BUILD_FLAGS) -f docker/Dockerfile --build-arg BASE_IMAGE=$$base $(IMAGE_ARGS)
 CUDA_BUILD   = $(IMAGE_BUILD) --build-arg TARGET=cuda -t $(CUDA_IMAGE) .
 CPU_BUILD    = $(IMAGE_BUILD) --build-arg TARGET=cpu -t $(CPU_IMAGE) .
 # Containers never run as root; results on the bind mount end up owned by the caller (the script says how).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Print the base image to build docker/Dockerfile on, making one locally when no registry can be reached.
 #
-#   scripts/container_base.sh [IMAGE]     # IMAGE default: python:3.11.16-slim-bookworm
+#   scripts/container_base.sh [IMAGE]     # IMAGE default: docker.io/library/python:3.11.16-slim-bookworm
 #   DOCKER=podman scripts/container_base.sh
 #
 # In order: IMAGE when the engine already has it or can pull it; else the local bootstrap
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 DOCKER="${DOCKER:-docker}"
-IMAGE="${1:-python:3.11.16-slim-bookworm}"
+IMAGE="${1:-docker.io/library/python:3.11.16-slim-bookworm}"
 LOCAL="${CHIMERA_LOCAL_BASE:-localhost/chimera-base:bookworm}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 

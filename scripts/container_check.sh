@@ -7,7 +7,11 @@
 # Fails (non-zero) on any failure inside the container. Checks on the host: the benchmark JSON loads
 # with the speed gate's reader and holds every benchmark of the committed baseline (speed itself is
 # judged by `make bench-ci` on the host, not here); the record validates against the record schema
-# and belongs to the caller. PYTHON (default .venv/bin/python) runs the host-side checks.
+# and belongs to the caller; and the CUDA image's package set resolves for the image's platform
+# (scripts/check_cuda_set.sh; CHECK_CUDA_SET=0 skips it offline). PYTHON (default .venv/bin/python)
+# runs the host-side checks. The training cell is the ci profile's fixed/dense, capped by TRAIN_ARGS
+# (default --set train.max_steps=200: augmentation, evaluation, early-stopping bookkeeping, record
+# and doctor all run, in a fraction of the full cell's time; TRAIN_ARGS= trains the whole cell).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,11 +49,18 @@ print(f"{sys.argv[1]}: {len(new.medians)} benchmarks, every one of {sys.argv[2]}
 PY
 
 step "one ci training cell and the doctor inside the image"
-bash scripts/container_run.sh "$OUT/runs" "$IMAGE" chimera train --cell fixed/dense --profile ci --out /results --quiet
+# shellcheck disable=SC2086  # TRAIN_ARGS is a flag list on purpose
+bash scripts/container_run.sh "$OUT/runs" "$IMAGE" chimera train --cell fixed/dense --profile ci --out /results \
+  --quiet ${TRAIN_ARGS---set train.max_steps=200}
 bash scripts/container_run.sh "$OUT/runs" "$IMAGE" chimera doctor /results/fixed-dense-ci-s0
 record="$OUT/runs/fixed-dense-ci-s0/record.json"
 "$PYTHON" -c 'import sys; from chimera.records import load_record; r = load_record(sys.argv[1]); print(sys.argv[1], "valid:", r["status"])' "$record"
 owner=$(stat -c %u "$record")
 [ "$owner" = "$(id -u)" ] || { echo "$record belongs to uid $owner, not the caller $(id -u)" >&2; exit 1; }
+
+if [ "${CHECK_CUDA_SET:-1}" = 1 ]; then
+  step "the CUDA image's package set resolves for its platform (no install)"
+  PYTHON="$PYTHON" bash scripts/check_cuda_set.sh "$OUT/cuda-resolution.json"
+fi
 
 step "done"

@@ -203,7 +203,9 @@ def test_accelerate_config_loads_with_accelerates_own_loader(config):
     from accelerate.commands.config.config_args import load_config_from_file
 
     loaded = load_config_from_file(str(config))  # raises on unknown keys or bad enum values
-    assert loaded.num_processes >= 1 and loaded.mixed_precision == "no"  # chimera's policy sets precision
+    # chimera honours the launcher's precision: GPU configs ask for bf16, the CPU one for fp32 ('no')
+    expected = "no" if loaded.use_cpu else "bf16"
+    assert loaded.num_processes >= 1 and loaded.mixed_precision == expected
 
 
 def test_accelerate_configs_cover_one_gpu_one_node_two_nodes_and_two_cpu_processes():
