@@ -39,7 +39,7 @@ CPU_BUILD    = $(IMAGE_BUILD) --build-arg TARGET=cpu -t $(CPU_IMAGE) .
 DOCKER_RUN   = DOCKER=$(DOCKER) DATA_DIR=$(DATA_DIR) bash scripts/container_run.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test lint matrix report bench-cpu bench-ci bench-baseline bench-gate-proof bands check-bands \
+.PHONY: help setup test test-fast lint matrix report bench-cpu bench-ci bench-baseline bench-gate-proof bands check-bands \
         docker-cuda bench-cuda docker-cpu bench-cpu-docker wheelhouse bench-mps
 
 help: ## list the targets
@@ -54,8 +54,12 @@ $(VENV)/.installed: requirements-cpu.txt requirements-dev.txt pyproject.toml scr
 	PYTHON=$(PY) bash scripts/prepare_wordnet.sh
 	touch $@
 
-test: setup ## run the test suite
-	$(PY) -m pytest -q
+# The full tier gets the data folder resolved above, so the integration tests run wherever `make matrix` would.
+test: setup ## the full tier: unit + integration on real AG News (DATA_DIR); what CI runs
+	CHIMERA_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q
+
+test-fast: setup ## the fast tier: unit tests on synthetic data, no data folder needed (minutes)
+	$(PY) -m pytest -q tests/unit
 
 lint: setup ## ruff on the Python sources, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check chimera tests $(wildcard bench scripts)

@@ -59,3 +59,12 @@ def data_slice(data_dir, tmp_path_factory) -> Path:
                     break
                 writer.writerow(row)
     return out
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """One line above the result line when integration tests skipped: `N passed` alone would read as a pass."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "integration" in getattr(r, "keywords", {})]
+    if skipped:
+        reason = str(skipped[0].longrepr[-1]) if isinstance(skipped[0].longrepr, tuple) else "see -rs above"
+        terminalreporter.write_line(f"INTEGRATION TESTS SKIPPED: {len(skipped)} ({reason}); run `make test` "
+                                    "with the data folder (CHIMERA_DATA_DIR) to run them", yellow=True, bold=True)
