@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from chimera.errors import ChimeraError
-from chimera.records import atomic_write_text, find_records, load_record, read_json, record_precision
+from chimera.fileio import atomic_write_text, read_json
+from chimera.records import find_records, load_record, record_precision
 
 BANDS_SCHEMA_VERSION = 1
 BANDS_DIR = Path(__file__).with_name("bands")  # packaged bands, one file per profile: bands/<profile>.json

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from chimera.errors import ChimeraError
+from chimera.fileio import read_json
 
 DEFAULT_THRESHOLD = 0.15
 DEFAULT_GROUPS = ("train-step",)
@@ -62,12 +62,7 @@ class BenchFile:
 def load_bench_file(path: Path | str) -> BenchFile:
     """Read a pytest-benchmark JSON; ChimeraError naming the file and the problem when unusable."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChimeraError(f"{path}: no such benchmark file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChimeraError(f"{path}: not a readable JSON file ({exc})") from None
+    data = read_json(path, "benchmark file", fix="write it again with pytest --benchmark-json=FILE")
     benchmarks = data.get("benchmarks") if isinstance(data, dict) else None
     if not isinstance(benchmarks, list):
         raise ChimeraError(f"{path}: not a pytest-benchmark file (no 'benchmarks' list); "

@@ -1,30 +1,26 @@
 """Run records: the JSON each run leaves behind, its schema, and safe reading and writing.
 
 Records are the API between training and everything downstream (doctor, report, gates, reproduce):
-those tools read records, never live objects. Writes are atomic (temp file + fsync + rename), so a
-crash leaves the previous valid file or none, never a truncated one.
+those tools read records, never live objects. Writes are atomic (`chimera.fileio`), so a crash
+leaves the previous valid file or none, never a truncated one.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from chimera.errors import ChimeraError
+from chimera.fileio import atomic_write_bytes, atomic_write_text, read_json  # noqa: F401  (re-exported)
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "record.json"
 SCHEMA_PATH = Path(__file__).with_name("record.schema.json")
 STATUSES = ("completed", "stopped_early", "failed", "interrupted")
 
-# Test-only fault injection: called between writing the temp file and renaming it into place.
-_before_replace: Callable[[Path], None] | None = None
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -36,36 +32,6 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite_or_none(v) for v in value]
     return value
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` (UTF-8) to `path` so readers see either the old file or the complete new one."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: Path, raw: bytes) -> None:
-    """Temp file in the same folder, fsync, then os.replace. The file gets the permissions a plain
-    `open(path, "w")` would (0666 minus the umask), not mkstemp's private 0600: records are shared."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if _before_replace is not None:
-            _before_replace(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it is to set it
-    os.umask(mask)
-    return mask
 
 
 def write_record(record: dict[str, Any], run_dir: Path, *, overwrite: bool = False) -> Path:
@@ -97,20 +63,6 @@ def validate_record(record: dict[str, Any], *, where: str = "record") -> None:
     if error is not None:
         pointer = "/" + "/".join(str(p) for p in error.absolute_path)
         raise ChimeraError(f"{where}: does not match the run-record schema at {pointer}: {error.message}")
-
-
-def read_json(path: Path, what: str, *, missing: str = "") -> Any:
-    """Parsed JSON of `path`; a one-line ChimeraError naming the file when it is absent or unreadable.
-
-    `what` names the kind of file in the message ("record", "bands file", ...); `missing` replaces the
-    default "no such <what>" with advice on how to make one.
-    """
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ChimeraError(f"{path}: {missing or f'no such {what}'}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ChimeraError(f"{path}: not a readable JSON {what} ({exc})") from None
 
 
 def load_record(path: Path | str) -> dict[str, Any]:

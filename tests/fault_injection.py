@@ -8,7 +8,7 @@
 
 Signals are real (`os.kill` on this process: SIGKILL ends it on the spot, nothing flushed); injecting
 them from inside makes the moment exact, so the kill-and-resume tests do not race a fast run.
-The hooks are the library's own: `records._before_replace` and `checkpoint._before_swap` run between
+The hooks are the library's own: `fileio._before_replace` and `checkpoint._before_swap` run between
 writing a complete temporary file or folder and moving it into place.
 """
 
@@ -21,7 +21,7 @@ import sys
 
 import torch
 
-from chimera import cli, records
+from chimera import cli, fileio, records
 from chimera.train import checkpoint, trainer
 
 
@@ -55,7 +55,7 @@ def main() -> int:
         checkpoint._before_swap = _countdown(args.in_checkpoint_write, send)
     if args.in_record_write:
         # atomic_write_text also writes checkpoint JSON: count the record's temp files only
-        records._before_replace = _countdown(args.in_record_write, send,
+        fileio._before_replace = _countdown(args.in_record_write, send,
                                              only=lambda tmp: tmp.name.startswith(f".{records.RECORD_NAME}."))
     if args.at_step or args.nan_at_step or args.oom_at_step:
         original = trainer.train_step

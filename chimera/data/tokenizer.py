@@ -19,7 +19,7 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 
 from chimera.errors import ChimeraError
-from chimera.records import atomic_write_bytes
+from chimera.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

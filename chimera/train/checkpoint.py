@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import pickle
 import random
 import shutil
@@ -31,7 +30,7 @@ import torch
 from accelerate import Accelerator
 
 from chimera.errors import ChimeraError
-from chimera.records import atomic_write_text
+from chimera.fileio import atomic_write_bytes, atomic_write_text, read_json
 from chimera.train.stopping import EarlyStopping
 
 if TYPE_CHECKING:
@@ -88,7 +87,8 @@ def restore(run_dir: Path, accelerator: Accelerator, state: LoopState, *, config
     if candidate is None:
         raise ChimeraError(f"{run_dir}: no complete checkpoint to resume from (set train.checkpoint_every, "
                            "or interrupt with SIGINT/SIGTERM so one is written)")
-    plain = json.loads((candidate / STATE_FILE).read_text(encoding="utf-8"))
+    damaged = "the checkpoint is damaged: start the run again without --resume (or into another --out)"
+    plain = read_json(candidate / STATE_FILE, "checkpoint state", fix=damaged)
     _check_same_run(plain, config, accelerator.num_processes, candidate)
     try:
         accelerator.load_state(str(candidate))
@@ -97,7 +97,8 @@ def restore(run_dir: Path, accelerator: Accelerator, state: LoopState, *, config
         raise ChimeraError(f"{candidate}: cannot load the checkpoint safely ({first}); it holds data other "
                            "than tensors and plain containers, or is damaged") from None
     # accelerate restores RNG states inside a bare `except Exception` that only logs; ours fail loudly.
-    _set_rng_state(json.loads((candidate / f"rng_{accelerator.process_index}.json").read_text(encoding="utf-8")))
+    _set_rng_state(read_json(candidate / f"rng_{accelerator.process_index}.json", "checkpoint RNG state",
+                             fix=damaged))
     for name in _PLAIN_FIELDS:
         setattr(state, name, plain[name])
     state.stopper = EarlyStopping.from_state_dict(plain["stopper"])
@@ -175,7 +176,7 @@ def save_best(run_dir: Path, accelerator: Accelerator, model) -> None:
         return
     buffer = io.BytesIO()
     torch.save(accelerator.unwrap_model(model).state_dict(), buffer)
-    _write_atomic(Path(run_dir) / BEST, buffer.getvalue())
+    atomic_write_bytes(Path(run_dir) / BEST, buffer.getvalue())
 
 
 def load_best(run_dir: Path, accelerator: Accelerator, model) -> None:
@@ -195,14 +196,4 @@ def remove_resumable(run_dir: Path, accelerator: Accelerator) -> None:
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
-    _write_atomic(target, source.read_bytes())
-
-
-def _write_atomic(path: Path, raw: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(raw)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write_bytes(target, source.read_bytes())

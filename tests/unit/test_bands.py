@@ -141,11 +141,11 @@ def test_missing_or_foreign_bands_file_names_the_fix(tmp_path):
         load_bands(tmp_path / "x.json")
 
 
-def test_bands_module_imports_only_records_and_errors_from_chimera():
+def test_bands_module_imports_only_records_fileio_and_errors_from_chimera():
     tree = ast.parse(Path(bands_module.__file__).read_text(encoding="utf-8"))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 and node.module and node.module.startswith("chimera")}
-    assert imported == {"chimera.errors", "chimera.records"}
+    assert imported == {"chimera.errors", "chimera.fileio", "chimera.records"}
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])

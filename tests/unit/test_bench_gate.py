@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chimera import bench_gate
+from chimera import bench_gate, fileio
 from chimera.bench_gate import compare, format_table, run_compare
 from chimera.errors import ChimeraError
 
@@ -146,13 +146,14 @@ def test_main_exit_codes(tmp_path, capsys):
     assert "absent.json: no such benchmark file" in capsys.readouterr().err
 
 
-def test_gate_imports_only_stdlib_and_chimera_errors():
-    tree = ast.parse(Path(bench_gate.__file__).read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", [bench_gate, fileio], ids=["bench_gate", "fileio"])
+def test_gate_imports_only_stdlib_chimera_errors_and_fileio(module):
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
     chimera_imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                        and node.module and node.module.startswith("chimera")}
-    assert chimera_imports == {"chimera.errors"}
+    assert chimera_imports <= {"chimera.errors", "chimera.fileio"}
     third_party = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                   for alias in node.names} - {"argparse", "fnmatch", "json", "sys"}
+                   for alias in node.names} - {"argparse", "fnmatch", "json", "os", "sys", "tempfile"}
     assert not third_party
 
 

@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from chimera import records
+from chimera import fileio, records
 from chimera.errors import ChimeraError
 from tests.unit.record_factory import minimal_record
 
@@ -64,7 +64,7 @@ def test_crash_between_write_and_rename_leaves_the_previous_file(tmp_path, monke
         assert tmp.stat().st_size > 0  # the new content was fully written, but never renamed
         raise OSError("simulated power loss")
 
-    monkeypatch.setattr(records, "_before_replace", crash)
+    monkeypatch.setattr(fileio, "_before_replace", crash)
     changed = minimal_record() | {"status": "failed"}
     with pytest.raises(OSError):
         records.write_record(changed, tmp_path, overwrite=True)
