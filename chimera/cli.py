@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from chimera.errors import ChimeraError
+from chimera.paths import check_path_arguments
 
 DATA_ENV = "CHIMERA_DATA_DIR"
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
@@ -114,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # its per-file checkpoint chatter
     args = build_parser().parse_args(argv)
     try:
+        check_path_arguments(args)  # before any work: a refused command leaves nothing behind
         return _dispatch(args)
     except ChimeraError as exc:
         print(f"chimera: error: {exc}", file=sys.stderr)

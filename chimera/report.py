@@ -309,11 +309,12 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder searched recursively for record.json")
     parser.add_argument("--out", type=Path, default=Path("report"),
                         help="report folder; default: %(default)s")
-    parser.add_argument("--bench-dir", type=Path, default=Path("bench/results"),
-                        help="pytest-benchmark JSON results for the throughput figure; default: %(default)s")
+    parser.add_argument("--bench-dir", type=Path, default=None,  # None: the default, which may be absent
+                        help="pytest-benchmark JSON results for the throughput figure; default: bench/results "
+                        "when present")
 
 
 def run_report(args: argparse.Namespace) -> int:
-    files = render_report(args.run_dir, args.out, bench_dir=args.bench_dir)
+    files = render_report(args.run_dir, args.out, bench_dir=args.bench_dir or Path("bench/results"))
     log.info("wrote %s, %s and %d figure(s)", files.markdown, files.html, len(files.images))
     return 0
