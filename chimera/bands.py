@@ -177,8 +177,9 @@ def load_bands(path: Path | str, *, precision: str = "fp32") -> dict:
     path = Path(path)
     what = "no bands file" if precision == "fp32" else (f"no bands for {precision} runs (they are never judged "
                                                          "against fp32 bands)")
-    bands = read_json(path, "bands file", missing=f"{what}; build one with `chimera bands build RUN_DIR "
-                                                   f"--out {path}` from >= 5 seeds per cell")
+    build = f"`chimera bands build RUN_DIR --out {path}` from >= 5 seeds per cell"
+    bands = read_json(path, "bands file", missing=f"{what}; build one with {build}",
+                      fix=f"restore it from git or rebuild it with {build}")
     if not isinstance(bands, dict) or bands.get("schema_version") != BANDS_SCHEMA_VERSION or "cells" not in bands:
         raise ChimeraError(f"{path}: not a bands file of schema version {BANDS_SCHEMA_VERSION}; rebuild it")
     return bands

@@ -69,7 +69,8 @@ def load_matrix(path: Path | str | None = None) -> Matrix:
     except OSError as exc:
         raise ChimeraError(f"{path}: cannot read matrix file ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ChimeraError(f"{path}: not valid TOML ({exc})") from None
+        raise ChimeraError(f"{path}: not valid TOML ({exc}); repair it, or restore it from git "
+                           "(the packaged chimera/matrix.toml is the default)") from None
     _check_keys(data, {"cells", "profiles"}, path.name)
     cells = _require_table(data.get("cells", {}), f"{path.name}: cells")
     profiles = _require_table(data.get("profiles", {}), f"{path.name}: profiles")

@@ -70,7 +70,7 @@ def load_record(path: Path | str) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         path = path / RECORD_NAME
-    record = read_json(path, "record")
+    record = read_json(path, "record", fix="it is damaged: restore it from a copy or train the run again")
     if not isinstance(record, dict):
         raise ChimeraError(f"{path}: not a run record (top level is not an object)")
     validate_record(record, where=str(path))
