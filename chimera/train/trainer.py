@@ -8,6 +8,7 @@ Scale out without code changes: `torchrun --nproc_per_node 2 -m chimera train ..
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import signal
@@ -129,17 +130,24 @@ def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_d
         else:
             _finish(config, model, eval_loaders, accelerator, state, record, run_dir, status)
     except (Exception, KeyboardInterrupt) as exc:  # the record of a failed run keeps the curves so far
-        message = _failure_message(exc, state)
+        message = _failure_message(exc, state, run_dir)
         record.update(status="failed", error=message)
         _fill(config, record, state, started, accelerator)
         if accelerator.is_main_process:
-            write_record(record, run_dir, overwrite=True)
-        if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+            try:
+                write_record(record, run_dir, overwrite=True)
+            except OSError as again:  # the disk is still full: the previous record stays as it was
+                message += f"; the failed record could not be written either ({again.strerror or again})"
+        if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or _is_write_failure(exc):
             raise RunFailed(message) from exc
         raise
     _fill(config, record, state, started, accelerator)
     if accelerator.is_main_process:
-        write_record(record, run_dir, overwrite=True)
+        try:
+            write_record(record, run_dir, overwrite=True)
+        except OSError as exc:  # atomic: the previous record (if any) and the checkpoints stay
+            raise RunFailed(f"cannot write {run_dir / 'record.json'} ({exc.strerror or exc}); the checkpoints "
+                            f"are kept: free space or fix permissions, then --resume {run_dir}") from exc
     if record["status"] != "interrupted":  # only now: a crash while writing the record can still resume
         checkpoint.remove_resumable(run_dir, accelerator)
     accelerator.wait_for_everyone()
@@ -234,7 +242,18 @@ def _diverged(step: int, what: str, value: float) -> None:
         "setup (lower train.lr), fp16 overflow (train in bf16 or fp32), or corrupt input")
 
 
-def _failure_message(exc: BaseException, state: LoopState) -> str:
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    """A file the run writes could not be written (disk full, permission lost): the user's to fix, not a bug."""
+    return isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS
+
+
+def _failure_message(exc: BaseException, state: LoopState, run_dir: Path) -> str:
+    if _is_write_failure(exc):
+        return (f"cannot write {exc.filename or 'a file'} at step {state.step} ({exc.strerror or exc}); the "
+                f"previous checkpoint and record are intact: free space or fix permissions, then --resume {run_dir}")
     if isinstance(exc, ChimeraError):
         return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):

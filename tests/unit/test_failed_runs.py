@@ -54,3 +54,24 @@ def test_out_of_memory_writes_a_failed_record_with_the_fix(tmp_path, data):
     assert "out of memory at step 4" in line and "train.batch_size" in line
     assert record["status"] == "failed" and record["error"].startswith("out of memory at step 4")
     assert len(record["curves"]) == 3
+
+
+@pytest.mark.parametrize("stays_full", [False, True], ids=["disk-frees-up", "disk-stays-full"])
+def test_a_full_disk_mid_run_ends_with_one_line_and_keeps_the_previous_checkpoint(tmp_path, data, stays_full):
+    args = ["train", "--cell", "baseline/dense", "--profile", "ci", "--device", "cpu", "--quiet", "--out",
+            str(tmp_path), "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"),
+            *sets(*SYNTHETIC_TINY, "train.checkpoint_every=5")]
+    fault = ["--disk-full-at-checkpoint", "2", *(["--disk-stays-full"] if stays_full else [])]
+    done = subprocess.run([sys.executable, str(REPO / "tests/fault_injection.py"), *fault, "--", *args],
+                          capture_output=True, text=True, env=quiet_env(), timeout=300)
+    assert done.returncode == 1
+    line = _one_line(done.stderr)
+    assert "No space left on device" in line and "at step 10" in line and "--resume" in line
+    run_dir = tmp_path / "baseline-dense-ci-s0"
+    state = json.loads((run_dir / "checkpoint" / "loop_state.json").read_text())
+    assert state["step"] == 5  # the checkpoint before the failed one, intact
+    if stays_full:
+        assert "could not be written either" in line and not (run_dir / "record.json").exists()
+    else:
+        record = json.loads((run_dir / "record.json").read_text())
+        assert record["status"] == "failed" and "No space left on device" in record["error"]
