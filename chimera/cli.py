@@ -22,6 +22,8 @@ from chimera.errors import ChimeraError
 from chimera.paths import check_path_arguments
 
 DATA_ENV = "CHIMERA_DATA_DIR"
+DEVICE_ENV = "CHIMERA_DEVICE"
+DEVICES = ("auto", "cpu", "cuda", "mps")
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 log = logging.getLogger("chimera")
 
@@ -38,6 +40,13 @@ def _data_dir(value: str | None) -> Path | None:
     return path
 
 
+def _device_name(value: str) -> str:
+    if value not in DEVICES:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(DEVICES)} (from --device or "
+                                         f"${DEVICE_ENV})")
+    return value
+
+
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="ci", help="profile from the matrix file: ci (minutes on a CPU) or "
                         "full (the original setup); default: %(default)s")
@@ -47,8 +56,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for data subsets, init, order, augmentation")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config field, e.g. --set train.lr=2e-4 (repeatable; type-checked)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                        help="default: cuda, else mps, else cpu")
+    # A string default goes through `type`, so a bad $CHIMERA_DEVICE is a usage error (exit 2) too.
+    parser.add_argument("--device", default=os.environ.get(DEVICE_ENV) or "auto", type=_device_name,
+                        metavar="{auto,cpu,cuda,mps}",
+                        help=f"default: ${DEVICE_ENV} (the container images set it), else auto: cuda, else mps, "
+                        "else cpu")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=None,
                         help="same as --set train.precision=P; default: accelerate launch's --mixed_precision "
                         "($ACCELERATE_MIXED_PRECISION), else auto (fp32 on CPU and MPS, bf16 else fp16 on CUDA); "

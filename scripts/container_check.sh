@@ -34,7 +34,8 @@ CHIMERA_IMAGE="$IMAGE" CHIMERA_REQUIRE_IMAGE=1 "$PYTHON" -m pytest -q -p no:cach
 
 step "the ci benchmark pass inside the image"
 bash scripts/container_run.sh "$OUT/bench" "$IMAGE" \
-  pytest bench/test_bench_gemm.py bench/test_bench_train_step.py --benchmark-only --bench-profile ci \
+  pytest /app/bench/test_bench_gemm.py /app/bench/test_bench_train_step.py -c /app/pyproject.toml \
+  --benchmark-only --bench-profile ci \
   --benchmark-json=/results/bench.json -p no:cacheprovider -q
 "$PYTHON" - "$OUT/bench/bench.json" "$BASELINE" <<'PY'
 import sys

@@ -100,13 +100,15 @@ def test_wordnet_is_ready_offline(inside):
 def test_entry_point_and_default_command_run_the_benchmarks_into_results(config):
     assert not config.get("Entrypoint")
     cmd = config["Cmd"]
-    assert cmd[:3] == ["pytest", "bench", "--benchmark-only"]
+    assert cmd[:4] == ["pytest", "/app/bench", "-c", "/app/pyproject.toml"] and "--benchmark-only" in cmd
+    assert config.get("WorkingDir") == "/results"  # relative outputs (runs/, report/) land in the volume
     assert "--benchmark-json=/results/bench.json" in cmd
 
 
 def test_volumes_environment_and_labels(config, inside):
     assert {"/data", "/results"} <= set(config.get("Volumes") or {})
-    assert (inside["device"], inside["data"]) == ("cpu", "/data")
     labels = config.get("Labels") or {}
+    target = labels.get("org.opencontainers.image.title", "").rpartition("-")[2]  # chimera-bench-<target>
+    assert (inside["device"], inside["data"]) == (target, "/data")  # a CUDA image never falls back to the CPU
     for key in ("version", "revision", "source", "title"):
         assert labels.get(f"org.opencontainers.image.{key}"), f"label org.opencontainers.image.{key} missing"
