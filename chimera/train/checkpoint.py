@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError
 
 from chimera.errors import ChimeraError
 from chimera.fileio import atomic_write_bytes, atomic_write_text, read_json
@@ -92,7 +93,7 @@ def restore(run_dir: Path, accelerator: Accelerator, state: LoopState, *, config
     _check_same_run(plain, config, accelerator.num_processes, candidate)
     try:
         accelerator.load_state(str(candidate))
-    except (pickle.UnpicklingError, RuntimeError, OSError, KeyError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, OSError, KeyError, EOFError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ChimeraError(f"{candidate}: cannot load the checkpoint safely ({first}); it holds data other "
                            "than tensors and plain containers, or is damaged") from None
@@ -183,7 +184,7 @@ def load_best(run_dir: Path, accelerator: Accelerator, model) -> None:
     accelerator.wait_for_everyone()
     try:
         weights = torch.load(Path(run_dir) / BEST, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as exc:
         raise ChimeraError(f"{Path(run_dir) / BEST}: cannot load the best weights ({exc})") from None
     accelerator.unwrap_model(model).load_state_dict(weights)
 

@@ -8,6 +8,8 @@ the exception by design: a damaged cache entry is retrained (test_tokenizer.py),
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ import torch
 from chimera import cli
 from chimera.records import write_record
 from chimera.train.checkpoint import CHECKPOINT, STATE_FILE
-from tests.helpers import SYNTHETIC_TINY, sets, write_synthetic_ag_news
+from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 from tests.unit.record_factory import run_record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,3 +110,39 @@ def test_a_damaged_file_read_back_exits_2_naming_it(tmp_path, capsys, monkeypatc
     if corruption != "empty" or name != "matrix file":  # an empty TOML is valid: the message names what is missing
         assert any(word in lines[0] for word in ("again", "rebuild", "restore", "needs")), lines[0]
     assert _snapshot(path.parent) == before, "the folder of a damaged file must be left as it was"
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A real resumable run folder: a tiny run stopped by SIGTERM at step 7 (checkpoint written)."""
+    root = tmp_path_factory.mktemp("interrupted")
+    data = write_synthetic_ag_news(root / "data")
+    args = ["train", "--cell", "fixed/dense", "--profile", "ci", "--device", "cpu", "--quiet", "--out",
+            str(root / "runs"), "--data-dir", str(data), "--cache-dir", str(root / "cache"), *sets(*SYNTHETIC_TINY)]
+    done = subprocess.run([sys.executable, str(REPO / "tests/fault_injection.py"), "--signal", "TERM", "--at-step",
+                           "7", "--", *args], capture_output=True, text=True, env=quiet_env(), timeout=300)
+    assert done.returncode == 130, done.stderr[-2000:]
+    return root / "runs" / "fixed-dense-ci-s0", data
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.bin", "rng_0.json"])
+def test_a_damaged_checkpoint_file_exits_2_naming_the_checkpoint(tmp_path, capsys, restore_torch_state,
+                                                                 interrupted_run, name, corruption):
+    source, data = interrupted_run
+    run = tmp_path / "runs" / source.name
+    shutil.copytree(source, run)
+    damaged = run / CHECKPOINT / name
+    assert damaged.is_file(), sorted(p.name for p in damaged.parent.iterdir())
+    raw = damaged.read_bytes()
+    damaged.write_bytes(raw[: len(raw) // 2] if corruption == "truncated" else CORRUPTIONS[corruption](raw))
+    before = _snapshot(run)
+
+    code = cli.main(["train", "--cell", "fixed/dense", "--device", "cpu", "--quiet", "--resume", str(run),
+                     "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"), *sets(*SYNTHETIC_TINY)])
+
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert str(run / CHECKPOINT) in lines[0], lines[0]
+    assert _snapshot(run) == before, "a refused resume must leave the run folder as it was"
