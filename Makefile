@@ -58,8 +58,8 @@ $(VENV)/.installed: requirements-cpu.txt requirements-dev.txt pyproject.toml scr
 test: setup ## the full tier: unit + integration on real AG News (DATA_DIR); what CI runs
 	CHIMERA_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q
 
-test-fast: setup ## the fast tier: unit tests on synthetic data, no data folder needed (minutes)
-	$(PY) -m pytest -q tests/unit
+test-fast: setup ## the fast tier: unit tests on synthetic data, none that trains in a subprocess (-m "not slow")
+	$(PY) -m pytest -q tests/unit -m "not slow"
 
 lint: setup ## ruff on the Python sources, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check chimera tests $(wildcard bench scripts)

@@ -125,6 +125,7 @@ def interrupted_run(tmp_path_factory) -> tuple[Path, Path]:
     return root / "runs" / "fixed-dense-ci-s0", data
 
 
+@pytest.mark.slow  # its fixture trains in a subprocess
 @pytest.mark.parametrize("corruption", CORRUPTIONS)
 @pytest.mark.parametrize("name", ["model.safetensors", "optimizer.bin", "rng_0.json"])
 def test_a_damaged_checkpoint_file_exits_2_naming_the_checkpoint(tmp_path, capsys, restore_torch_state,

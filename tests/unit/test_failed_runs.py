@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 
+pytestmark = pytest.mark.slow  # trains in subprocesses
+
 REPO = Path(__file__).resolve().parents[2]
 
 

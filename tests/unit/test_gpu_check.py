@@ -14,6 +14,8 @@ import pytest
 from chimera.records import validate_record
 from tests.helpers import quiet_env, write_synthetic_ag_news
 
+pytestmark = pytest.mark.slow  # runs the GPU check script end to end (minutes)
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "gpu_check.sh"
 

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 
 PROBE = ("import json, sys\nfrom chimera import cli\ntry:\n    code = cli.main(sys.argv[1:])\nexcept SystemExit as e:\n"
@@ -27,6 +29,7 @@ def test_train_help_loads_neither_matplotlib_nor_torch():
     assert "torch" not in modules
 
 
+@pytest.mark.slow  # trains in a subprocess
 def test_a_real_train_run_does_not_load_matplotlib(tmp_path):
     data = write_synthetic_ag_news(tmp_path / "data")
     code, modules = _modules_after("train", "--cell", "fixed/dense", "--profile", "ci", "--device", "cpu",

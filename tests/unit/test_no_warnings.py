@@ -11,6 +11,10 @@ import random
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # trains in a subprocess
+
 WORDS = {
     0: "minister election parliament treaty border embassy summit rebels",
     1: "match season coach striker league tournament injury victory",

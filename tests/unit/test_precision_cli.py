@@ -14,6 +14,8 @@ from chimera.records import validate_record
 from chimera.train.device import probe_device
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 
+pytestmark = pytest.mark.slow  # trains in subprocesses, one per precision case
+
 NO_NATIVE_BF16 = not probe_device("cpu").cpu_bf16_supported
 needs_avx2_only = pytest.mark.skipif(not NO_NATIVE_BF16, reason="this CPU has native bf16: bf16 is legal here")
 

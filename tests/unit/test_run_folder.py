@@ -50,6 +50,7 @@ def test_run_folder_names_cannot_leave_the_output_folder(cell, profile):
         run_dir_for(RunConfig(cell=cell, profile=profile), Path("out"))
 
 
+@pytest.mark.slow  # trains in two subprocesses
 def test_two_runs_into_the_same_folder_at_once_do_not_both_write(tmp_path):
     data = write_synthetic_ag_news(tmp_path / "data")
     args = [sys.executable, "-m", "chimera", "train", "--cell", "baseline/dense", "--profile", "ci", "--device", "cpu",

@@ -84,6 +84,7 @@ def _train(out: Path, data: Path, *extra: str, fault: tuple[str, ...] = ()) -> s
                           timeout=300)
 
 
+@pytest.mark.slow  # trains twice in subprocesses
 def test_a_resumed_run_clock_skips_the_time_it_was_stopped(tmp_path):
     data = write_synthetic_ag_news(tmp_path / "data")
     run_dir = tmp_path / "baseline-dense-ci-s0"
