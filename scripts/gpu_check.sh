@@ -7,7 +7,7 @@
 # --prepare fills the kit folder (default bench/results/gpu-check-kit; copy it along with the checkout):
 #   wheelhouse/   pip download of the project's needs beyond torch, accelerate, transformers and tokenizers
 #                 (datasets, nltk, jsonschema, pytest-benchmark, ...; pins from requirements-cuda.txt and
-#                 requirements-dev.txt), for the Python that runs this script
+#                 requirements-bench.txt), for the Python that runs this script
 #   nltk_data/    WordNet, by scripts/prepare_wordnet.sh
 #   ag_news/      AG News train/test CSV (copied from --data-dir, else downloaded with datasets)
 # --no-download skips the pip download and the AG News download (what is already installed is used).
@@ -53,7 +53,7 @@ KIT="$(mkdir -p "$KIT" && cd "$KIT" && pwd)"
 
 prepare() {
   mkdir -p "$KIT/wheelhouse"
-  grep -hE '^[A-Za-z0-9_.-]+==' "$REPO/requirements-cuda.txt" "$REPO/requirements-dev.txt" \
+  grep -hE '^[A-Za-z0-9_.-]+==' "$REPO/requirements-cuda.txt" "$REPO/requirements-bench.txt" \
     | grep -viE "$PREINSTALLED" | sort -u > "$KIT/requirements.txt"
   if [ "$DOWNLOAD" = 1 ]; then
     "$PYTHON" -m pip download --only-binary=:all: --dest "$KIT/wheelhouse" -r "$KIT/requirements.txt"
