@@ -22,7 +22,7 @@
 #         evaluates them for the host and so pulls torch's Linux-only nvidia-* wheels into a macOS set),
 #         for macOS 14 arm64 (torch 2.13.0 ships macosx_14_0_arm64 wheels only). Both use the cpu set
 #         as constraints, so shared packages get the cpu pins; only platform packages differ. The cuda
-#         set must resolve identically for Python 3.11 and 3.12 (the CUDA image's Ubuntu 24.04 python3);
+#         set must resolve identically for Python 3.11 and 3.12 (the images run 3.11; 3.12 is for native CUDA machines);
 #         the script checks that, and that the dev tools resolve on top of cuda and mps without
 #         adding or moving a pin.
 #
