@@ -50,6 +50,7 @@ CASES = ["unknown cell", "unknown profile", "unknown --set key", "ill-typed --se
          "label out of range", "wrong column count", "empty text"]
 
 
+@pytest.mark.slow  # a fresh interpreter per case (~10 s each); test_bad_input.py tries such inputs in-process
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_exits_2_with_one_line(tmp_path, case):
     args, fragment = bad_inputs(tmp_path)[case]
