@@ -36,7 +36,7 @@ step "the ci benchmark pass inside the image"
 bash scripts/container_run.sh "$OUT/bench" "$IMAGE" \
   pytest /app/bench/test_bench_gemm.py /app/bench/test_bench_train_step.py -c /app/pyproject.toml \
   --benchmark-only --bench-profile ci \
-  --benchmark-json=/results/bench.json -p no:cacheprovider -q
+  --benchmark-json=/results/bench.json --benchmark-storage=/tmp/benchmarks -p no:cacheprovider -q
 "$PYTHON" - "$OUT/bench/bench.json" "$BASELINE" <<'PY'
 import sys
 from chimera.bench_gate import load_bench_file
