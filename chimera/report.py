@@ -77,6 +77,16 @@ def fmt_stat(values: Sequence[float | None], spec: str, std_spec: str = ".2g") -
     return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), std_spec)}"
 
 
+def seeds_label(records: Sequence[dict]) -> str:
+    """How many seeds, then which: `1 (0)`, `5 (0-4)`, `2 (0, 3 (interrupted))`; a bare `0` read as "no seeds"."""
+    labels = [seed_label(r) for r in records]
+    seeds = [r["seed"] for r in records]
+    contiguous = len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    finished = labels == [str(seed) for seed in seeds]
+    inner = f"{seeds[0]}-{seeds[-1]}" if contiguous and finished else ", ".join(labels)
+    return f"{len(records)} ({inner})"
+
+
 def seed_label(record: dict) -> str:
     """The seed, with the status when the run did not finish (its numbers are then partial or missing)."""
     finished = record["status"] in ("completed", "stopped_early")
@@ -132,7 +142,7 @@ def matrix_row(cell: str, records: Sequence[dict], bench: dict[str, float],
         run = fmt_stat([m["train_samples_per_s"] for m in metrics], ",.0f", ",.0f")
         throughput = DASH if run == DASH else f"{run} (run)"
     return [
-        cell, ", ".join(seed_label(r) for r in records),
+        cell, seeds_label(records),
         fmt_stat([r["params"]["total"] for r in records], ",.0f", ",.0f"),
         fmt_stat([r["params"]["active"] for r in records], ",.0f", ",.0f"),
         DASH if None in best else ", ".join(str(b) for b in best) if len(set(best)) > 1 else str(best[0]),

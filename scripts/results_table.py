@@ -17,7 +17,7 @@ from pathlib import Path
 from chimera.doctor import diagnose
 from chimera.doctor_checks import is_reference
 from chimera.records import curve, find_records, load_record
-from chimera.report import fmt_stat, group_by_cell, seed_label, time_to_target_cell
+from chimera.report import fmt_stat, group_by_cell, seeds_label, time_to_target_cell
 
 HEADER = ("cell", "seeds", "steps", "min clean train loss", "final clean train loss", "val loss", "val acc", "test acc",
           "best step", "time to val acc {target}", "doctor")
@@ -40,7 +40,7 @@ def row(cell: str, records: list[dict], references: list[dict], target: float) -
     metrics = [r["final_metrics"] for r in records]
     best = [m["best_step"] for m in metrics]
     min_train = [min(v for _, v in curve(r, "clean_train_loss")) for r in records]
-    return [cell, ", ".join(seed_label(r) for r in records), ", ".join(str(m["steps"]) for m in metrics),
+    return [cell, seeds_label(records), ", ".join(str(m["steps"]) for m in metrics),
             fmt_stat(min_train, ".3g"), fmt_stat([m["train_loss"] for m in metrics], ".3g"),
             fmt_stat([m["val_loss"] for m in metrics], ".3g"),
             fmt_stat([m["val_acc"] for m in metrics], ".3f"), fmt_stat([m["test_acc"] for m in metrics], ".3f"),

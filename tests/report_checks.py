@@ -9,6 +9,8 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
+from chimera.report import seeds_label
+
 
 def matrix_table(markdown: str) -> dict[str, dict[str, str]]:
     """Rows of the first markdown table under `## Matrix`, keyed by cell, each a header -> text mapping."""
@@ -43,7 +45,7 @@ def assert_stat(text: str, values: list[float], *, rel: float = 1e-3, abs_: floa
 def assert_row_matches(row: dict[str, str], records: list[dict]) -> None:
     """Every number of one matrix row (except throughput, which has two sources) equals the records'."""
     metrics = [r["final_metrics"] for r in records]
-    assert row["seeds"] == ", ".join(str(r["seed"]) for r in records)  # all finished
+    assert row["seeds"] == seeds_label(records) and row["seeds"].startswith(f"{len(records)} (")  # count first
     assert_stat(row["params total"], [r["params"]["total"] for r in records])
     assert_stat(row["params active"], [r["params"]["active"] for r in records])
     best = [m["best_step"] for m in metrics]

@@ -164,3 +164,17 @@ def test_the_reference_cell_sits_in_the_matrix_and_beside_every_cell_on_the_same
     assert table["reference/bow"]["linear reference val acc (same rows)"] == "—"
     assert records["fixed/dense"][0]["final_metrics"]["val_acc"] < 0.99
     assert "`below_reference`: a linear model on the same rows does better" in markdown
+
+
+@pytest.mark.parametrize(("seeds", "statuses", "expected"), [
+    ((0,), ("completed",), "1 (0)"),
+    ((0, 1, 2, 3, 4), ("completed",) * 5, "5 (0-4)"),
+    ((0, 1), ("completed", "stopped_early"), "2 (0, 1)"),
+    ((0, 2, 5), ("completed",) * 3, "3 (0, 2, 5)"),
+    ((0, 1, 2), ("completed", "interrupted", "completed"), "3 (0, 1 (interrupted), 2)"),
+])
+def test_the_seeds_column_counts_before_it_lists(seeds, statuses, expected):
+    """A one-seed run shows `1 (0)`, never a bare `0` that reads as "no seeds"."""
+    from chimera.report import seeds_label
+
+    assert seeds_label([{"seed": s, "status": st} for s, st in zip(seeds, statuses, strict=True)]) == expected
