@@ -42,26 +42,25 @@ class PathArgument:
     must_exist: bool = False  # only for write kinds: the folder is read back too (--resume)
 
 
+# Arguments several run commands share.
+_DATA_DIR = PathArgument(dest="data_dir", flag="--data-dir", kind=READ_DIR, role="AG News train and test files")
+_MATRIX = PathArgument(dest="matrix", flag="--matrix", kind=READ_FILE, role="the matrix TOML")
+_RUNS_OUT = PathArgument(dest="out", flag="--out", kind=WRITE_DIR, role="run folders go here")
+_CACHE_DIR = PathArgument(dest="cache_dir", flag="--cache-dir", kind=WRITE_DIR, role="the tokenizer cache")
+
 PATH_ARGUMENTS: dict[str, tuple[PathArgument, ...]] = {
     "train": (
-        PathArgument(dest="data_dir", flag="--data-dir", kind=READ_DIR, role="AG News train and test files"),
-        PathArgument(dest="matrix", flag="--matrix", kind=READ_FILE, role="the matrix TOML"),
+        _DATA_DIR, _MATRIX,
         PathArgument(dest="resume", flag="--resume", kind=RESUME_DIR, role="the run folder to continue",
                      must_exist=True),
-        PathArgument(dest="out", flag="--out", kind=WRITE_DIR, role="run folders go here"),
-        PathArgument(dest="cache_dir", flag="--cache-dir", kind=WRITE_DIR, role="the tokenizer cache"),
+        _RUNS_OUT, _CACHE_DIR,
     ),
-    "matrix": (
-        PathArgument(dest="data_dir", flag="--data-dir", kind=READ_DIR, role="AG News train and test files"),
-        PathArgument(dest="matrix", flag="--matrix", kind=READ_FILE, role="the matrix TOML"),
-        PathArgument(dest="out", flag="--out", kind=WRITE_DIR, role="run folders go here"),
-        PathArgument(dest="cache_dir", flag="--cache-dir", kind=WRITE_DIR, role="the tokenizer cache"),
-    ),
+    "matrix": (_DATA_DIR, _MATRIX, _RUNS_OUT, _CACHE_DIR),
     "reproduce": (
         PathArgument(dest="record", flag="RECORD.json", kind=READ_FILE, role="the run record to rerun"),
-        PathArgument(dest="data_dir", flag="--data-dir", kind=READ_DIR, role="AG News train and test files"),
+        _DATA_DIR,
         PathArgument(dest="out", flag="--out", kind=WRITE_DIR, role="the new run folder goes here"),
-        PathArgument(dest="cache_dir", flag="--cache-dir", kind=WRITE_DIR, role="the tokenizer cache"),
+        _CACHE_DIR,
     ),
     "doctor": (
         PathArgument(dest="paths", flag="RECORD.json|RUN_DIR", kind=READ_ANY, role="records to diagnose"),

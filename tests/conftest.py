@@ -24,6 +24,17 @@ def _require_data() -> Path:
     pytest.skip(reason)
 
 
+@pytest.fixture
+def restore_torch_state():
+    """`chimera train` in the test's process switches torch to deterministic algorithms: put things back."""
+    import torch  # deferred: most tests never need it
+
+    deterministic, precision = torch.are_deterministic_algorithms_enabled(), torch.get_float32_matmul_precision()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_float32_matmul_precision(precision)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return _require_data()

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,15 +79,6 @@ def _data_dir(tmp_path: Path, train: str | bytes) -> Path:
 def _one_line(message: str) -> str:
     assert "\n" not in message.strip() and "Traceback" not in message, message
     return message
-
-
-@pytest.fixture
-def restore_torch_state():
-    """`chimera train` in this process switches torch to deterministic algorithms: put things back."""
-    deterministic, precision = torch.are_deterministic_algorithms_enabled(), torch.get_float32_matmul_precision()
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_float32_matmul_precision(precision)
 
 
 def _cli(tmp_path: Path, capsys, *args: str) -> str:

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from chimera import cli
 from chimera.records import write_record
@@ -77,15 +76,6 @@ def _truncate(raw: bytes) -> bytes:
 
 
 CORRUPTIONS = {"truncated": _truncate, "garbage": lambda raw: GARBAGE, "empty": lambda raw: b""}
-
-
-@pytest.fixture
-def restore_torch_state():
-    """`chimera train` in this process switches torch to deterministic algorithms: put things back."""
-    deterministic, precision = torch.are_deterministic_algorithms_enabled(), torch.get_float32_matmul_precision()
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_float32_matmul_precision(precision)
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
