@@ -13,8 +13,8 @@ CPU_IMAGE   ?= chimera-bench:cpu
 RESULTS     ?= bench/results
 PROFILE     ?= ci
 TARGET      ?= cpu
-# Where the CPU build of torch comes from (PyPI's Linux torch is the CUDA build); empty: pip's own configuration.
-TORCH_INDEX ?= $(if $(filter cpu,$(TARGET)),https://download.pytorch.org/whl/cpu)
+# Where the CPU image's torch comes from (PyPI's Linux torch is the CUDA build); empty: pip's own configuration.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # AG News folder; default $CHIMERA_DATA_DIR, else ../shared/data/ag_news if present, else the Hugging Face hub.
 DATA_DIR    ?= $(or $(CHIMERA_DATA_DIR),$(wildcard $(abspath ../shared/data/ag_news)))
 DATA_ARG     = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
@@ -31,10 +31,20 @@ BUILD_FLAGS ?=
 IMAGE_ARGS   = --build-arg VERSION=$$($(PYTHON_BOOT) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])') \
                --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
                --build-arg SOURCE=$$(git remote get-url origin 2>/dev/null || echo unknown)
+# WHEELS=host (default): the host's pip downloads the image's wheels into docker/wheelhouse/<target>/ and
+# the build installs them with no index (the host's mirrors and proxy settings apply; works air-gapped).
+# WHEELS=index: pip resolves inside the build from PyPI (and TORCH_INDEX for the CPU torch).
+WHEELS      ?= host
 IMAGE_BUILD  = base=$$(DOCKER=$(DOCKER) bash scripts/container_base.sh $(BASE_IMAGE)) && \
-               $(DOCKER) build $(BUILD_FLAGS) -f docker/Dockerfile --build-arg BASE_IMAGE=$$base $(IMAGE_ARGS)
-CUDA_BUILD   = $(IMAGE_BUILD) --build-arg TARGET=cuda -t $(CUDA_IMAGE) .
-CPU_BUILD    = $(IMAGE_BUILD) --build-arg TARGET=cpu -t $(CPU_IMAGE) .
+               $(DOCKER) build $(BUILD_FLAGS) -f docker/Dockerfile --build-arg BASE_IMAGE=$$base $(IMAGE_ARGS) \
+               --build-arg WHEELS=$(WHEELS)
+# (A plain command, not a sub-make: `make -n` would run a line that calls $(MAKE).)
+PIP_DOWNLOAD = $(PYTHON_BOOT) -m pip download --quiet --only-binary=:all: --dest docker/wheelhouse/$(1) \
+               $(if $(filter cpu,$(1)),$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))) \
+               -r requirements-$(1).txt -r requirements-bench.txt
+FILL_WHEELS  = $(if $(filter host,$(WHEELS)),$(call PIP_DOWNLOAD,$(1)) &&)
+CUDA_BUILD   = $(call FILL_WHEELS,cuda) $(IMAGE_BUILD) --build-arg TARGET=cuda -t $(CUDA_IMAGE) .
+CPU_BUILD    = $(call FILL_WHEELS,cpu) $(IMAGE_BUILD) --build-arg TARGET=cpu -t $(CPU_IMAGE) .
 # Containers never run as root; results on the bind mount end up owned by the caller (the script says how).
 DOCKER_RUN   = DOCKER=$(DOCKER) DATA_DIR=$(DATA_DIR) bash scripts/container_run.sh
 
@@ -113,11 +123,10 @@ bench-cpu-docker: ## benchmarks on CPU in a container, building the image if mis
 	$(DOCKER) image inspect $(CPU_IMAGE) >/dev/null 2>&1 || { $(CPU_BUILD); }
 	$(DOCKER_RUN) $(RESULTS)/cpu-docker $(CPU_IMAGE)
 
-# One target's wheels at a time (the CPU and CUDA builds of torch carry the same version number).
-wheelhouse: ## fill docker/wheelhouse with every wheel the TARGET (cpu|cuda) image installs; builds then need no index
-	rm -f docker/wheelhouse/*.whl
-	$(PYTHON_BOOT) -m pip download --only-binary=:all: --dest docker/wheelhouse \
-	  $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r requirements-$(TARGET).txt -r requirements-bench.txt
+# One folder per target: the CPU and CUDA builds of torch carry the same version number. pip skips wheels
+# already there, so a second build downloads nothing.
+wheelhouse: ## fill docker/wheelhouse/TARGET (cpu|cuda) with every wheel that image installs, with the host's pip
+	$(call PIP_DOWNLOAD,$(TARGET))
 
 bench-mps: ## on Apple silicon: .venv-mps from requirements-mps.txt, benchmarks on MPS -> bench/results/mps/
 	@test "$$(uname -sm)" = "Darwin arm64" || { echo "bench-mps needs an Apple silicon Mac (macOS 14+); this is $$(uname -sm)" >&2; exit 1; }

@@ -106,12 +106,24 @@ def test_build_installs_the_targets_own_set_plus_the_bench_set_and_never_the_dev
         assert (REPO / f"requirements-{target}.txt").is_file()
 
 
-def test_a_wheelhouse_with_wheels_means_no_index_and_an_empty_one_means_the_index():
+def test_wheels_from_the_hosts_pip_mean_no_index_in_the_build_and_index_mode_resolves_inside():
     install = next(args for args in args_of(DOCKERFILE, "RUN", "build") if "-r requirements-bench.txt" in args)
     assert "--mount=type=bind,source=docker/wheelhouse,target=/wheelhouse" in install
-    assert "--no-index --find-links /wheelhouse" in install
-    assert "download.pytorch.org/whl/cpu" in install  # the CPU image never falls back to PyPI's CUDA torch
+    assert '--no-index --find-links /wheelhouse/${TARGET}' in install  # one folder per target
+    assert "download.pytorch.org/whl/cpu" in install  # index mode: the CPU image never takes PyPI's CUDA torch
     assert (REPO / "docker/wheelhouse/README.md").is_file()  # the folder exists in a clean clone
+
+
+@pytest.mark.parametrize("target", IMAGE_TARGETS)
+def test_make_fills_the_targets_wheelhouse_with_the_hosts_pip_before_building(target):
+    first, *_ = (" ".join(line) for line in _make_n(f"docker-{target}"))
+    download, _, build = first.partition(" && ")
+    assert download.startswith("python3 -m pip download") and f"--dest docker/wheelhouse/{target}" in download
+    assert f"-r requirements-{target}.txt -r requirements-bench.txt" in download
+    assert ("download.pytorch.org/whl/cpu" in download) == (target == "cpu")
+    assert "--build-arg WHEELS=host" in build and f"--build-arg TARGET={target}" in build
+    index = " ".join(" ".join(line) for line in _make_n(f"docker-{target}", "WHEELS=index"))
+    assert "pip download" not in index and "--build-arg WHEELS=index" in index
 
 
 def test_image_prepares_wordnet_at_build_time():
@@ -196,7 +208,7 @@ def test_dockerignore_keeps_local_state_out_and_the_sources_in():
         assert _dockerignored(path, patterns), f".dockerignore lets {path} into the build context"
     for path in ("chimera/data/agnews.py", "chimera/cli.py", "pyproject.toml", "README.md",
                  "bench/conftest.py", "scripts/prepare_wordnet.sh", *TARGET_FILES, "requirements-bench.txt",
-                 "docker/wheelhouse/README.md", "docker/wheelhouse/torch-2.13.0-cp311-none-any.whl"):
+                 "docker/wheelhouse/README.md", "docker/wheelhouse/cpu/torch-2.13.0-cp311-none-any.whl"):
         assert not _dockerignored(path, patterns), f".dockerignore drops {path}, which the images need"
 
 
