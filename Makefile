@@ -39,7 +39,8 @@ IMAGE_BUILD  = base=$$(DOCKER=$(DOCKER) bash scripts/container_base.sh $(BASE_IM
                $(DOCKER) build $(BUILD_FLAGS) -f docker/Dockerfile --build-arg BASE_IMAGE=$$base $(IMAGE_ARGS) \
                --build-arg WHEELS=$(WHEELS)
 # (A plain command, not a sub-make: `make -n` would run a line that calls $(MAKE).)
-PIP_DOWNLOAD = $(PYTHON_BOOT) -m pip download --quiet --only-binary=:all: --dest docker/wheelhouse/$(1) \
+# --retries 2: an index that cannot be reached (PyTorch's, on a closed network) costs a second, not minutes.
+PIP_DOWNLOAD = $(PYTHON_BOOT) -m pip download --quiet --retries 2 --only-binary=:all: --dest docker/wheelhouse/$(1) \
                $(if $(filter cpu,$(1)),$(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))) \
                -r requirements-$(1).txt -r requirements-bench.txt
 FILL_WHEELS  = $(if $(filter host,$(WHEELS)),$(call PIP_DOWNLOAD,$(1)) &&)

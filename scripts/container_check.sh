@@ -10,7 +10,7 @@
 # and belongs to the caller; and the CUDA image's package set resolves for the image's platform
 # (scripts/check_cuda_set.sh; CHECK_CUDA_SET=0 skips it offline). PYTHON (default .venv/bin/python)
 # runs the host-side checks. The training cell is the ci profile's fixed/dense, capped by TRAIN_ARGS
-# (default --set train.max_steps=200: augmentation, evaluation, early-stopping bookkeeping, record
+# (default --set train.max_steps=100: augmentation, evaluation, early-stopping bookkeeping, record
 # and doctor all run, in a fraction of the full cell's time; TRAIN_ARGS= trains the whole cell).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 
 step "build $IMAGE with $DOCKER"
-make --no-print-directory docker-cpu DOCKER="$DOCKER" CPU_IMAGE="$IMAGE"
+make --no-print-directory docker-cpu DOCKER="$DOCKER" CPU_IMAGE="$IMAGE" ${TORCH_INDEX+TORCH_INDEX="$TORCH_INDEX"}
 
 step "the built image: user, tools, entry point, volumes"
 CHIMERA_IMAGE="$IMAGE" CHIMERA_REQUIRE_IMAGE=1 "$PYTHON" -m pytest -q -p no:cacheprovider tests/container
@@ -52,7 +52,7 @@ PY
 step "one ci training cell and the doctor inside the image"
 # shellcheck disable=SC2086  # TRAIN_ARGS is a flag list on purpose
 bash scripts/container_run.sh "$OUT/runs" "$IMAGE" chimera train --cell fixed/dense --profile ci --out /results \
-  --quiet ${TRAIN_ARGS---set train.max_steps=200}
+  --quiet ${TRAIN_ARGS---set train.max_steps=100}
 bash scripts/container_run.sh "$OUT/runs" "$IMAGE" chimera doctor /results/fixed-dense-ci-s0
 record="$OUT/runs/fixed-dense-ci-s0/record.json"
 "$PYTHON" -c 'import sys; from chimera.records import load_record; r = load_record(sys.argv[1]); print(sys.argv[1], "valid:", r["status"])' "$record"
