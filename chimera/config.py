@@ -22,6 +22,14 @@ FFN_KINDS = ("dense", "moe")
 EXPERT_KINDS = ("gelu", "swiglu")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # which are legal where: chimera.train.device.precision_problem
+ACCELERATE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # ours -> Accelerator(mixed_precision=)
+FROM_ACCELERATE = {value: ours for ours, value in ACCELERATE_PRECISION.items()}  # "no" -> "fp32", ...
+
+
+def precision_from_accelerate(mixed_precision: str | None) -> str:
+    """Our name for accelerate's mixed_precision value; absent (files from before precision was an axis) is fp32."""
+    mixed = mixed_precision or "no"
+    return FROM_ACCELERATE.get(mixed, mixed)
 
 
 def _check(ok: bool, key: str, message: str) -> None:

@@ -30,7 +30,6 @@ READ_FILE = PathKind(noun="file", write=False, folder=False)
 READ_ANY = PathKind(noun="file or folder", write=False, folder=None)
 WRITE_DIR = PathKind(noun="folder", write=True, folder=True)
 WRITE_FILE = PathKind(noun="file", write=True, folder=False)
-RESUME_DIR = PathKind(noun="folder", write=True, folder=True)  # read back and written to; must exist
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +50,7 @@ _CACHE_DIR = PathArgument(dest="cache_dir", flag="--cache-dir", kind=WRITE_DIR, 
 PATH_ARGUMENTS: dict[str, tuple[PathArgument, ...]] = {
     "train": (
         _DATA_DIR, _MATRIX,
-        PathArgument(dest="resume", flag="--resume", kind=RESUME_DIR, role="the run folder to continue",
+        PathArgument(dest="resume", flag="--resume", kind=WRITE_DIR, role="the run folder to continue",
                      must_exist=True),
         _RUNS_OUT, _CACHE_DIR,
     ),

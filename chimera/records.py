@@ -13,8 +13,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from chimera.config import precision_from_accelerate
 from chimera.errors import ChimeraError
-from chimera.fileio import atomic_write_bytes, atomic_write_text, read_json  # noqa: F401  (re-exported)
+from chimera.fileio import atomic_write_text, read_json
 
 SCHEMA_VERSION = 1
 RECORD_NAME = "record.json"
@@ -103,5 +104,4 @@ def record_precision(record: dict[str, Any]) -> str:
     an axis say it only as env.mixed_precision (the value given to accelerate: "no" is fp32)."""
     if record.get("precision"):
         return record["precision"]["value"]
-    mixed = (record.get("env") or {}).get("mixed_precision") or "no"
-    return "fp32" if mixed == "no" else mixed
+    return precision_from_accelerate((record.get("env") or {}).get("mixed_precision"))

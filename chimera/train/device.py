@@ -19,12 +19,10 @@ from pathlib import Path
 
 import torch
 
-from chimera.config import PRECISIONS
+from chimera.config import ACCELERATE_PRECISION, FROM_ACCELERATE, PRECISIONS
 from chimera.errors import ChimeraError
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
-ACCELERATE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # ours -> Accelerator(mixed_precision=)
-FROM_ACCELERATE = {value: ours for ours, value in ACCELERATE_PRECISION.items()}  # "no" -> "fp32", ...
 # `accelerate launch` writes its precision (--mixed_precision, else the config file's, else "no") here.
 ACCELERATE_ENV = "ACCELERATE_MIXED_PRECISION"
 # What each device may run; bf16 only where it is native (CUDA compute capability 8.0+, a CPU with
