@@ -84,11 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue an interrupted run from its last checkpoint (same result as uninterrupted)")
     _add_run_options(train)
 
-    matrix = sub.add_parser("matrix", help="train every cell of a profile, one record each",
+    matrix = sub.add_parser("matrix", help="train every cell of a profile (or an ablation family), one record each",
                             description="Train cells one after another; goes on past a failed cell and exits 1 "
-                            "at the end if any failed.")
-    matrix.add_argument("--cells", nargs="+", help="subset of cells (default: all)")
+                            "at the end if any failed. With --ablation BASE: the base, the cell it is held "
+                            "against, and every leave-one-out and add-one-in variant between them (see the "
+                            "[ablations] tables of the matrix file), e.g. `chimera matrix --profile ci "
+                            "--ablation fixed/dense --seeds 0 1 2 --out runs/ablation-ci`.")
+    matrix.add_argument("--cells", nargs="+", help="subset of cells (default: all; with --ablation, of its family)")
+    matrix.add_argument("--ablation", metavar="BASE", help="run BASE's ablation family instead of the matrix's cells")
     _add_run_options(matrix)
+    matrix.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
+                        help="several seeds, each cell once per seed (seed-major order); instead of --seed")
 
     sub.add_parser("env", help="print the environment fingerprint and the device policy it would use")
 
@@ -174,9 +180,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 raise ChimeraError(f"--resume {args.resume}: it is not the run folder of {args.cell} "
                                    f"seed {args.seed} profile {args.profile}")
         return _train_one(config, out, data_dir, args, resume=bool(args.resume))
-    cells = args.cells or list(matrix.cells)
-    configs = [matrix.resolve(c, args.profile, seed=args.seed, device=args.device, overrides=overrides)
-               for c in cells]  # resolve all first: a typo fails before an hour of training
+    configs = _matrix_configs(matrix, args, overrides)  # all resolved first: a typo fails before an hour of training
     from chimera.train.run_setup import decide_policy
     for config in configs:  # ... and so does a precision this hardware cannot run
         decide_policy(config)
@@ -192,6 +196,28 @@ def _dispatch(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
     log.info("matrix %s: %d of %d cells ok", args.profile, codes.count(0), len(codes))
     return 0 if all(code == 0 for code in codes) else EXIT_FAILED
+
+
+def _matrix_configs(matrix, args, overrides: list[str]) -> list:
+    """What `chimera matrix` trains: the matrix's cells or BASE's ablation family, for each seed in turn."""
+    if args.seeds is not None and args.seed != 0:
+        raise ChimeraError("give --seed or --seeds, not both")
+    seeds = args.seeds if args.seeds is not None else [args.seed]
+    if len(set(seeds)) != len(seeds):
+        raise ChimeraError(f"--seeds {' '.join(map(str, seeds))}: a seed is repeated")
+    configs = []
+    for seed in seeds:
+        if args.ablation:
+            family = matrix.ablation(args.ablation, args.profile, seed=seed, device=args.device, overrides=overrides)
+        else:
+            family = [matrix.resolve(c, args.profile, seed=seed, device=args.device, overrides=overrides)
+                      for c in matrix.cells]
+        names = [config.cell for config in family]
+        for cell in args.cells or ():
+            if cell not in names:
+                raise ChimeraError(f"--cells {cell}: not one of {', '.join(names)}")
+        configs += [config for config in family if not args.cells or config.cell in args.cells]
+    return configs
 
 
 def _with_precision(overrides: list[str], precision: str | None) -> list[str]:
