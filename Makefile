@@ -92,10 +92,10 @@ bench-cpu: setup ## benchmarks on this machine's CPU, full shapes -> bench/resul
 bench-ci: setup ## short CI pass (ci shapes) + speed gate against bench/baselines/cpu.json -> bench/results/ci/bench.json
 	mkdir -p $(RESULTS)/ci
 	CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(RESULTS)/ci/bench.json
-	$(PY) -m chimera.bench_gate compare $(RESULTS)/ci/bench.json $(BASELINE) || { \
+	$(PY) -m chimera.gates.bench_gate compare $(RESULTS)/ci/bench.json $(BASELINE) || { \
 	  echo "speed gate: regression in the first pass; confirming with a second pass"; \
 	  CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(RESULTS)/ci/bench-confirm.json && \
-	  $(PY) -m chimera.bench_gate compare $(RESULTS)/ci/bench-confirm.json $(BASELINE); }
+	  $(PY) -m chimera.gates.bench_gate compare $(RESULTS)/ci/bench-confirm.json $(BASELINE); }
 
 bench-baseline: setup ## regenerate bench/baselines/cpu.json with the short CI pass (on a quiet machine)
 	CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(BASELINE)
@@ -103,11 +103,11 @@ bench-baseline: setup ## regenerate bench/baselines/cpu.json with the short CI p
 bench-gate-proof: setup ## 5 unchanged short passes + 1 with an injected slowdown, each through the gate
 	PYTHON=$(PY) bash bench/prove_gate.sh $(BASELINE)
 
-bands: setup ## ci matrix with seeds 0-4 -> runs/bands-ci, then the convergence bands chimera/bands/ci.json
+bands: setup ## ci matrix with seeds 0-4 -> runs/bands-ci, then the convergence bands chimera/gates/bands/ci.json
 	for seed in 0 1 2 3 4; do $(VENV)/bin/chimera matrix --profile ci --seed $$seed --out runs/bands-ci --quiet $(DATA_ARG) || exit 1; done
-	$(VENV)/bin/chimera bands build runs/bands-ci --out chimera/bands/ci.json
+	$(VENV)/bin/chimera bands build runs/bands-ci --out chimera/gates/bands/ci.json
 
-check-bands: setup ## loss gate: the runs under runs/$(PROFILE) against chimera/bands/$(PROFILE).json
+check-bands: setup ## loss gate: the runs under runs/$(PROFILE) against chimera/gates/bands/$(PROFILE).json
 	$(VENV)/bin/chimera check-bands runs/$(PROFILE)
 
 docker-cuda: ## build the CUDA image (docker/Dockerfile, TARGET=cuda; DOCKER=podman for podman)

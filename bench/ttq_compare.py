@@ -35,7 +35,7 @@ def _by_target(entries: list[dict[str, Any]]) -> dict[tuple[str, float], dict[st
 
 
 def compare_time_to_target(ours: list[dict[str, Any]], peer: list[dict[str, Any]]) -> dict[str, Any]:
-    """extra_info for the benchmark from two `chimera.time_to_target.time_to_target` lists.
+    """extra_info for the benchmark from two `chimera.records.time_to_target.time_to_target` lists.
 
     Per target (ours' order, then any target only the peer timed): both sides' step, samples,
     train_s and wall_s, `wall_ratio` = peer wall_s / ours wall_s (> 1: ours reached it sooner; null

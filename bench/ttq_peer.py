@@ -9,7 +9,7 @@ every eval_every steps on 256-row batches, as ours; seed). It sees the rows and 
 sees: the same seeded subsets and our trained tokenizer, encoded by our `encode_batch`, padded per
 batch. No augmentation: a user without our pipeline has none. Used by bench/test_bench_ttq.py.
 
-Clocks, as `chimera.time_to_target` counts ours: `wall_s` from `on_train_begin` to the end of each
+Clocks, as `chimera.records.time_to_target` counts ours: `wall_s` from `on_train_begin` to the end of each
 evaluation (evaluations included), `train_s` the summed `on_step_begin` -> `on_step_end` spans, which
 hold forward, backward, clipping, the optimiser and scheduler steps and nothing else (the Trainer
 fetches the batch before `on_step_begin` and evaluates after `on_step_end`); on CUDA these spans are
@@ -33,7 +33,7 @@ from chimera.data.loader import EncodedDataset, PadCollate
 from chimera.data.subsets import Subsets, make_subsets
 from chimera.data.text import TextSplit
 from chimera.data.tokenizer import TokenizerBundle, build_tokenizer
-from chimera.time_to_target import time_to_target
+from chimera.records.time_to_target import time_to_target
 from chimera.train.run_setup import EVAL_BATCH_SIZE, NUM_CLASSES
 
 # our schedule names -> transformers' (ours always warms up first; HF's plain "constant" would not)
@@ -42,7 +42,7 @@ SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "
 
 @dataclass(frozen=True)
 class PeerRun:
-    """What the peer did: time_to_target entries (the shape `chimera.time_to_target` returns) and their sources."""
+    """What the peer did: time_to_target entries (the shape `chimera.records.time_to_target` returns), sources."""
 
     time_to_target: list[dict[str, Any]]
     curves: list[dict[str, Any]]  # {"step", "val_acc", "val_loss"} per evaluation; val_loss without label smoothing

@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--cache-dir", type=Path, default=None, help="tokenizer cache (as for train)")
     reproduce.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    from chimera import bands, bench_gate, doctor, report  # none imports torch: parsing stays fast
+    from chimera.analysis import doctor, report  # none imports torch: parsing stays fast
+    from chimera.gates import bands, bench_gate
 
     bench_gate.add_bench_arguments(sub.add_parser(
         "bench", help="speed gate: compare two pytest-benchmark JSON files, normalised by the calibration GEMM"))
@@ -147,19 +148,19 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "env":
         return _env()
     if args.command == "doctor":
-        from chimera.doctor import run_doctor
+        from chimera.analysis.doctor import run_doctor
         return run_doctor(args)
     if args.command == "report":
-        from chimera.report import run_report
+        from chimera.analysis.report import run_report
         return run_report(args)
     if args.command == "bench":
-        from chimera.bench_gate import run_bench
+        from chimera.gates.bench_gate import run_bench
         return run_bench(args)
     if args.command == "bands":
-        from chimera.bands import run_bands
+        from chimera.gates.bands import run_bands
         return run_bands(args)
     if args.command == "check-bands":
-        from chimera.bands import run_check_bands
+        from chimera.gates.bands import run_check_bands
         return run_check_bands(args)
     if args.command == "reproduce":
         from chimera.reproduce import reproduce_main

@@ -10,7 +10,7 @@ may depend on str hashing order):
      (exact JSON numbers; wall-clock fields, run ids and timestamps are not results and are ignored);
   2. `chimera reproduce` on one record of the first run: rebuilt from the record alone, the diff must be
      empty;
-  3. `chimera check-bands` on the first run when chimera/bands/<profile>.json exists and no --set
+  3. `chimera check-bands` on the first run when chimera/gates/bands/<profile>.json exists and no --set
      overrides are in force (bands describe the unmodified profile); otherwise skipped with a note.
 
 Every option can come from the environment, which is how tox passes it:
@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from chimera.records import find_records, load_record
-from chimera.reproduce import diff_records, format_diff
+from chimera.analysis.record_diff import diff_records, format_diff
+from chimera.records.store import find_records, load_record
 
 REPO = Path(__file__).resolve().parents[1]
 

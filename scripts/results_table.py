@@ -14,10 +14,10 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from chimera.doctor import diagnose
-from chimera.doctor_checks import is_reference
-from chimera.records import curve, find_records, load_record
-from chimera.report import fmt_stat, group_by_cell, seeds_label, time_to_target_cell
+from chimera.analysis.doctor import diagnose
+from chimera.analysis.doctor_checks import is_reference
+from chimera.analysis.report import fmt_stat, group_by_cell, seeds_label, time_to_target_cell
+from chimera.records.store import curve, find_records, load_record
 
 HEADER = ("cell", "seeds", "steps", "min clean train loss", "final clean train loss", "val loss", "val acc", "test acc",
           "best step", "time to val acc {target}", "doctor")

@@ -23,7 +23,8 @@ import sys
 
 import torch
 
-from chimera import cli, fileio, records
+from chimera import cli, fileio
+from chimera.records import store as records
 from chimera.train import checkpoint, trainer
 
 

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
-from chimera.report import seeds_label
+from chimera.analysis.report import seeds_label
 
 
 def matrix_table(markdown: str) -> dict[str, dict[str, str]]:

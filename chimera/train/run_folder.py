@@ -18,7 +18,7 @@ from filelock import FileLock, Timeout
 
 from chimera.config import RunConfig
 from chimera.errors import ChimeraError
-from chimera.records import RECORD_NAME, load_record
+from chimera.records.store import RECORD_NAME, load_record
 
 LOCK = "run.lock"
 _SAFE_RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")

@@ -25,7 +25,7 @@ from chimera.data.tokenizer import TokenizerBundle, build_tokenizer, token_stats
 from chimera.errors import ChimeraError
 from chimera.model.bow import BagOfNgramsClassifier
 from chimera.model.encoder import EncoderClassifier
-from chimera.records import SCHEMA_VERSION
+from chimera.records.store import SCHEMA_VERSION
 from chimera.train.device import (
     ACCELERATE_ENV,
     DevicePolicy,

@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from chimera.config import RunConfig, config_to_dict
 from chimera.errors import ChimeraError
 from chimera.model.encoder import parameter_counts
-from chimera.records import write_record
-from chimera.time_to_target import time_to_target
+from chimera.records.store import write_record
+from chimera.records.time_to_target import time_to_target
 from chimera.train import checkpoint
 from chimera.train.device import DevicePolicy, configure_process
 from chimera.train.evaluate import EvalResult, evaluate

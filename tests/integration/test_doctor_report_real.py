@@ -9,8 +9,8 @@ import json
 
 import pytest
 
-from chimera.report import render_report
-from chimera.report_figures import DPI, FIGSIZES, TRAIN_COLOUR, VAL_COLOUR
+from chimera.analysis.report import render_report
+from chimera.analysis.report_figures import DPI, FIGSIZES, TRAIN_COLOUR, VAL_COLOUR
 from tests.helpers import load_cell, run_chimera
 from tests.report_checks import assert_figure, assert_row_matches, assert_stat, matrix_table
 

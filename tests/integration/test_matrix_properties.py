@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from chimera.records import validate_record
+from chimera.records.store import validate_record
 from tests.helpers import load_cell
 
 pytestmark = pytest.mark.integration
@@ -77,7 +77,7 @@ def test_baseline_cell_memorises_while_val_loss_diverges(ci_runs, cell):
 
 
 def test_fresh_ci_matrix_falls_inside_the_reference_convergence_bands(ci_runs):
-    """The loss gate CI runs: `chimera check-bands` on this session's ci matrix (bands: chimera/bands/ci.json)."""
+    """The loss gate CI runs: `chimera check-bands` on this session's ci matrix (bands: chimera/gates/bands/ci.json)."""
     from tests.helpers import run_chimera
 
     result = run_chimera("check-bands", str(ci_runs), check=False)
@@ -94,7 +94,7 @@ def test_reference_cell_beats_the_majority_class_by_a_wide_margin(ci_runs):
 
 
 def test_every_record_times_its_targets_from_its_own_curves_and_clocks(ci_runs):
-    from chimera.time_to_target import time_to_target
+    from chimera.records.time_to_target import time_to_target
 
     for cell in CELLS:
         record = load_cell(ci_runs, cell)

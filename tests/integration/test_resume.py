@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from chimera.reproduce import diff_records
+from chimera.analysis.record_diff import diff_records
 from tests.helpers import TINY, quiet_env, run_chimera, sets
 
 pytestmark = pytest.mark.integration

@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 
-from chimera.time_to_target import time_to_target
+from chimera.records.time_to_target import time_to_target
 
 FINGERPRINT = "0" * 64
 

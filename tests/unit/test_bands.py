@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from chimera import bands as bands_module
-from chimera.bands import check_bands, compute_bands, load_bands, run_bands, run_check_bands
 from chimera.errors import ChimeraError
-from chimera.records import write_record
+from chimera.gates import bands as bands_module
+from chimera.gates.bands import check_bands, compute_bands, load_bands, run_bands, run_check_bands
+from chimera.records.store import write_record
 from tests.unit.record_factory import run_record
 
 CELLS = ("baseline/dense", "fixed/dense")
@@ -145,13 +145,13 @@ def test_bands_module_imports_only_records_fileio_and_errors_from_chimera():
     tree = ast.parse(Path(bands_module.__file__).read_text(encoding="utf-8"))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 and node.module and node.module.startswith("chimera")}
-    assert imported == {"chimera.errors", "chimera.fileio", "chimera.records"}
+    assert imported == {"chimera.errors", "chimera.fileio", "chimera.records.store"}
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
 def test_packaged_ci_bands_still_hash_the_configs_the_matrix_resolves_at_any_precision(precision):
     """train.precision is left out of the hash (bands are per precision instead), so the fp32 hashes of
-    chimera/bands/ci.json, written before precision was a config field, stay valid."""
+    chimera/gates/bands/ci.json, written before precision was a config field, stay valid."""
     from chimera.config import config_to_dict
     from chimera.matrix import load_matrix
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from chimera import bench_gate, fileio
-from chimera.bench_gate import compare, format_table, run_compare
+from chimera import fileio
 from chimera.errors import ChimeraError
+from chimera.gates import bench_gate
+from chimera.gates.bench_gate import compare, format_table, run_compare
 
 STEPS = {"baseline/dense": 0.40, "baseline/moe": 0.80, "fixed/dense": 0.11, "fixed/moe": 0.25}
 

@@ -10,7 +10,7 @@ import torch
 
 from bench.ttq_compare import compare_time_to_target, summary_lines
 from chimera.matrix import load_matrix
-from chimera.time_to_target import time_to_target
+from chimera.records.time_to_target import time_to_target
 
 TARGETS = [("val_acc", 0.70), ("val_acc", 0.75), ("val_acc", 0.80)]
 

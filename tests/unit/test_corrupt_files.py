@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from chimera import cli
-from chimera.records import write_record
+from chimera.records.store import write_record
 from chimera.train.checkpoint import CHECKPOINT, STATE_FILE
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 from tests.unit.record_factory import run_record
@@ -38,7 +38,7 @@ def _record_for_reproduce(root: Path) -> tuple[Path, list[str]]:
 def _bands(root: Path) -> tuple[Path, list[str]]:
     record, _ = _record(root)
     path = root / "bands.json"
-    shutil.copy(REPO / "chimera/bands/ci.json", path)
+    shutil.copy(REPO / "chimera/gates/bands/ci.json", path)
     return path, ["check-bands", str(record.parent), "--bands", str(path)]
 
 

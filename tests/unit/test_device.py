@@ -149,7 +149,7 @@ def test_configure_process_sets_cublas_workspace_for_cuda_and_no_determinism_for
 def test_describe_environment_has_every_field_the_run_record_requires():
     env = describe_environment(CPU2, choose_policy(CPU2))
     required = {"python", "torch", "accelerate", "datasets", "tokenizers", "nltk", "device_type",
-                "device_name", "cpu_count"}  # chimera/record.schema.json, env.required
+                "device_name", "cpu_count"}  # chimera/records/record.schema.json, env.required
     assert required <= env.keys()
     assert env["torch"] == torch.__version__
     assert (env["device_type"], env["device_name"], env["cpu_count"]) == ("cpu", "AMD EPYC", 2)

@@ -11,16 +11,16 @@ import sys
 import numpy as np
 import pytest
 
-from chimera.doctor import Thresholds, add_doctor_arguments, diagnose, doctor_main, run_doctor
-from chimera.errors import ChimeraError
-from chimera.leakage_scan import (
+from chimera.analysis.doctor import Thresholds, add_doctor_arguments, diagnose, doctor_main, run_doctor
+from chimera.analysis.leakage_scan import (
     duplicate_rows,
     fallback_normalise,
     rescan,
     resolve_data_dir,
     subsets_for_record,
 )
-from chimera.records import validate_record, write_record
+from chimera.errors import ChimeraError
+from chimera.records.store import validate_record, write_record
 from tests.unit.record_factory import moe_layer, run_record
 
 
@@ -210,7 +210,7 @@ def test_cli_adapter_parses_paths_json_and_data_dir(tmp_path, capsys):
 
 
 def test_doctor_and_report_import_neither_training_code_nor_torch():
-    code = ("import sys, chimera.doctor, chimera.report; "
+    code = ("import sys, chimera.analysis.doctor, chimera.analysis.report; "
             "print([m for m in sys.modules if m.split('.')[0] == 'torch' or m.startswith(('chimera.train', "
             "'chimera.model', 'chimera.data'))])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

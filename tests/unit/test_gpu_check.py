@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chimera.records import validate_record
+from chimera.records.store import validate_record
 from tests.helpers import quiet_env, write_synthetic_ag_news
 
 pytestmark = pytest.mark.slow  # runs the GPU check script end to end (minutes)

@@ -25,7 +25,7 @@ def _modules_after(*args: str) -> tuple[int, set[str]]:
 def test_train_help_loads_neither_matplotlib_nor_torch():
     code, modules = _modules_after("train", "--help")
     assert code == 0
-    assert "matplotlib" not in modules and "chimera.report_figures" not in modules
+    assert "matplotlib" not in modules and "chimera.analysis.report_figures" not in modules
     assert "torch" not in modules
 
 
@@ -36,4 +36,4 @@ def test_a_real_train_run_does_not_load_matplotlib(tmp_path):
                                    "--quiet", "--out", str(tmp_path / "runs"), "--data-dir", str(data),
                                    "--cache-dir", str(tmp_path / "cache"), *sets(*SYNTHETIC_TINY))
     assert code == 0 and "torch" in modules
-    assert "matplotlib" not in modules and "chimera.report_figures" not in modules
+    assert "matplotlib" not in modules and "chimera.analysis.report_figures" not in modules

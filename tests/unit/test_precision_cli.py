@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chimera.records import validate_record
+from chimera.records.store import validate_record
 from chimera.train.device import probe_device
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 

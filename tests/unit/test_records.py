@@ -6,8 +6,9 @@ import stat
 
 import pytest
 
-from chimera import fileio, records
+from chimera import fileio
 from chimera.errors import ChimeraError
+from chimera.records import store as records
 from tests.unit.record_factory import minimal_record
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from chimera.records import write_record
-from chimera.report import render_report
-from chimera.report_figures import DPI, FIGSIZES, TRAIN_COLOUR, VAL_COLOUR
+from chimera.analysis.report import render_report
+from chimera.analysis.report_figures import DPI, FIGSIZES, TRAIN_COLOUR, VAL_COLOUR
+from chimera.records.store import write_record
 from tests.report_checks import assert_figure, assert_row_matches, assert_stat, matrix_table, stat
 from tests.unit.record_factory import CELL_SHAPES, TARGETS, run_record
 
@@ -175,6 +175,6 @@ def test_the_reference_cell_sits_in_the_matrix_and_beside_every_cell_on_the_same
 ])
 def test_the_seeds_column_counts_before_it_lists(seeds, statuses, expected):
     """A one-seed run shows `1 (0)`, never a bare `0` that reads as "no seeds"."""
-    from chimera.report import seeds_label
+    from chimera.analysis.report import seeds_label
 
     assert seeds_label([{"seed": s, "status": st} for s, st in zip(seeds, statuses, strict=True)]) == expected

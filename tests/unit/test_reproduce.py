@@ -9,8 +9,9 @@ import math
 
 import pytest
 
+from chimera.analysis.record_diff import diff_records, format_diff
 from chimera.errors import ChimeraError
-from chimera.reproduce import diff_records, format_diff, reproduce_main
+from chimera.reproduce import reproduce_main
 from tests.unit.record_factory import run_record
 
 

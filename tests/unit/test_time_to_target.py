@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from chimera.errors import ChimeraError
-from chimera.records import validate_record
-from chimera.time_to_target import lookup, time_to_target
+from chimera.records.store import validate_record
+from chimera.records.time_to_target import lookup, time_to_target
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 from tests.unit.record_factory import minimal_record
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chimera import records
+from chimera.records import store as records
 from tests.unit.record_factory import run_record
 
 REPO = Path(__file__).resolve().parents[2]

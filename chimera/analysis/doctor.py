@@ -4,7 +4,7 @@
     chimera doctor runs/ci/baseline-dense-ci-s0 --json
 
 Exit code 1 when any finding is an error (CI gates on it), else 0. Reads records only (never
-`chimera.train` or `chimera.model`). The checks themselves live in `chimera.doctor_checks`; this
+`chimera.train` or `chimera.model`). The checks themselves live in `chimera.analysis.doctor_checks`; this
 module runs them and prints the findings.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from chimera.doctor_checks import (
+from chimera.analysis.doctor_checks import (
     SEVERITIES,
     Finding,
     Thresholds,
@@ -36,7 +36,7 @@ from chimera.doctor_checks import (
     check_tokenisation,
     is_reference,
 )
-from chimera.records import find_records, load_record
+from chimera.records.store import find_records, load_record
 
 DEFAULT_THRESHOLDS = Thresholds()
 

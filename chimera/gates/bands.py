@@ -1,7 +1,7 @@
 """The loss gate: reference convergence bands per cell, built from several seeds, checked against new runs.
 
-    chimera bands build runs/bands-ci --out chimera/bands/ci.json     # from >= 5 seeds per cell
-    chimera check-bands runs/ci [--bands chimera/bands/ci.json]       # exit 1 when a run is outside
+    chimera bands build runs/bands-ci --out chimera/gates/bands/ci.json     # from >= 5 seeds per cell
+    chimera check-bands runs/ci [--bands chimera/gates/bands/ci.json]       # exit 1 when a run is outside
 
 As MLPerf checks convergence against reference runs: for each cell, over its seeds, of three
 final_metrics (val_loss: the final clean validation loss, after restoring the best checkpoint when
@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 from chimera.errors import ChimeraError
 from chimera.fileio import atomic_write_text, read_json
-from chimera.records import find_records, load_record, record_precision
+from chimera.records.store import find_records, load_record, record_precision
 
 BANDS_SCHEMA_VERSION = 1
 BANDS_DIR = Path(__file__).with_name("bands")  # packaged bands, one file per profile: bands/<profile>.json
@@ -196,7 +196,7 @@ def add_bands_arguments(parser: argparse.ArgumentParser) -> None:
                            description="Write mean ± max(3·std, floor) of final val loss, val acc and best step "
                                        "per cell over seeds.")
     build.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR", help="folders searched for record.json")
-    build.add_argument("--out", type=Path, required=True, help="bands JSON to write, e.g. chimera/bands/ci.json")
+    build.add_argument("--out", type=Path, required=True, help="bands JSON to write, e.g. chimera/gates/bands/ci.json")
     build.add_argument("--min-seeds", type=int, default=MIN_SEEDS, help="seeds required per cell; default %(default)s")
 
 

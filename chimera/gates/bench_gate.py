@@ -1,7 +1,7 @@
 """The speed gate: compare two pytest-benchmark JSON files, machine-normalised, and fail on a regression.
 
     chimera bench compare bench/results/ci.json bench/baselines/cpu.json [--threshold 0.15]
-    python -m chimera.bench_gate compare NEW.json BASELINE.json        # the same, without the CLI wiring
+    python -m chimera.gates.bench_gate compare NEW.json BASELINE.json        # the same, without the CLI wiring
 
 Each benchmark's median time is divided by the median of the fp32 calibration GEMM of the *same*
 file (bench/test_bench_gemm.py), so it is measured in "calibration GEMMs per step". A machine that
@@ -193,7 +193,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chimera.bench_gate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m chimera.gates.bench_gate", description=__doc__.splitlines()[0])
     add_bench_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chimera.doctor import SEVERITIES, Finding, diagnose, format_evidence
-from chimera.doctor_checks import is_reference, reference_val_acc
-from chimera.records import find_records, load_record
-from chimera.time_to_target import lookup
+from chimera.analysis.doctor import SEVERITIES, Finding, diagnose, format_evidence
+from chimera.analysis.doctor_checks import is_reference, reference_val_acc
+from chimera.records.store import find_records, load_record
+from chimera.records.time_to_target import lookup
 
 DASH = "—"
 TABLE_HEADER = ("cell", "seeds", "params total", "params active", "best step", "stopped early",
@@ -276,7 +276,7 @@ def to_html(blocks: list[Block], out_dir: Path) -> str:
 
 def group_by_cell(loaded: list[tuple[Path, dict]]) -> dict[str, list[dict]]:
     """Records per cell in grid order (rows, then columns), seeds ascending."""
-    from chimera import report_figures as figures  # matplotlib: only when a report is made (not for train)
+    from chimera.analysis import report_figures as figures  # matplotlib: only when a report is made (not for train)
 
     cells = {r["cell"] for _, r in loaded}
     rows, cols = figures.grid_of(list(cells))
@@ -288,7 +288,7 @@ def group_by_cell(loaded: list[tuple[Path, dict]]) -> dict[str, list[dict]]:
 def render_report(run_dir: Path | str, out_dir: Path | str, *,
                   bench_dir: Path | str = Path("bench/results")) -> ReportFiles:
     """Write report.md, report.html and the PNG figures for every record under `run_dir`."""
-    from chimera import report_figures as figures
+    from chimera.analysis import report_figures as figures
 
     run_dir, out_dir, bench_dir = Path(run_dir), Path(out_dir), Path(bench_dir)
     loaded = [(path, load_record(path)) for path in find_records([run_dir])]

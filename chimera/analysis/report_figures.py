@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from chimera.records import curve
+from chimera.records.store import curve
 
 DPI = 100
 FIGSIZES = {  # inches; the saved PNG is exactly figsize x DPI pixels

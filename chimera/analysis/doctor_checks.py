@@ -1,7 +1,7 @@
 """The doctor's checks: each a pure function of a run record (and thresholds) returning findings.
 
-One function per symptom of the troubleshooting guide; `chimera.doctor.diagnose` runs them all.
-Reads records only; the leakage check alone re-derives the run's data subsets (`chimera.leakage_scan`).
+One function per symptom of the troubleshooting guide; `chimera.analysis.doctor.diagnose` runs them all.
+Reads records only; the leakage check alone re-derives the run's data subsets (`chimera.analysis.leakage_scan`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from chimera.leakage_scan import rescan
-from chimera.records import curve
-from chimera.time_to_target import DIRECTIONS
+from chimera.analysis.leakage_scan import rescan
+from chimera.records.store import curve
+from chimera.records.time_to_target import DIRECTIONS
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
