@@ -20,8 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chimera.analysis import ablation_effects as ablation
 from chimera.analysis.doctor import SEVERITIES, Finding, diagnose, format_evidence
 from chimera.analysis.doctor_checks import is_reference, reference_val_acc
+from chimera.fileio import atomic_write_text
 from chimera.records.store import find_records, load_record
 from chimera.records.time_to_target import lookup
 
@@ -165,7 +167,7 @@ def _findings_item(finding: Finding) -> list[str]:
 
 def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[str, list[dict]],
                  bench: dict[str, float], bench_dir: Path, notes: list[str],
-                 images: dict[str, Path]) -> list[Block]:
+                 images: dict[str, Path], ablation_blocks: Sequence[Block] = ()) -> list[Block]:
     profiles = ", ".join(sorted({r["profile"] for _, r in loaded}))
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     references = [r for _, r in loaded if is_reference(r)]
@@ -212,6 +214,7 @@ def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[s
     else:
         blocks.append(("p", "No MoE routing statistics in these records."))
     blocks += [("p", note) for note in notes]
+    blocks += ablation_blocks
     blocks.append(("h2", "Doctor findings"))
     for path, record in loaded:
         findings = diagnose(record, references=references)
@@ -294,6 +297,8 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
     loaded = [(path, load_record(path)) for path in find_records([run_dir])]
     by_cell = group_by_cell(loaded)
     out_dir.mkdir(parents=True, exist_ok=True)
+    tables = ablation.ablation_tables(by_cell, ablation.metrics_for([r for _, r in loaded]))
+    by_cell = {cell: records for cell, records in by_cell.items() if not ablation.is_variant(cell)}  # own section
     bench, notes = bench_throughput(bench_dir, {record["profile"] for _, record in loaded})
     bench = {cell: value for cell, value in bench.items() if cell in by_cell}
     images = {"loss_curves": figures.loss_curves(by_cell, out_dir / "loss_curves.png"),
@@ -307,7 +312,11 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
     if moe_cells:
         path = out_dir / "expert_utilisation.png"
         images["expert_utilisation"] = figures.expert_utilisation(moe_cells, path)
-    blocks = build_blocks(run_dir, loaded, by_cell, bench, bench_dir, notes, images)
+    if tables:
+        images["ablation"] = ablation.effects_figure(tables, out_dir / "ablation.png")
+        atomic_write_text(out_dir / "ablation.json", json.dumps(ablation.summary(tables), indent=2) + "\n")
+    blocks = build_blocks(run_dir, loaded, by_cell, bench, bench_dir, notes, images,
+                          ablation.report_blocks(tables, images["ablation"].name if tables else None))
     markdown, page = out_dir / "report.md", out_dir / "report.html"
     markdown.write_text(to_markdown(blocks), encoding="utf-8")
     page.write_text(to_html(blocks, out_dir), encoding="utf-8")
