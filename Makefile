@@ -50,7 +50,7 @@ CPU_BUILD    = $(call FILL_WHEELS,cpu) $(IMAGE_BUILD) --build-arg TARGET=cpu -t 
 DOCKER_RUN   = DOCKER=$(DOCKER) DATA_DIR=$(DATA_DIR) bash scripts/container_run.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint matrix report bench-cpu bench-ci bench-baseline bench-gate-proof bands check-bands \
+.PHONY: help setup test test-fast lint matrix report ablation bench-cpu bench-ci bench-baseline bench-gate-proof bands check-bands \
         docker-cuda bench-cuda docker-cpu bench-cpu-docker wheelhouse bench-mps
 
 help: ## list the targets
@@ -106,6 +106,11 @@ bench-gate-proof: setup ## 5 unchanged short passes + 1 with an injected slowdow
 bands: setup ## ci matrix with seeds 0-4 -> runs/bands-ci, then the convergence bands chimera/gates/bands/ci.json
 	for seed in 0 1 2 3 4; do $(VENV)/bin/chimera matrix --profile ci --seed $$seed --out runs/bands-ci --quiet $(DATA_ARG) || exit 1; done
 	$(VENV)/bin/chimera bands build runs/bands-ci --out chimera/gates/bands/ci.json
+
+ablation: setup ## which change of the fix matters: fixed/dense and its 18 variants, seeds 0-2 -> runs/ablation-ci/, report, the effects the doctor cites
+	$(VENV)/bin/chimera matrix --profile $(PROFILE) --ablation fixed/dense --seeds 0 1 2 --out runs/ablation-$(PROFILE) --quiet $(DATA_ARG)
+	$(VENV)/bin/chimera report runs/ablation-$(PROFILE) --out runs/ablation-$(PROFILE)/report
+	cp runs/ablation-$(PROFILE)/report/ablation.json chimera/analysis/ablation-$(PROFILE).json
 
 check-bands: setup ## loss gate: the runs under runs/$(PROFILE) against chimera/gates/bands/$(PROFILE).json
 	$(VENV)/bin/chimera check-bands runs/$(PROFILE)

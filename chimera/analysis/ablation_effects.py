@@ -196,9 +196,14 @@ def carrying_changes(table: AblationTable, metric: str) -> list[tuple[str, float
     return sorted(found, key=lambda item: -abs(item[1]))
 
 
-def summary(tables: Sequence[AblationTable]) -> dict:
-    """Plain data for ablation.json: per table, per change, per metric: mean, std, n, within_noise."""
-    return {"noise_rule": f"|mean| < {NOISE_SE:g} standard errors of the per-seed differences, or < 2 seeds",
+def summary(tables: Sequence[AblationTable], records: Sequence[dict] = ()) -> dict:
+    """Plain data for ablation.json: where the runs come from, then per table, change and metric: mean, std,
+    n, within_noise. The doctor cites the published copy (chimera/analysis/ablation-ci.json)."""
+    env = [r.get("env") or {} for r in records]
+    return {"runs": len(records), "profiles": sorted({r["profile"] for r in records}),
+            "devices": sorted({str(e.get("device_name")) for e in env}),
+            "torch": sorted({str(e.get("torch")) for e in env}),
+            "noise_rule": f"|mean| < {NOISE_SE:g} standard errors of the per-seed differences, or < 2 seeds",
             "tables": [{"start": t.start, "direction": t.direction, "seeds": list(t.seeds),
                         "effects": {change: {key: {"mean": e.mean, "std": e.std, "n": len(e.differences),
                                                    "unpaired": e.unpaired, "within_noise": e.within_noise}

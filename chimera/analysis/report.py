@@ -314,7 +314,8 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
         images["expert_utilisation"] = figures.expert_utilisation(moe_cells, path)
     if tables:
         images["ablation"] = ablation.effects_figure(tables, out_dir / "ablation.png")
-        atomic_write_text(out_dir / "ablation.json", json.dumps(ablation.summary(tables), indent=2) + "\n")
+        effects = ablation.summary(tables, [r for _, r in loaded])
+        atomic_write_text(out_dir / "ablation.json", json.dumps(effects, indent=2) + "\n")
     blocks = build_blocks(run_dir, loaded, by_cell, bench, bench_dir, notes, images,
                           ablation.report_blocks(tables, images["ablation"].name if tables else None))
     markdown, page = out_dir / "report.md", out_dir / "report.html"

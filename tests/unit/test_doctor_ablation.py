@@ -1,0 +1,37 @@
+"""The doctor's regularisation audit cites the suite's own measured ablation, and only what it measured."""
+
+from __future__ import annotations
+
+import json
+
+from chimera.analysis.ablation_effects import ablation_tables, summary
+from chimera.analysis.doctor import diagnose
+from chimera.analysis.doctor_checks import ABLATION_SUMMARY, measured_regularisers
+from tests.unit.record_factory import run_record
+from tests.unit.test_ablation_effects import family
+
+
+def test_the_audit_text_is_the_published_leave_one_out_effect_on_test_accuracy(tmp_path):
+    path = tmp_path / "ablation-ci.json"
+    cells = family({"fixed/dense-without-augmentation": [0.81, 0.80, 0.84]})
+    path.write_text(json.dumps(summary(ablation_tables(cells))))
+    text = measured_regularisers(path)
+    assert "fixed/dense leave one out, 3 seeds" in text
+    assert "dropout +0.100" in text and "dropout +0.100 ≈" not in text  # outside noise: no mark
+    assert "augmentation -0.007 ≈" in text  # within noise: marked
+    assert "weight_decay" not in text  # never measured, never cited
+
+
+def test_no_published_ablation_or_a_damaged_one_cites_nothing(tmp_path):
+    assert measured_regularisers(tmp_path / "absent.json") is None
+    (tmp_path / "bad.json").write_text("{not json")
+    assert measured_regularisers(tmp_path / "bad.json") is None
+    (tmp_path / "foreign.json").write_text(json.dumps({"tables": [{"direction": "with"}]}))
+    assert measured_regularisers(tmp_path / "foreign.json") is None
+
+
+def test_the_shipped_audit_cites_the_published_file_when_there_is_one():
+    finding = next(f for f in diagnose(run_record("baseline/dense")) if f.code == "regularisation")
+    assert ABLATION_SUMMARY.exists(), "make ablation publishes it; the doctor cites it"
+    assert finding.evidence["ablation"] == measured_regularisers()
+    assert "fixed/dense leave one out, 3 seeds" in finding.evidence["ablation"]
