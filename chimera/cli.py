@@ -69,6 +69,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="tokenizer cache; default $CHIMERA_CACHE_DIR or ~/.cache/chimera")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--log-with", action="extend", nargs="+", default=[], metavar="TRACKER",
+                        help="also send the config and every evaluation to these accelerate trackers (tensorboard, "
+                        "mlflow, wandb, ...; several allowed; its package must be installed, e.g. "
+                        "pip install 'chimera-bench[trackers]'); files go to RUN_DIR/trackers/; default: none")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +168,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
     data_dir = _data_dir(args.data_dir)
     overrides = _with_precision(args.overrides, args.precision)
+    if args.log_with:  # a tracker that is unknown or not installed: exit 2 before any work
+        from chimera.train.tracking import check_log_with
+        args.log_with = check_log_with(args.log_with)
     if args.command == "train":
         config = matrix.resolve(args.cell, args.profile, seed=args.seed, device=args.device, overrides=overrides)
         out = args.out
@@ -211,7 +218,7 @@ def _train_one(config, out: Path, data_dir: Path | None, args, *, resume: bool) 
 
     try:
         record = train(config, out_dir=out, data_dir=data_dir, cache_dir=args.cache_dir, quiet=args.quiet,
-                       resume=resume)
+                       resume=resume, log_with=tuple(args.log_with))
     except RunFailed as exc:
         print(f"chimera: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
