@@ -23,6 +23,8 @@ from pathlib import Path
 from chimera.doctor import SEVERITIES, Finding, diagnose, format_evidence
 from chimera.doctor_checks import is_reference, reference_val_acc
 from chimera.records import find_records, load_record
+from chimera.report_throughput import bench_load_note, spread_blocks
+from chimera.step_spread import step_spread
 from chimera.time_to_target import lookup
 
 DASH = "—"
@@ -136,11 +138,7 @@ def matrix_row(cell: str, records: Sequence[dict], bench: dict[str, float],
     metrics = [r["final_metrics"] for r in records]
     best = [m["best_step"] for m in metrics]
     stopped = sum(bool(m["stopped_early"]) for m in metrics)
-    if cell in bench:
-        throughput = f"{bench[cell]:,.0f} (bench)"
-    else:
-        run = fmt_stat([m["train_samples_per_s"] for m in metrics], ",.0f", ",.0f")
-        throughput = DASH if run == DASH else f"{run} (run)"
+    throughput = f"{bench[cell]:,.0f} (bench)" if cell in bench else run_throughput(records)
     return [
         cell, seeds_label(records),
         fmt_stat([r["params"]["total"] for r in records], ",.0f", ",.0f"),
@@ -152,6 +150,19 @@ def matrix_row(cell: str, records: Sequence[dict], bench: dict[str, float],
         reference_acc(records, references),
         throughput,
     ]
+
+
+def run_throughput(records: Sequence[dict]) -> str:
+    """The runs' own training throughput, `(run)`; a disturbed run (chimera.step_spread) is left out of the mean
+    and named with its slowest interval, so a paused or loaded machine never passes for a slower cell."""
+    spreads = [step_spread(r) for r in records]
+    disturbed = [(r, s) for r, s in zip(records, spreads, strict=True) if s and s.disturbed]
+    clean = [r for r, s in zip(records, spreads, strict=True) if not (s and s.disturbed)]
+    run = fmt_stat([r["final_metrics"]["train_samples_per_s"] for r in clean or records], ",.0f", ",.0f")
+    if run == DASH or not disturbed:
+        return DASH if run == DASH else f"{run} (run)"
+    which = ", ".join(f"seed {r['seed']} (slowest interval {s.slowest_ratio:.1f}× its median)" for r, s in disturbed)
+    return f"{run} (run); disturbed, left out: {which}" if clean else f"{run} (run, all disturbed: {which})"
 
 
 def _findings_item(finding: Finding) -> list[str]:
@@ -179,7 +190,8 @@ def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[s
               "mean ± sample standard deviation; best step lists each seed's when they differ. Throughput: "
               f"`(bench)` is the median `samples_per_s` of the pytest-benchmark results under `{bench_dir}`; "
               "`(run)` is the run's own `train_samples_per_s` (training steps only, on the machine that "
-              "trained it). The linear reference column is the mean final val acc of the bag-of-n-grams "
+              "trained it), over the runs whose throughput was not disturbed (a disturbed one is named; see "
+              "Step-time spread per run). The linear reference column is the mean final val acc of the bag-of-n-grams "
               "runs on the same rows (same profile and data settings); a dash where none was run."),
         ("h2", "Time to quality"),
     ]
@@ -206,6 +218,9 @@ def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[s
         blocks.append(("p", f"No benchmark results under `{bench_dir}` (no pytest-benchmark entry whose "
                             "`extra_info` has `cell` and `samples_per_s`), so the throughput figure is "
                             "omitted; the table shows each run's own training throughput, marked `(run)`."))
+    load = bench_load_note(bench_dir) if bench else None
+    blocks += [("p", load)] if load else []
+    blocks += spread_blocks(loaded)
     blocks.append(("h2", "Expert utilisation"))
     if "expert_utilisation" in images:
         blocks.append(("img", images["expert_utilisation"].name, "Expert utilisation per MoE layer"))
