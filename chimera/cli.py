@@ -4,6 +4,7 @@
     chimera matrix --profile ci --out runs/ci
     chimera env
     chimera reproduce runs/ci/fixed-dense-ci-s0/record.json --out runs/reproduced
+    chimera history add runs/ci bench/results/ci.json && chimera history
 
 Exit codes: 0 success; 1 a run failed, a check found a problem or a reproduction differs; 2 bad input
 (one-line message, no traceback); 130 interrupted (a resumable checkpoint was written).
@@ -123,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_report_arguments(sub.add_parser(
         "report", help="render the matrix as markdown + HTML with plots",
         description="Write report.md, report.html (images embedded) and PNG plots from a folder of records."))
+    from chimera.history.command import add_history_arguments
+    add_history_arguments(sub.add_parser(
+        "history", help="results across commits and machines: add records and benchmark JSON, show trends",
+        description="chimera history add FILE_OR_FOLDER... ingests results into one SQLite store; chimera "
+        "history [show] prints per cell the normalised step time and final metrics by commit and machine, "
+        "flagging the commits where the speed gate or the loss bands would have failed."))
     return parser
 
 
@@ -159,6 +166,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-bands":
         from chimera.bands import run_check_bands
         return run_check_bands(args)
+    if args.command == "history":
+        from chimera.history.command import run_history
+        return run_history(args)
     if args.command == "reproduce":
         from chimera.reproduce import reproduce_main
         return reproduce_main(args.record, out_dir=args.out, data_dir=_data_dir(args.data_dir),

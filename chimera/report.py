@@ -301,8 +301,9 @@ def group_by_cell(loaded: list[tuple[Path, dict]]) -> dict[str, list[dict]]:
 
 
 def render_report(run_dir: Path | str, out_dir: Path | str, *,
-                  bench_dir: Path | str = Path("bench/results")) -> ReportFiles:
-    """Write report.md, report.html and the PNG figures for every record under `run_dir`."""
+                  bench_dir: Path | str = Path("bench/results"), history: Path | None = None) -> ReportFiles:
+    """Write report.md, report.html and the PNG figures for every record under `run_dir` (and a History
+    section from a `chimera history` store when `history` is given)."""
     from chimera import report_figures as figures
 
     run_dir, out_dir, bench_dir = Path(run_dir), Path(out_dir), Path(bench_dir)
@@ -323,6 +324,12 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
         path = out_dir / "expert_utilisation.png"
         images["expert_utilisation"] = figures.expert_utilisation(moe_cells, path)
     blocks = build_blocks(run_dir, loaded, by_cell, bench, bench_dir, notes, images)
+    if history is not None:
+        from chimera.history.figure import history_blocks  # matplotlib and sqlite3 only when asked for
+
+        section, image = history_blocks(Path(history), out_dir)
+        blocks += section
+        images.update({"history": image} if image else {})
     markdown, page = out_dir / "report.md", out_dir / "report.html"
     markdown.write_text(to_markdown(blocks), encoding="utf-8")
     page.write_text(to_html(blocks, out_dir), encoding="utf-8")
@@ -337,9 +344,12 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench-dir", type=Path, default=None,  # None: the default, which may be absent
                         help="pytest-benchmark JSON results for the throughput figure; default: bench/results "
                         "when present")
+    parser.add_argument("--history", type=Path, default=None, metavar="STORE",
+                        help="also draw the trends of a `chimera history` store (a History section and figure)")
 
 
 def run_report(args: argparse.Namespace) -> int:
-    files = render_report(args.run_dir, args.out, bench_dir=args.bench_dir or Path("bench/results"))
+    files = render_report(args.run_dir, args.out, bench_dir=args.bench_dir or Path("bench/results"),
+                          history=args.history)
     log.info("wrote %s, %s and %d figure(s)", files.markdown, files.html, len(files.images))
     return 0

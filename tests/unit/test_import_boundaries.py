@@ -13,8 +13,9 @@ import pytest
 
 CHIMERA = Path(__file__).resolve().parents[2] / "chimera"
 # Records in, meaning out (analysis) and results in, verdict out (gates); STYLE.md's dependency arrows.
-READERS = ["doctor", "doctor_checks", "leakage_scan", "report", "report_figures", "time_to_target", "bands",
-           "bench_gate", "records", "fileio", "paths"]
+READERS = ["doctor", "doctor_checks", "leakage_scan", "report", "report_figures", "report_throughput", "step_spread",
+           "time_to_target", "bands", "bench_gate", "records", "fileio", "paths", "history.ingest", "history.store",
+           "history.trend", "history.command", "history.figure"]
 FORBIDDEN = ("torch", "accelerate", "chimera.train", "chimera.model")
 
 
@@ -32,7 +33,7 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("module", READERS)
 def test_readers_of_records_never_import_torch_the_trainer_or_the_model(module):
-    bad = sorted(name for name in _imports(CHIMERA / f"{module}.py")
+    bad = sorted(name for name in _imports(CHIMERA / f"{module.replace('.', '/')}.py")
                  if any(name == f or name.startswith(f + ".") for f in FORBIDDEN))
     assert not bad, f"chimera/{module}.py imports {bad}"
 
