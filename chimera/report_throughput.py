@@ -12,7 +12,7 @@ from pathlib import Path
 
 from chimera.step_spread import DISTURBED_RATIO, step_spread
 
-SPREAD_HEADER = ("run", "intervals", "median step (ms)", "p10-p90 (ms)", "slowest ÷ median", "throughput")
+SPREAD_HEADER = ("run", "intervals", "median step (ms)", "p10-p90 (ms)", "slowest ÷ median", "verdict")
 
 
 def spread_blocks(loaded: Sequence[tuple[Path, dict]]) -> list[tuple]:

@@ -48,10 +48,16 @@ def history_figure(trends: Sequence[CellTrend], path: Path) -> Path:
         title = f"{trend.cell} · {trend.profile} · {trend.precision}"
         speed_ax.set_title(f"{title}: train step / calibration GEMM (lower is faster)", fontsize=10)
         acc_ax.set_title(f"{title}: final val accuracy (mean over seeds)", fontsize=10)
-        for ax in (speed_ax, acc_ax):
+        has_speed = any(p.speed and p.speed.new_norm is not None for p in trend.points)
+        has_runs = any(p.metric("val_acc") is not None for p in trend.points)
+        for ax, has, what in ((speed_ax, has_speed, "no benchmark"), (acc_ax, has_runs, "no finished run")):
             ax.set_xticks(range(len(commits)), commits, rotation=20, fontsize=8)
             ax.grid(True, alpha=0.3)
             ax.margins(x=0.1, y=0.15)
+            if not has:
+                ax.set_yticks([])
+                ax.text(0.5, 0.5, f"{what} of this cell in the store", transform=ax.transAxes, ha="center",
+                        va="center", color="dimgrey")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=9,
                title="machine (red cross: a gate would have failed)")

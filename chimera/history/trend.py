@@ -205,7 +205,7 @@ def point_cells(p: Point) -> list[str]:
     return [short_commit(p.commit, p.dirty), (p.when or "-")[:16].replace("T", " "), p.machine_label,
             _num(speed.new_norm if speed else None, ".3f"), _num(speed.ratio if speed else None, ".3f"),
             speed.verdict if speed else "-", f"{len(seeds)} ({', '.join(map(str, seeds))})" if seeds else "-",
-            *(_num(p.metric(key), ".4f") for key in METRICS), loss]
+            *(_num(p.metric(key), ".4g" if key.endswith("loss") else ".4f") for key in METRICS), loss]
 
 
 def _flag_line(trend: CellTrend, p: Point, threshold: float) -> str:
