@@ -98,12 +98,20 @@ def test_a_failed_run_still_finishes_its_trackers(tmp_path, data, capsys, record
     assert recording_tracker[-1] == ("finish",)
 
 
-def test_without_log_with_no_tracker_starts_and_no_tracker_folder_appears(tmp_path, data, capsys,
-                                                                            recording_tracker, restore_torch_state):
-    code, err = _train(tmp_path, data, capsys)
+def test_without_log_with_no_tracker_starts_and_tracking_never_changes_the_result(tmp_path, data, capsys,
+                                                                                 recording_tracker,
+                                                                                 restore_torch_state):
+    code, err = _train(tmp_path / "plain", data, capsys)
     assert code == 0, err
     assert recording_tracker == []
-    assert not (tmp_path / "runs" / "baseline-dense-ci-s0" / TRACKERS_DIR).exists()
+    assert not (tmp_path / "plain" / "runs" / "baseline-dense-ci-s0" / TRACKERS_DIR).exists()
+    code, err = _train(tmp_path / "tracked", data, capsys, "--log-with", "recording")
+    assert code == 0, err
+    plain, tracked = _record(tmp_path / "plain"), _record(tmp_path / "tracked")
+    assert tracked["curves"] == plain["curves"]
+    clocks = ("wall_s", "train_samples_per_s")
+    assert {k: v for k, v in tracked["final_metrics"].items() if k not in clocks} == \
+        {k: v for k, v in plain["final_metrics"].items() if k not in clocks}
 
 
 @pytest.mark.parametrize(("name", "fragment"), [
