@@ -4,6 +4,7 @@
     chimera matrix --profile ci --out runs/ci
     chimera env
     chimera reproduce runs/ci/fixed-dense-ci-s0/record.json --out runs/reproduced
+    chimera history add runs/ci bench/results/ci.json && chimera history
 
 Exit codes: 0 success; 1 a run failed, a check found a problem or a reproduction differs; 2 bad input
 (one-line message, no traceback); 130 interrupted (a resumable checkpoint was written).
@@ -69,6 +70,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="tokenizer cache; default $CHIMERA_CACHE_DIR or ~/.cache/chimera")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--log-with", action="extend", nargs="+", default=[], metavar="TRACKER",
+                        help="also send the config and every evaluation to these accelerate trackers (tensorboard, "
+                        "mlflow, wandb, ...; several allowed; its package must be installed, e.g. "
+                        "pip install 'chimera-bench[trackers]'); files go to RUN_DIR/trackers/; default: none")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_report_arguments(sub.add_parser(
         "report", help="render the matrix as markdown + HTML with plots",
         description="Write report.md, report.html (images embedded) and PNG plots from a folder of records."))
+    from chimera.history.command import add_history_arguments
+    add_history_arguments(sub.add_parser(
+        "history", help="results across commits and machines: add records and benchmark JSON, show trends",
+        description="chimera history add FILE_OR_FOLDER... ingests results into one SQLite store; chimera "
+        "history [show] prints per cell the normalised step time and final metrics by commit and machine, "
+        "flagging the commits where the speed gate or the loss bands would have failed."))
     return parser
 
 
@@ -162,6 +173,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-bands":
         from chimera.gates.bands import run_check_bands
         return run_check_bands(args)
+    if args.command == "history":
+        from chimera.history.command import run_history
+        return run_history(args)
     if args.command == "reproduce":
         from chimera.reproduce import reproduce_main
         return reproduce_main(args.record, out_dir=args.out, data_dir=_data_dir(args.data_dir),
@@ -171,6 +185,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
     data_dir = _data_dir(args.data_dir)
     overrides = _with_precision(args.overrides, args.precision)
+    if args.log_with:  # a tracker that is unknown or not installed: exit 2 before any work
+        from chimera.train.tracking import check_log_with
+        args.log_with = check_log_with(args.log_with)
     if args.command == "train":
         config = matrix.resolve(args.cell, args.profile, seed=args.seed, device=args.device, overrides=overrides)
         out = args.out
@@ -238,7 +255,7 @@ def _train_one(config, out: Path, data_dir: Path | None, args, *, resume: bool) 
 
     try:
         record = train(config, out_dir=out, data_dir=data_dir, cache_dir=args.cache_dir, quiet=args.quiet,
-                       resume=resume)
+                       resume=resume, log_with=tuple(args.log_with))
     except RunFailed as exc:
         print(f"chimera: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED

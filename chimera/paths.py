@@ -68,6 +68,7 @@ PATH_ARGUMENTS: dict[str, tuple[PathArgument, ...]] = {
     "report": (
         PathArgument(dest="run_dir", flag="RUN_DIR", kind=READ_DIR, role="folder of run records"),
         PathArgument(dest="bench_dir", flag="--bench-dir", kind=READ_DIR, role="pytest-benchmark results"),
+        PathArgument(dest="history", flag="--history", kind=READ_FILE, role="the history store to draw"),
         PathArgument(dest="out", flag="--out", kind=WRITE_DIR, role="the report goes here"),
     ),
     "bench": (
@@ -77,6 +78,11 @@ PATH_ARGUMENTS: dict[str, tuple[PathArgument, ...]] = {
     "bands": (
         PathArgument(dest="paths", flag="RUN_DIR", kind=READ_ANY, role="multi-seed run records"),
         PathArgument(dest="out", flag="--out", kind=WRITE_FILE, role="the bands JSON to write"),
+    ),
+    "history": (
+        PathArgument(dest="paths", flag="FILE_OR_FOLDER", kind=READ_ANY, role="results to add to the history"),
+        PathArgument(dest="store", flag="--store", kind=WRITE_FILE, role="the history store"),
+        PathArgument(dest="bands", flag="--bands", kind=READ_FILE, role="the bands JSON"),
     ),
     "check-bands": (
         PathArgument(dest="paths", flag="RUN_DIR", kind=READ_ANY, role="run records to check"),

@@ -23,6 +23,8 @@ from pathlib import Path
 from chimera.analysis import ablation_effects as ablation
 from chimera.analysis.doctor import SEVERITIES, Finding, diagnose, format_evidence
 from chimera.analysis.doctor_checks import is_reference, reference_val_acc
+from chimera.analysis.report_throughput import bench_load_note, spread_blocks
+from chimera.analysis.step_spread import step_spread
 from chimera.fileio import atomic_write_text
 from chimera.records.store import find_records, load_record
 from chimera.records.time_to_target import lookup
@@ -138,11 +140,7 @@ def matrix_row(cell: str, records: Sequence[dict], bench: dict[str, float],
     metrics = [r["final_metrics"] for r in records]
     best = [m["best_step"] for m in metrics]
     stopped = sum(bool(m["stopped_early"]) for m in metrics)
-    if cell in bench:
-        throughput = f"{bench[cell]:,.0f} (bench)"
-    else:
-        run = fmt_stat([m["train_samples_per_s"] for m in metrics], ",.0f", ",.0f")
-        throughput = DASH if run == DASH else f"{run} (run)"
+    throughput = f"{bench[cell]:,.0f} (bench)" if cell in bench else run_throughput(records)
     return [
         cell, seeds_label(records),
         fmt_stat([r["params"]["total"] for r in records], ",.0f", ",.0f"),
@@ -154,6 +152,19 @@ def matrix_row(cell: str, records: Sequence[dict], bench: dict[str, float],
         reference_acc(records, references),
         throughput,
     ]
+
+
+def run_throughput(records: Sequence[dict]) -> str:
+    """The runs' own training throughput, `(run)`; a disturbed run (analysis.step_spread) is left out of the mean
+    and named with its slowest interval, so a paused or loaded machine never passes for a slower cell."""
+    spreads = [step_spread(r) for r in records]
+    disturbed = [(r, s) for r, s in zip(records, spreads, strict=True) if s and s.disturbed]
+    clean = [r for r, s in zip(records, spreads, strict=True) if not (s and s.disturbed)]
+    run = fmt_stat([r["final_metrics"]["train_samples_per_s"] for r in clean or records], ",.0f", ",.0f")
+    if run == DASH or not disturbed:
+        return DASH if run == DASH else f"{run} (run)"
+    which = ", ".join(f"seed {r['seed']} (slowest interval {s.slowest_ratio:.1f}× its median)" for r, s in disturbed)
+    return f"{run} (run); disturbed, left out: {which}" if clean else f"{run} (run, all disturbed: {which})"
 
 
 def _findings_item(finding: Finding) -> list[str]:
@@ -181,7 +192,8 @@ def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[s
               "mean ± sample standard deviation; best step lists each seed's when they differ. Throughput: "
               f"`(bench)` is the median `samples_per_s` of the pytest-benchmark results under `{bench_dir}`; "
               "`(run)` is the run's own `train_samples_per_s` (training steps only, on the machine that "
-              "trained it). The linear reference column is the mean final val acc of the bag-of-n-grams "
+              "trained it), over the runs whose throughput was not disturbed (a disturbed one is named; see "
+              "Step-time spread per run). The linear reference column is the mean final val acc of the bag-of-n-grams "
               "runs on the same rows (same profile and data settings); a dash where none was run."),
         ("h2", "Time to quality"),
     ]
@@ -208,6 +220,9 @@ def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[s
         blocks.append(("p", f"No benchmark results under `{bench_dir}` (no pytest-benchmark entry whose "
                             "`extra_info` has `cell` and `samples_per_s`), so the throughput figure is "
                             "omitted; the table shows each run's own training throughput, marked `(run)`."))
+    load = bench_load_note(bench_dir) if bench else None
+    blocks += [("p", load)] if load else []
+    blocks += spread_blocks(loaded)
     blocks.append(("h2", "Expert utilisation"))
     if "expert_utilisation" in images:
         blocks.append(("img", images["expert_utilisation"].name, "Expert utilisation per MoE layer"))
@@ -289,8 +304,9 @@ def group_by_cell(loaded: list[tuple[Path, dict]]) -> dict[str, list[dict]]:
 
 
 def render_report(run_dir: Path | str, out_dir: Path | str, *,
-                  bench_dir: Path | str = Path("bench/results")) -> ReportFiles:
-    """Write report.md, report.html and the PNG figures for every record under `run_dir`."""
+                  bench_dir: Path | str = Path("bench/results"), history: Path | None = None) -> ReportFiles:
+    """Write report.md, report.html and the PNG figures for every record under `run_dir` (and a History
+    section from a `chimera history` store when `history` is given)."""
     from chimera.analysis import report_figures as figures
 
     run_dir, out_dir, bench_dir = Path(run_dir), Path(out_dir), Path(bench_dir)
@@ -318,6 +334,12 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
         atomic_write_text(out_dir / "ablation.json", json.dumps(effects, indent=2) + "\n")
     blocks = build_blocks(run_dir, loaded, by_cell, bench, bench_dir, notes, images,
                           ablation.report_blocks(tables, images["ablation"].name if tables else None))
+    if history is not None:
+        from chimera.history.figure import history_blocks  # matplotlib and sqlite3 only when asked for
+
+        section, image = history_blocks(Path(history), out_dir)
+        blocks += section
+        images.update({"history": image} if image else {})
     markdown, page = out_dir / "report.md", out_dir / "report.html"
     markdown.write_text(to_markdown(blocks), encoding="utf-8")
     page.write_text(to_html(blocks, out_dir), encoding="utf-8")
@@ -332,9 +354,12 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bench-dir", type=Path, default=None,  # None: the default, which may be absent
                         help="pytest-benchmark JSON results for the throughput figure; default: bench/results "
                         "when present")
+    parser.add_argument("--history", type=Path, default=None, metavar="STORE",
+                        help="also draw the trends of a `chimera history` store (a History section and figure)")
 
 
 def run_report(args: argparse.Namespace) -> int:
-    files = render_report(args.run_dir, args.out, bench_dir=args.bench_dir or Path("bench/results"))
+    files = render_report(args.run_dir, args.out, bench_dir=args.bench_dir or Path("bench/results"),
+                          history=args.history)
     log.info("wrote %s, %s and %d figure(s)", files.markdown, files.html, len(files.images))
     return 0

