@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chimera import bench_memory
 from chimera.doctor import SEVERITIES, Finding, diagnose, format_evidence
 from chimera.doctor_checks import is_reference, reference_val_acc
 from chimera.records import find_records, load_record
@@ -165,7 +166,7 @@ def _findings_item(finding: Finding) -> list[str]:
 
 def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[str, list[dict]],
                  bench: dict[str, float], bench_dir: Path, notes: list[str],
-                 images: dict[str, Path]) -> list[Block]:
+                 images: dict[str, Path], memory: dict | None = None) -> list[Block]:
     profiles = ", ".join(sorted({r["profile"] for _, r in loaded}))
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     references = [r for _, r in loaded if is_reference(r)]
@@ -206,6 +207,9 @@ def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[s
         blocks.append(("p", f"No benchmark results under `{bench_dir}` (no pytest-benchmark entry whose "
                             "`extra_info` has `cell` and `samples_per_s`), so the throughput figure is "
                             "omitted; the table shows each run's own training throughput, marked `(run)`."))
+    if memory:
+        blocks += [("table", bench_memory.HEADER, bench_memory.memory_rows(memory, DASH)),
+                   ("p", bench_memory.EXPLANATION)]
     blocks.append(("h2", "Expert utilisation"))
     if "expert_utilisation" in images:
         blocks.append(("img", images["expert_utilisation"].name, "Expert utilisation per MoE layer"))
@@ -307,7 +311,9 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
     if moe_cells:
         path = out_dir / "expert_utilisation.png"
         images["expert_utilisation"] = figures.expert_utilisation(moe_cells, path)
-    blocks = build_blocks(run_dir, loaded, by_cell, bench, bench_dir, notes, images)
+    memory = {key: v for key, v in bench_memory.bench_memory(bench_dir, {r["profile"] for _, r in loaded}).items()
+              if key[0] in by_cell}
+    blocks = build_blocks(run_dir, loaded, by_cell, bench, bench_dir, notes, images, memory)
     markdown, page = out_dir / "report.md", out_dir / "report.html"
     markdown.write_text(to_markdown(blocks), encoding="utf-8")
     page.write_text(to_html(blocks, out_dir), encoding="utf-8")

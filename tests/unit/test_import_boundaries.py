@@ -14,7 +14,7 @@ import pytest
 CHIMERA = Path(__file__).resolve().parents[2] / "chimera"
 # Records in, meaning out (analysis) and results in, verdict out (gates); STYLE.md's dependency arrows.
 READERS = ["doctor", "doctor_checks", "leakage_scan", "report", "report_figures", "time_to_target", "bands",
-           "bench_gate", "records", "fileio", "paths"]
+           "bench_gate", "bench_memory", "records", "fileio", "paths"]
 FORBIDDEN = ("torch", "accelerate", "chimera.train", "chimera.model")
 
 
