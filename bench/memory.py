@@ -66,12 +66,10 @@ def return_freed_heap() -> None:
     earlier benchmark freed is neither counted in the next one's RSS nor silently reused by it."""
     gc.collect()
     if sys.platform.startswith("linux"):
-        name = ctypes.util.find_library("c")
-        if name:
-            try:
-                ctypes.CDLL(name).malloc_trim(0)
-            except (OSError, AttributeError):  # a libc without malloc_trim (musl)
-                pass
+        try:  # find_library needs ldconfig, which a slim image may lack; glibc's soname is stable
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):  # no glibc (musl has no malloc_trim)
+            pass
 
 
 class PeakSampler:
