@@ -23,6 +23,8 @@ BENCH        = pytest bench --benchmark-only
 # The short CI pass: calibration GEMM + every cell's train step at ci shapes; what the speed gate compares.
 CI_BENCH     = pytest bench/test_bench_gemm.py bench/test_bench_train_step.py --benchmark-only --bench-profile ci
 BASELINE    ?= bench/baselines/cpu.json
+# Extra flags for the speed gate in bench-ci, e.g. GATE_ARGS="--markdown FILE" (its table appended as markdown).
+GATE_ARGS   ?=
 # Images: one Dockerfile, TARGET=cpu|cuda. BASE_IMAGE is pulled when it can be, else a local Debian
 # bootstrap is used or made (scripts/container_base.sh); docs/containers.md says how to pick another.
 BASE_IMAGE  ?= docker.io/library/python:3.11.16-slim-bookworm
@@ -92,10 +94,10 @@ bench-cpu: setup ## benchmarks on this machine's CPU, full shapes -> bench/resul
 bench-ci: setup ## short CI pass (ci shapes) + speed gate against bench/baselines/cpu.json -> bench/results/ci/bench.json
 	mkdir -p $(RESULTS)/ci
 	CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(RESULTS)/ci/bench.json
-	$(PY) -m chimera.gates.bench_gate compare $(RESULTS)/ci/bench.json $(BASELINE) || { \
+	$(PY) -m chimera.gates.bench_gate compare $(RESULTS)/ci/bench.json $(BASELINE) $(GATE_ARGS) || { \
 	  echo "speed gate: regression in the first pass; confirming with a second pass"; \
 	  CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(RESULTS)/ci/bench-confirm.json && \
-	  $(PY) -m chimera.gates.bench_gate compare $(RESULTS)/ci/bench-confirm.json $(BASELINE); }
+	  $(PY) -m chimera.gates.bench_gate compare $(RESULTS)/ci/bench-confirm.json $(BASELINE) $(GATE_ARGS); }
 
 bench-baseline: setup ## regenerate bench/baselines/cpu.json with the short CI pass (on a quiet machine)
 	CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(BASELINE)

@@ -12,7 +12,9 @@ benchmarks that take a `precision` argument (calibration GEMM, train step, BERT 
 precision, all of one precision before the next; the others run in the trainer's auto precision.
 A precision the hardware lacks is listed as skipped with the reason. The calibration GEMM is measured
 once per session and precision, and every MFU figure divides by the GEMM of its own precision, so MFU
-compares against the speed this machine had at the time.
+compares against the speed this machine had at the time. Every benchmark records the peak memory of its
+own run (`cell_memory`, bench/memory.py). machine_info.chimera describes the machine (stable across sessions),
+the JSON's top-level `chimera` block what this session measured (bench/machine.py).
 Real AG News (only the time-to-quality benchmark trains on it): --data-dir, else $CHIMERA_DATA_DIR, else
 ../shared/data/ag_news when present (the Makefile's default); without it that benchmark skips.
 """
@@ -29,8 +31,10 @@ import torch
 from accelerate import Accelerator
 
 from bench.harness import GEMM_SIZE, TORCH_DTYPES, bench_precisions, fresh_accelerator, gemm_flops, measure_gemm
+from bench.machine import machine_block, move_session_fields, session_block
+from bench.memory import CellMemory, MemoryProbes
 from chimera.errors import ChimeraError
-from chimera.train.device import DeviceInfo, DevicePolicy, choose_policy, configure_process, cpu_name, probe_device
+from chimera.train.device import DeviceInfo, DevicePolicy, choose_policy, configure_process, probe_device
 
 PROFILES = ("full", "ci")
 PROFILE_ENV, DEVICE_ENV, PRECISION_ENV = "CHIMERA_BENCH_PROFILE", "CHIMERA_DEVICE", "CHIMERA_BENCH_PRECISION"
@@ -57,6 +61,7 @@ ROUNDS = {"full": Rounds(train_step=(15, 3), peer=(10, 3), gemm=(20, 3), data=(5
 # Calibration first (MFU and the gate divide by it), then the train steps the peer and data
 # benchmarks compare against; anything else keeps its place after these.
 FILE_ORDER = ("test_bench_gemm.py", "test_bench_train_step.py", "test_bench_peer.py", "test_bench_data.py")
+_CPU_CLOCK = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -126,28 +131,42 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
-    """Adds what the numbers depend on to the JSON's machine_info (pytest-benchmark hook)."""
+    """Adds the machine and setup the numbers depend on to machine_info (pytest-benchmark hook); what
+    changes from session to session goes to the JSON's top-level `chimera` block instead (bench/machine.py)."""
     info = _device_info()
-    policy = choose_policy(info)
-    calibrations = getattr(config, "_chimera_calibrations", {})
     run, skipped = _precisions(config)
-    machine_info["chimera"] = {
-        "bench_profile": _profile(config),
-        "device": info.type, "device_name": info.name, "mixed_precision": policy.mixed_precision,
-        "precisions": list(run), "precisions_not_benchmarked": skipped, "cpu_bf16_supported": info.cpu_bf16_supported,
-        "cuda_bf16_supported": info.cuda_bf16_supported,
-        "cpu_name": cpu_name(), "cpu_count": info.cpu_count, "os_cpu_count": os.cpu_count(),
-        "torch": torch.__version__, "torch_num_threads": torch.get_num_threads(),
-        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "load_average_at_start": getattr(config, "_chimera_load_at_start", None),
-        "load_average_at_end": _load_average(),
-        "calibration_gemm": calibrations.get("fp32"),  # the speed gate's denominator
-        "calibration_gemms": calibrations,  # per precision: the denominators of MFU
-    }
+    config.stash[_CPU_CLOCK] = move_session_fields(machine_info) or config.stash.get(_CPU_CLOCK, {})
+    machine_info["chimera"] = machine_block(
+        profile=_profile(config), info=info, mixed_precision=choose_policy(info).mixed_precision, precisions=run,
+        skipped=skipped, torch_version=torch.__version__, threads=torch.get_num_threads(),
+        capability=torch.backends.cpu.get_cpu_capability())
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    """The session's own measurements, outside machine_info so that pytest-benchmark never compares them."""
+    output_json["chimera"] = session_block(
+        load_at_start=getattr(config, "_chimera_load_at_start", None), load_at_end=_load_average(),
+        calibrations=getattr(config, "_chimera_calibrations", {}), cpu_clock=config.stash.get(_CPU_CLOCK, {}))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     session.config._chimera_load_at_start = _load_average()
+
+
+@pytest.fixture(autouse=True)
+def cell_memory(request: pytest.FixtureRequest):
+    """Peak memory of this benchmark alone (bench/memory.py) into its extra_info. Before: garbage and freed
+    heap of earlier benchmarks released, peaks reset. After: the shared Accelerator lets go of the models,
+    optimisers and loaders this benchmark prepared (accelerate's `free_memory`), so the next starts clean."""
+    if "benchmark" not in request.fixturenames:
+        yield
+        return
+    meter = CellMemory(MemoryProbes.for_device(_device_info().type)).start()
+    yield
+    fields = meter.stop()
+    request.node.funcargs["benchmark"].extra_info.update(fields)
+    if "accelerator" in request.node.funcargs:
+        request.node.funcargs["accelerator"].free_memory()
 
 
 @pytest.fixture(scope="session")

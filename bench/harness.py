@@ -1,4 +1,4 @@
-"""What the benchmarks share: the trainer's step on synthetic batches, the calibration GEMM, peak memory.
+"""What the benchmarks share: the trainer's step on synthetic batches, the calibration GEMM.
 
 `StepBench.for_config` builds model, AdamW, schedule and one synthetic batch exactly as
 `chimera.train.trainer.train` does (same parameter groups, same `accelerator.prepare`), and its
@@ -9,9 +9,7 @@ Bench-only code: nothing under chimera/ imports it.
 from __future__ import annotations
 
 import os
-import resource
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 
@@ -96,29 +94,6 @@ def measure_gemm(device: torch.device, dtype: torch.dtype = torch.float32, *, re
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def peak_memory(device: torch.device) -> dict:
-    """The device's memory high-water mark, in MiB, with what was measured.
-
-    CPU: the process's peak RSS (ru_maxrss; monotonic over the whole pytest session, so it is the
-    largest footprint of any benchmark so far). CUDA: max_memory_allocated since the last reset.
-    MPS: the Metal driver's current allocation (MPS keeps no peak).
-    """
-    if device.type == "cuda":
-        return {"peak_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20,
-                "memory_kind": "cuda_max_memory_allocated"}
-    if device.type == "mps":
-        return {"peak_memory_mib": torch.mps.driver_allocated_memory() / 2**20,
-                "memory_kind": "mps_driver_allocated_memory"}
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return {"peak_memory_mib": rss / (2**20 if sys.platform == "darwin" else 2**10),
-            "memory_kind": "process_peak_rss"}
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
 
 
 def synthetic_batch(config: RunConfig, device: torch.device, *, seed: int = 0) -> dict[str, torch.Tensor]:

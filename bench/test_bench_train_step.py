@@ -8,7 +8,8 @@ Each cell in each benchmarked precision (conftest.py's --bench-precision; accele
 and schedule step, on a synthetic batch_size × max_length batch with no padding (so the matmul FLOPs
 of chimera.flops are exact).
 extra_info: samples_per_s, tokens_per_s, flops_per_step, achieved_flops_per_s, mfu (against the
-calibration GEMM of this session in the same precision), peak memory. $CHIMERA_BENCH_INJECT_SLOWDOWN=N adds N extra
+calibration GEMM of this session in the same precision); peak memory of the cell comes from conftest.py's
+`cell_memory` (bench/memory.py), as for every benchmark. $CHIMERA_BENCH_INJECT_SLOWDOWN=N adds N extra
 matmuls per step (test-only; bench/harness.py) to prove that the speed gate trips.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.harness import StepBench, peak_memory, reset_peak_memory, throughput_info, transformer_cells
+from bench.harness import StepBench, throughput_info, transformer_cells
 from chimera.matrix import load_matrix
 
 CELLS = transformer_cells()
@@ -37,10 +38,8 @@ def test_train_step(benchmark, device_policy, accelerator, calibration_gemm, ben
         d_model=model.d_model, n_layers=model.n_layers, n_heads=model.n_heads, d_ff=model.d_ff, ffn=model.ffn,
         injected_matmuls=bench.slowdown.count, calibration_gflop_per_s=calibration_gemm["flop_per_s"] / 1e9,
         calibration_dtype=calibration_gemm["dtype"])
-    reset_peak_memory(accelerator.device)
     rounds, warmup = bench_rounds.train_step
     benchmark.pedantic(bench.step, rounds=rounds, warmup_rounds=warmup, iterations=1)
-    benchmark.extra_info.update(peak_memory(accelerator.device))
     if benchmark.stats is None:  # --benchmark-disable: ran once as a smoke test, nothing measured
         return
     median = benchmark.stats.stats.median

@@ -74,6 +74,7 @@ PATH_ARGUMENTS: dict[str, tuple[PathArgument, ...]] = {
     "bench": (
         PathArgument(dest="new", flag="NEW.json", kind=READ_FILE, role="pytest-benchmark JSON to check"),
         PathArgument(dest="baseline", flag="BASELINE.json", kind=READ_FILE, role="pytest-benchmark baseline"),
+        PathArgument(dest="markdown", flag="--markdown", kind=WRITE_FILE, role="the markdown table is appended"),
     ),
     "bands": (
         PathArgument(dest="paths", flag="RUN_DIR", kind=READ_ANY, role="multi-seed run records"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import load_cell, run_chimera  # noqa: F401  (re-exported for tests)
+from tests.helpers import copy_records, load_cell, run_chimera  # noqa: F401  (re-exported for tests)
 
 
 def _require_data() -> Path:
@@ -44,13 +44,18 @@ def data_dir() -> Path:
 def ci_runs(data_dir, tmp_path_factory) -> Path:
     """The ci-profile matrix (all four cells, seed 0), trained once per test session in a fresh process.
 
-    Set CHIMERA_TEST_RUNS to a folder holding such a matrix to reuse it while developing.
+    Set CHIMERA_TEST_RUNS to a folder holding such a matrix to reuse it while developing. CHIMERA_KEEP_RUNS=DIR
+    copies its records to DIR as soon as they exist, before any test judges them (.ci/run keeps them as evidence).
     """
     reuse = os.environ.get("CHIMERA_TEST_RUNS")
     if reuse:
         return Path(reuse)
     out = tmp_path_factory.mktemp("ci_runs")
-    run_chimera("matrix", "--profile", "ci", "--out", str(out), "--data-dir", str(data_dir), "--quiet")
+    try:
+        run_chimera("matrix", "--profile", "ci", "--out", str(out), "--data-dir", str(data_dir), "--quiet")
+    finally:  # a failed cell's record is evidence too
+        if os.environ.get("CHIMERA_KEEP_RUNS"):
+            copy_records(out, Path(os.environ["CHIMERA_KEEP_RUNS"]))
     return out
 
 

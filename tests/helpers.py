@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,17 @@ def run_chimera(*args: str, check: bool = True, **kwargs) -> subprocess.Complete
     if check and result.returncode != 0:
         raise AssertionError(f"chimera {' '.join(args)} exited {result.returncode}:\n{result.stderr[-3000:]}")
     return result
+
+
+def copy_records(runs: Path, keep: Path) -> list[Path]:
+    """Copy every RUN/record.json under `runs` to keep/RUN/record.json (evidence of a CI run); the copies."""
+    copies = []
+    for record in sorted(Path(runs).glob("*/record.json")):
+        target = Path(keep) / record.parent.name / record.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(record, target)
+        copies.append(target)
+    return copies
 
 
 def load_cell(runs: Path, cell: str) -> dict:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chimera.analysis import ablation_effects as ablation
+from chimera.analysis import bench_memory
 from chimera.analysis.doctor import SEVERITIES, Finding, diagnose, format_evidence
 from chimera.analysis.doctor_checks import is_reference, reference_val_acc
 from chimera.analysis.report_throughput import bench_load_note, spread_blocks
@@ -178,7 +179,8 @@ def _findings_item(finding: Finding) -> list[str]:
 
 def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[str, list[dict]],
                  bench: dict[str, float], bench_dir: Path, notes: list[str],
-                 images: dict[str, Path], ablation_blocks: Sequence[Block] = ()) -> list[Block]:
+                 images: dict[str, Path], ablation_blocks: Sequence[Block] = (),
+                 memory: dict | None = None) -> list[Block]:
     profiles = ", ".join(sorted({r["profile"] for _, r in loaded}))
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     references = [r for _, r in loaded if is_reference(r)]
@@ -223,6 +225,9 @@ def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[s
     load = bench_load_note(bench_dir) if bench else None
     blocks += [("p", load)] if load else []
     blocks += spread_blocks(loaded)
+    if memory:
+        blocks += [("table", bench_memory.HEADER, bench_memory.memory_rows(memory, DASH)),
+                   ("p", bench_memory.EXPLANATION)]
     blocks.append(("h2", "Expert utilisation"))
     if "expert_utilisation" in images:
         blocks.append(("img", images["expert_utilisation"].name, "Expert utilisation per MoE layer"))
@@ -332,8 +337,10 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
         images["ablation"] = ablation.effects_figure(tables, out_dir / "ablation.png")
         effects = ablation.summary(tables, [r for _, r in loaded])
         atomic_write_text(out_dir / "ablation.json", json.dumps(effects, indent=2) + "\n")
+    memory = {key: v for key, v in bench_memory.bench_memory(bench_dir, {r["profile"] for _, r in loaded}).items()
+              if key[0] in by_cell}
     blocks = build_blocks(run_dir, loaded, by_cell, bench, bench_dir, notes, images,
-                          ablation.report_blocks(tables, images["ablation"].name if tables else None))
+                          ablation.report_blocks(tables, images["ablation"].name if tables else None), memory)
     if history is not None:
         from chimera.history.figure import history_blocks  # matplotlib and sqlite3 only when asked for
 

@@ -1,6 +1,6 @@
 """The speed gate: compare two pytest-benchmark JSON files, machine-normalised, and fail on a regression.
 
-    chimera bench compare bench/results/ci.json bench/baselines/cpu.json [--threshold 0.15]
+    chimera bench compare bench/results/ci.json bench/baselines/cpu.json [--threshold 0.15] [--markdown FILE]
     python -m chimera.gates.bench_gate compare NEW.json BASELINE.json        # the same, without the CLI wiring
 
 Each benchmark's median time is divided by the median of the fp32 calibration GEMM of the *same*
@@ -161,6 +161,21 @@ def format_table(rows: list[Row], *, threshold: float = DEFAULT_THRESHOLD) -> st
     return "\n".join(lines)
 
 
+def format_markdown(rows: list[Row], *, threshold: float = DEFAULT_THRESHOLD, title: str = "Speed gate") -> str:
+    """The same table in GitHub-flavoured markdown (a CI job summary), verdicts that fail in bold."""
+    def num(value: float | None, spec: str) -> str:
+        return "–" if value is None else format(value, spec)
+
+    failed = sum(r.failed for r in rows)
+    lines = [f"### {title}: {'FAILED' if failed else 'passed'}", "",
+             "| benchmark | baseline norm | new norm | ratio | verdict |", "|---|---:|---:|---:|---|"]
+    lines += [f"| `{r.name}` | {num(r.baseline_norm, '.3f')} | {num(r.new_norm, '.3f')} | {num(r.ratio, '.3f')} | "
+              f"{f'**{r.verdict}**' if r.failed else r.verdict} |" for r in rows]
+    lines += ["", f"norm = median step time / median fp32 calibration GEMM time of the same file; threshold "
+                  f"+{threshold:.0%}: {len(rows) - failed} passed, {failed} failed", ""]
+    return "\n".join(lines)
+
+
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("new", type=Path, metavar="NEW.json", help="pytest-benchmark JSON of the run to check")
     parser.add_argument("baseline", type=Path, metavar="BASELINE.json", help="reference JSON, e.g. "
@@ -169,12 +184,20 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fail when a normalised time grows by more than this fraction; default %(default)s")
     parser.add_argument("--group", dest="groups", action="append", metavar="PATTERN",
                         help="benchmark group(s) to compare, shell patterns (repeatable); default: train-step")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", default=None,
+                        help="also append the table as markdown to FILE, e.g. $GITHUB_STEP_SUMMARY")
 
 
 def run_compare(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print the table; 1 when any benchmark regressed or went missing, else 0 (ChimeraError -> 2 in cli)."""
     rows = compare(args.new, args.baseline, threshold=args.threshold, groups=tuple(args.groups or DEFAULT_GROUPS))
     (out or sys.stdout).write(format_table(rows, threshold=args.threshold) + "\n")
+    if getattr(args, "markdown", None):
+        try:
+            with open(args.markdown, "a", encoding="utf-8") as summary:
+                summary.write(format_markdown(rows, threshold=args.threshold, title=f"Speed gate: {args.new}"))
+        except OSError as exc:
+            raise ChimeraError(f"{args.markdown}: cannot append the markdown table ({exc.strerror})") from None
     return 1 if any(r.failed for r in rows) else 0
 
 

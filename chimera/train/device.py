@@ -21,6 +21,7 @@ import torch
 
 from chimera.config import ACCELERATE_PRECISION, FROM_ACCELERATE, PRECISIONS
 from chimera.errors import ChimeraError
+from chimera.train.fingerprint import fingerprint, probe_hardware
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 # `accelerate launch` writes its precision (--mixed_precision, else the config file's, else "no") here.
@@ -260,11 +261,11 @@ def configure_process(policy: DevicePolicy) -> None:
 
 
 def describe_environment(info: DeviceInfo, policy: DevicePolicy) -> dict:
-    """The environment fingerprint for `chimera env` and the run record's `env`."""
+    """The environment fingerprint for `chimera env` and the run record's `env` (the hardware's fields:
+    chimera/train/fingerprint.py)."""
     return {
         "python": platform.python_version(),
         **{name: _version(name) for name in VERSIONED_PACKAGES},
-        "torch_cuda": torch.version.cuda,  # CUDA the torch build targets; None for CPU and MPS builds
         "device_type": info.type,
         "device_name": info.name,
         "cuda_bf16_supported": info.cuda_bf16_supported,
@@ -277,6 +278,8 @@ def describe_environment(info: DeviceInfo, policy: DevicePolicy) -> dict:
         "deterministic_algorithms": policy.deterministic_algorithms,
         "float32_matmul_precision": policy.float32_matmul_precision,
         "fused_adamw": policy.fused_adamw,
+        "cpu_name": cpu_name(),
+        **fingerprint(probe_hardware(cpu_flags())),
         **git_state(),
     }
 

@@ -1,0 +1,63 @@
+"""Peak memory per cell from pytest-benchmark JSON, for the report: results in, a table out.
+
+Each train-step benchmark's `extra_info` carries the peak memory of that benchmark alone
+(bench/memory.py): `cpu_rss_peak_mib` (peak RSS while it ran, the kernel's high-water mark reset at
+its start), `cpu_rss_growth_mib` (over the RSS at its start), and on a GPU `cuda_max_allocated_mib` /
+`cuda_max_reserved_mib` or `mps_driver_peak_mib`. Files written before that carry only a process-wide
+`peak_memory_mib` and are left out. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+FIELDS = ("cpu_rss_peak_mib", "cpu_rss_growth_mib", "cuda_max_allocated_mib", "cuda_max_reserved_mib",
+          "mps_driver_peak_mib")
+HEADER = ("cell", "precision", "peak RSS MiB", "RSS growth MiB", "CUDA max allocated / reserved MiB",
+          "MPS driver peak MiB", "benchmark runs")
+EXPLANATION = ("Peak memory of one training-step benchmark, measured over that benchmark alone (bench/memory.py): "
+               "peak RSS is the process's resident memory at its highest while the cell was built and stepped "
+               "(the kernel's high-water mark reset at its start), so it includes the interpreter and torch; "
+               "RSS growth is what the cell added over the RSS at its start (its model, optimiser state, "
+               "activations and batch). CUDA and MPS columns are the device's own peak. Median over the "
+               "benchmark runs found; a dash where the figure was not measured.")
+
+
+def bench_memory(bench_dir: Path, profiles: set[str] | None = None) -> dict[tuple[str, str], dict[str, float]]:
+    """{(cell, precision): {field: median MiB}} over every train-step benchmark that measured its own peak,
+    at one of `profiles`' shapes (None: any), never with the gate proof's injected slowdown."""
+    found: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for path in sorted(Path(bench_dir).rglob("*.json")) if Path(bench_dir).is_dir() else []:
+        try:
+            benchmarks = json.loads(path.read_text(encoding="utf-8")).get("benchmarks", [])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            continue  # the report's throughput reader already notes unreadable files
+        for bench in benchmarks if isinstance(benchmarks, list) else []:
+            info = (bench.get("extra_info") if isinstance(bench, dict) else None) or {}
+            if bench.get("group") != "train-step" or info.get("injected_matmuls") or "cpu_rss_peak_mib" not in info:
+                continue
+            if profiles is not None and info.get("bench_profile") not in profiles:
+                continue
+            key = (str(info.get("cell")), str(info.get("precision") or "fp32"))
+            values = found.setdefault(key, {"runs": []})
+            values["runs"].append(1.0)
+            for name in FIELDS:
+                if isinstance(info.get(name), (int, float)):
+                    values.setdefault(name, []).append(float(info[name]))
+    return {key: {name: (len(v) if name == "runs" else statistics.median(v)) for name, v in values.items()}
+            for key, values in found.items()}
+
+
+def memory_rows(memory: dict[tuple[str, str], dict[str, float]], dash: str = "—") -> list[list[str]]:
+    def mib(values: dict, name: str) -> str:
+        return f"{values[name]:,.0f}" if name in values else dash
+
+    rows = []
+    for (cell, precision), v in memory.items():
+        cuda = (f"{mib(v, 'cuda_max_allocated_mib')} / {mib(v, 'cuda_max_reserved_mib')}"
+                if "cuda_max_allocated_mib" in v else dash)
+        rows.append([cell, precision, mib(v, "cpu_rss_peak_mib"), mib(v, "cpu_rss_growth_mib"), cuda,
+                     mib(v, "mps_driver_peak_mib"), str(int(v["runs"]))])
+    return rows
