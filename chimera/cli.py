@@ -238,7 +238,7 @@ def _env() -> int:
     policy = choice.policy_for(info)
     native, not_native = native_precisions(info)
     print(json.dumps({"environment": describe_environment(info, policy), "policy": vars(policy),
-                      "precision": choice.record(policy), "native_precisions": native,
+                      "precision": choice.record(policy).to_json(), "native_precisions": native,
                       "not_native": not_native}, indent=2))
     return 0
 

@@ -1,15 +1,16 @@
 """The run record's shape, in one place: typed classes and their JSON form.
 
-The trainer builds a `RunRecord` and fills it through its methods; every reader (doctor, report,
-gates, reproduce) gets one from `chimera.records.store.load_record`. `record.schema.json` describes
-the same JSON and a test holds the two together (tests/unit/test_record_types.py). Records written
-by an earlier `SCHEMA_VERSION` are upgraded on load (`upgrade`), so a record from last year still reads.
+The trainer builds a `RunRecord` (`chimera.train.run_setup.start_record`) and fills it as the run
+goes; every reader (doctor, report, gates, reproduce) gets one from `chimera.records.store.load_record`.
+`record.schema.json` describes the same JSON and a test holds the two together
+(tests/unit/test_record_types.py). Records written by an earlier `SCHEMA_VERSION` are upgraded on
+load (chimera.records.upgrade), so a record from last year still reads.
 
 The classes are mutable because the trainer fills them as the run goes (and tests shape cases); an
 `Event` is frozen so its kind stays one of the closed set. On disk a key that a class marks
 `absent_when_none` is left out rather than written as null: a timing entry without clocks, a failed
 run's final train_acc; a curve point that did not measure the clean training subset lacks its two keys.
-Imports only chimera.config's mapping of accelerate's precision names (for upgrading version 1).
+Imports no other chimera module.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal, get_args
-
-from chimera.config import precision_from_accelerate
 
 SCHEMA_VERSION = 2
 Status = Literal["completed", "stopped_early", "failed", "interrupted"]
@@ -64,11 +63,25 @@ def _same(value: Any) -> Any:
 
 
 def _list_of(cls: type) -> Callable[[Any], Any]:
-    return lambda items: [cls.from_json(item) for item in items]
+    return lambda items: None if items is None else [cls.from_json(item) for item in items]
+
+
+class _JsonObject:
+    """`to_json` / `from_json` by field name; `_nested` names the converters of fields holding record classes.
+    `from_json` reads the current SCHEMA_VERSION (chimera.records.upgrade brings older JSON up first)."""
+
+    _nested: dict[str, Callable[[Any], Any]] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        return _to_json(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Any:
+        return _build(cls, data, **cls._nested)
 
 
 @dataclass(kw_only=True)
-class Precision:
+class Precision(_JsonObject):
     """The precision the run trained in and who chose it (config > accelerate launch > auto)."""
 
     value: Literal["fp32", "bf16", "fp16"]
@@ -76,32 +89,20 @@ class Precision:
     requested: Literal["auto", "fp32", "bf16", "fp16"]
     accelerate_launch: str | None  # $ACCELERATE_MIXED_PRECISION as given, or None
 
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Precision:
-        return _build(cls, data)
 
 
 @dataclass(kw_only=True)
-class TokenStats:
+class TokenStats(_JsonObject):
     """How much text one split loses to the tokenizer."""
 
     unk_rate: float  # share of text tokens that are [UNK]
     truncation_rate: float  # share of texts cut at data.max_length
     mean_tokens: float  # tokens per text, [CLS] included
 
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TokenStats:
-        return _build(cls, data)
 
 
 @dataclass(kw_only=True)
-class DataInfo:
+class DataInfo(_JsonObject):
     """What the run trained and was measured on, fingerprinted so a rerun can refuse different data."""
 
     source: str  # the --data-dir folder, or hub:<name>
@@ -112,16 +113,11 @@ class DataInfo:
     tokenizer_sha256: str
     token_stats: dict[str, TokenStats]  # train, val, test
 
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DataInfo:
-        return _build(cls, data, token_stats=lambda s: {k: TokenStats.from_json(v) for k, v in s.items()})
+    _nested = {"token_stats": lambda stats: {split: TokenStats.from_json(v) for split, v in stats.items()}}
 
 
 @dataclass(kw_only=True)
-class ParamCounts:
+class ParamCounts(_JsonObject):
     """total, embedding, non_embedding, and active (what one token touches; below total for MoE)."""
 
     total: int = 0
@@ -129,16 +125,10 @@ class ParamCounts:
     non_embedding: int = 0
     active: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ParamCounts:
-        return _build(cls, data)
 
 
 @dataclass(kw_only=True)
-class MoeLayerStats:
+class MoeLayerStats(_JsonObject):
     """Routing of one MoE layer over the validation set."""
 
     layer: int
@@ -148,16 +138,10 @@ class MoeLayerStats:
     balance_loss: float
     z_loss: float
 
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> MoeLayerStats:
-        return _build(cls, data)
 
 
 @dataclass(kw_only=True)
-class SplitScore:
+class SplitScore(_JsonObject):
     """Loss and accuracy of one evaluation pass; None where the value was not finite."""
 
     loss: float | None
@@ -165,7 +149,7 @@ class SplitScore:
 
 
 @dataclass(kw_only=True)
-class CurvePoint:
+class CurvePoint(_JsonObject):
     """One evaluation. `clean_train` is None at evaluations that did not measure the clean training
     subset (evaluation.clean_train_every); on disk its two keys are then absent, not null."""
 
@@ -204,7 +188,7 @@ class CurvePoint:
 
 
 @dataclass(kw_only=True)
-class TimingPoint:
+class TimingPoint(_JsonObject):
     """Wall-clock at one evaluation; apart from the curves because it never reproduces bitwise."""
 
     step: int
@@ -213,16 +197,10 @@ class TimingPoint:
     train_s: float | None = _optional()  # optimiser-step seconds from the first step; absent in old records
     wall_s: float | None = _optional()  # seconds from the first step to the end of this evaluation
 
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TimingPoint:
-        return _build(cls, data)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Event:
+class Event(_JsonObject):
     """Something notable at a step: resumed, interrupted, early_stop, non_finite (loss or gradient)."""
 
     step: int
@@ -233,16 +211,10 @@ class Event:
         if self.kind not in EVENT_KINDS:
             raise ValueError(f"event kind {self.kind!r} is not one of {', '.join(EVENT_KINDS)}")
 
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Event:
-        return _build(cls, data)
 
 
 @dataclass(kw_only=True)
-class FinalMetrics:
+class FinalMetrics(_JsonObject):
     """The run's closing measurement (best weights restored when early stopping is on); None until measured."""
 
     train_loss: float | None = None  # clean training subset
@@ -258,16 +230,10 @@ class FinalMetrics:
     train_acc: float | None = _optional()  # measured by a run that finished
     restored_best: bool | None = _optional()  # whether the best weights were restored before measuring
 
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FinalMetrics:
-        return _build(cls, data)
 
 
 @dataclass(kw_only=True)
-class TargetTime:
+class TargetTime(_JsonObject):
     """Time to one target quality, as MLPerf Training counts it (chimera.records.time_to_target)."""
 
     metric: Literal["val_acc", "val_loss"]
@@ -279,32 +245,20 @@ class TargetTime:
     wall_s: float | None
     value: float | None
 
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TargetTime:
-        return _build(cls, data)
 
 
 @dataclass(kw_only=True)
-class ResumeInfo:
+class ResumeInfo(_JsonObject):
     """Where a run came from (resumed_from_step) or how to continue it (resumable_from_step, command)."""
 
     resumed_from_step: int | None = _optional()
     resumable_from_step: int | None = _optional()
     command: str | None = _optional()  # the flag that continues an interrupted run
 
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ResumeInfo:
-        return _build(cls, data)
 
 
 @dataclass(kw_only=True)
-class RunRecord:
+class RunRecord(_JsonObject):
     """One training run of one matrix cell. Mutable: the trainer fills it as the run goes."""
 
     schema_version: int = SCHEMA_VERSION
@@ -337,45 +291,11 @@ class RunRecord:
         return next((t for t in self.time_to_target or [] if t.metric == metric and abs(t.target - target) < 1e-12),
                     None)
 
-    def note(self, kind: EventKind, step: int, detail: str | None = None) -> None:
-        self.events.append(Event(step=step, kind=kind, detail=detail))
-
     def fail(self, message: str) -> None:
+        """The run ended in an error: its record keeps what was measured so far, and says why."""
         self.status, self.error = "failed", message
 
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunRecord:
-        """A record from its JSON object of any known version (upgraded first); the caller validates."""
-        data = upgrade(data)
-        return _build(cls, data, precision=Precision.from_json, data=DataInfo.from_json,
-                      params=ParamCounts.from_json, curves=_list_of(CurvePoint), timing=_list_of(TimingPoint),
-                      events=_list_of(Event), final_metrics=FinalMetrics.from_json,
-                      time_to_target=lambda v: None if v is None else [TargetTime.from_json(t) for t in v],
-                      resume=lambda v: None if v is None else ResumeInfo.from_json(v))
-
-
-def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 2 always names the precision the run trained in, and always carries `error` and `resume`
-    (null when none). Version 1 records made before precision was an axis lack it: the device policy
-    chose alone (auto), and said so only as env.mixed_precision. Version 2 also closes the set of event
-    kinds and types token_stats, which the trainer already wrote that way under version 1."""
-    data = {"error": None, "resume": None, **data, "schema_version": 2}
-    if not data.get("precision"):
-        mixed = (data.get("env") or {}).get("mixed_precision")
-        data["precision"] = {"value": precision_from_accelerate(mixed), "source": "auto", "requested": "auto",
-                             "accelerate_launch": None}
-    return data
-
-
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}  # version -> next version
-
-
-def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """A record's JSON object brought to SCHEMA_VERSION, one version at a time; unknown versions unchanged
-    (the schema then names the problem)."""
-    while isinstance(data.get("schema_version"), int) and data["schema_version"] in UPGRADES:
-        data = UPGRADES[data["schema_version"]](data)
-    return data
+    _nested = {"precision": Precision.from_json, "data": DataInfo.from_json, "params": ParamCounts.from_json,
+               "curves": _list_of(CurvePoint), "timing": _list_of(TimingPoint), "events": _list_of(Event),
+               "final_metrics": FinalMetrics.from_json, "time_to_target": _list_of(TargetTime),
+               "resume": lambda v: None if v is None else ResumeInfo.from_json(v)}

@@ -15,7 +15,8 @@ from typing import Any
 
 from chimera.errors import ChimeraError
 from chimera.fileio import atomic_write_text, read_json
-from chimera.records.record import RunRecord, upgrade
+from chimera.records.record import RunRecord
+from chimera.records.upgrade import upgrade
 
 RECORD_NAME = "record.json"
 SCHEMA_PATH = Path(__file__).with_name("record.schema.json")

@@ -51,7 +51,7 @@ def test_a_huge_learning_rate_stops_at_the_first_non_finite_step_and_says_why(tm
     assert record["final_metrics"]["steps"] == 2  # no silent continuation: the bad step never updated weights
     assert [(e["step"], e["kind"]) for e in record["events"]] == [(3, "non_finite")]  # what the doctor reads
     found = [f for f in diagnose(load_record(tmp_path / "baseline-dense-ci-s0")) if f.code == "non_finite"]
-    assert [(f.severity, f.evidence["non_finite_events"], f.evidence["first_step"]) for f in found] == [("error", 1, 3)]
+    assert [(f.severity, f.evidence["non_finite_events"]) for f in found] == [("error", 1)]
 
 
 def test_out_of_memory_writes_a_failed_record_with_the_fix(tmp_path, data):
