@@ -57,21 +57,21 @@ def test_time_to_quality_vs_trainer_peer(benchmark, device_policy, accelerator, 
 
     benchmark.pedantic(race, rounds=1, iterations=1)
     ours, peer = runs["ours"], runs["peer"]
-    recorded = ours["data"]
-    assert recorded["fingerprints"]["train"] == subsets.train.fingerprint(), "peer and ours trained on other rows"
-    assert recorded["fingerprints"]["val"] == subsets.val.fingerprint(), "peer and ours validated on other rows"
-    assert recorded["tokenizer_sha256"] == tokenizer.sha256, "peer and ours used different tokenizers"
+    recorded = ours.data
+    assert recorded.fingerprints["train"] == subsets.train.fingerprint(), "peer and ours trained on other rows"
+    assert recorded.fingerprints["val"] == subsets.val.fingerprint(), "peer and ours validated on other rows"
+    assert recorded.tokenizer_sha256 == tokenizer.sha256, "peer and ours used different tokenizers"
 
-    comparison = compare_time_to_target(ours["time_to_target"], peer.time_to_target)
+    comparison = compare_time_to_target(ours.time_to_target or [], peer.time_to_target)
     benchmark.extra_info.update(
         cell=CELL, bench_profile=bench_profile, seed=SEED, **comparison,
-        ours_steps=ours["final_metrics"]["steps"], ours_stopped_early=ours["final_metrics"]["stopped_early"],
-        ours_run_wall_s=ours["final_metrics"]["wall_s"], ours_params=ours["params"]["total"],
-        ours_curves=[{"step": p["step"], "val_acc": p["val_acc"]} for p in ours["curves"]],
+        ours_steps=ours.final_metrics.steps, ours_stopped_early=ours.final_metrics.stopped_early,
+        ours_run_wall_s=ours.final_metrics.wall_s, ours_params=ours.params.total,
+        ours_curves=[{"step": p.step, "val_acc": p.val_acc} for p in ours.curves],
         peer="transformers.Trainer + BertForSequenceClassification (from scratch)", peer_steps=peer.steps,
-        peer_step_budget=STEP_BUDGET, peer_run_wall_s=peer.timing[-1]["wall_s"] if peer.timing else None,
+        peer_step_budget=STEP_BUDGET, peer_run_wall_s=peer.timing[-1].wall_s if peer.timing else None,
         peer_params=peer.params, peer_attn_implementation=peer.attn_implementation, peer_optim=peer.optim,
-        peer_curves=[{"step": p["step"], "val_acc": p["val_acc"]} for p in peer.curves],
+        peer_curves=[{"step": p.step, "val_acc": p.val_acc} for p in peer.curves],
         machine={"cpu_name": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
                  "torch_num_threads": torch.get_num_threads(), "device": accelerator.device.type,
                  "load_average_at_start": load_at_start, "load_average_at_end": _load_average()})

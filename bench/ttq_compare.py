@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from chimera.records.record import TargetTime
+
 HEADLINE_TARGET = ("val_acc", 0.75)  # extra_info["ratio_at_0.75"]: the target the README quotes
 
 
@@ -29,12 +31,12 @@ def _faster(ratio: float | None) -> str | None:
     return "tie" if ratio == 1 else ("ours" if ratio > 1 else "peer")
 
 
-def _by_target(entries: list[dict[str, Any]]) -> dict[tuple[str, float], dict[str, Any]]:
+def _by_target(entries: list[TargetTime]) -> dict[tuple[str, float], TargetTime]:
     # targets come from TOML floats on both sides; round so 0.75 and 0.7500000001 meet
-    return {(entry["metric"], round(entry["target"], 9)): entry for entry in entries}
+    return {(entry.metric, round(entry.target, 9)): entry for entry in entries}
 
 
-def compare_time_to_target(ours: list[dict[str, Any]], peer: list[dict[str, Any]]) -> dict[str, Any]:
+def compare_time_to_target(ours: list[TargetTime], peer: list[TargetTime]) -> dict[str, Any]:
     """extra_info for the benchmark from two `chimera.records.time_to_target.time_to_target` lists.
 
     Per target (ours' order, then any target only the peer timed): both sides' step, samples,
@@ -48,9 +50,9 @@ def compare_time_to_target(ours: list[dict[str, Any]], peer: list[dict[str, Any]
     for key in keys:
         row: dict[str, Any] = {"metric": key[0], "target": key[1]}
         for side, entries in (("ours", ours_by), ("peer", peer_by)):
-            entry = entries.get(key) or {}
+            entry = entries.get(key)
             for field in ("step", "samples", "train_s", "wall_s"):
-                row[f"{side}_{field}"] = entry.get(field)
+                row[f"{side}_{field}"] = getattr(entry, field) if entry else None
         row["wall_ratio"] = _ratio(row["peer_wall_s"], row["ours_wall_s"])
         row["train_ratio"] = _ratio(row["peer_train_s"], row["ours_train_s"])
         row["faster"] = _faster(row["wall_ratio"])

@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +32,7 @@ from chimera.data.loader import EncodedDataset, PadCollate
 from chimera.data.subsets import Subsets, make_subsets
 from chimera.data.text import TextSplit
 from chimera.data.tokenizer import TokenizerBundle, build_tokenizer
+from chimera.records.record import TargetTime, TimingPoint
 from chimera.records.time_to_target import time_to_target
 from chimera.train.run_setup import EVAL_BATCH_SIZE, NUM_CLASSES
 
@@ -41,12 +41,21 @@ SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "
 
 
 @dataclass(frozen=True)
-class PeerRun:
-    """What the peer did: time_to_target entries (the shape `chimera.records.time_to_target` returns), sources."""
+class PeerEvaluation:
+    """One evaluation of the peer: what `time_to_target` reads (val_loss without label smoothing)."""
 
-    time_to_target: list[dict[str, Any]]
-    curves: list[dict[str, Any]]  # {"step", "val_acc", "val_loss"} per evaluation; val_loss without label smoothing
-    timing: list[dict[str, Any]]  # {"step", "train_s", "wall_s"} per evaluation, cumulative
+    step: int
+    val_acc: float | None
+    val_loss: float | None
+
+
+@dataclass(frozen=True)
+class PeerRun:
+    """What the peer did: time_to_target entries (as `chimera.records.time_to_target` gives ours), sources."""
+
+    time_to_target: list[TargetTime]
+    curves: list[PeerEvaluation]
+    timing: list[TimingPoint]  # step, train_s, wall_s per evaluation, cumulative (no interval figures)
     steps: int
     params: int
     attn_implementation: str
@@ -68,12 +77,12 @@ class TargetClock(transformers.TrainerCallback):
 
     def __init__(self, targets: list[tuple[str, float]], *, step_budget: int, samples_per_step: int) -> None:
         self.targets, self.step_budget, self.samples_per_step = targets, step_budget, samples_per_step
-        self.curves: list[dict[str, Any]] = []
-        self.timing: list[dict[str, Any]] = []
+        self.curves: list[PeerEvaluation] = []
+        self.timing: list[TimingPoint] = []
         self.train_s = 0.0
         self.started = self.step_started = time.perf_counter()
 
-    def entries(self) -> list[dict[str, Any]]:
+    def entries(self) -> list[TargetTime]:
         return time_to_target(self.curves, self.timing, self.targets, samples_per_step=self.samples_per_step)
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -88,10 +97,11 @@ class TargetClock(transformers.TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         wall_s = time.perf_counter() - self.started
         metrics = metrics or {}
-        self.curves.append({"step": state.global_step, "val_acc": metrics.get("eval_val_acc"),
-                            "val_loss": metrics.get("eval_val_loss")})
-        self.timing.append({"step": state.global_step, "train_s": self.train_s, "wall_s": wall_s})
-        if state.global_step >= self.step_budget or all(entry["reached"] for entry in self.entries()):
+        self.curves.append(PeerEvaluation(step=state.global_step, val_acc=metrics.get("eval_val_acc"),
+                                          val_loss=metrics.get("eval_val_loss")))
+        self.timing.append(TimingPoint(step=state.global_step, step_time_s=None, samples_per_s=None,
+                                       train_s=self.train_s, wall_s=wall_s))
+        if state.global_step >= self.step_budget or all(entry.reached for entry in self.entries()):
             control.should_training_stop = True
         return control
 

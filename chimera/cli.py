@@ -260,11 +260,11 @@ def _train_one(config, out: Path, data_dir: Path | None, args, *, resume: bool) 
         print(f"chimera: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     run_dir = run_dir_for(config, out)
-    m = record["final_metrics"]
+    m = record.final_metrics
     log.info("%s: %s at step %d; clean train loss %.4f, val loss %.4f, val acc %.3f, test acc %.3f -> %s",
-             config.cell, record["status"], m["steps"], m["train_loss"] or float("nan"),
-             m["val_loss"] or float("nan"), m["val_acc"] or 0.0, m["test_acc"] or 0.0, run_dir / "record.json")
-    return EXIT_INTERRUPTED if record["status"] == "interrupted" else 0
+             config.cell, record.status, m.steps, m.train_loss or float("nan"),
+             m.val_loss or float("nan"), m.val_acc or 0.0, m.test_acc or 0.0, run_dir / "record.json")
+    return EXIT_INTERRUPTED if record.status == "interrupted" else 0
 
 
 def _env() -> int:
@@ -281,7 +281,7 @@ def _env() -> int:
     policy = choice.policy_for(info)
     native, not_native = native_precisions(info)
     print(json.dumps({"environment": describe_environment(info, policy), "policy": vars(policy),
-                      "precision": choice.record(policy), "native_precisions": native,
+                      "precision": choice.record(policy).to_json(), "native_precisions": native,
                       "not_native": not_native}, indent=2))
     return 0
 

@@ -22,6 +22,7 @@ from typing import TextIO
 from chimera.analysis.record_diff import diff_records, format_diff
 from chimera.config import config_from_dict
 from chimera.errors import ChimeraError
+from chimera.records.record import RunRecord
 from chimera.records.store import RECORD_NAME, load_record
 
 
@@ -36,22 +37,22 @@ def reproduce_main(record_path: Path, *, out_dir: Path, data_dir: Path | None, c
     return 0 if diff.identical else 1
 
 
-def rerun(old: dict, *, where: str, out_dir: Path, data_dir: Path | None, cache_dir: Path | None,
-          quiet: bool) -> tuple[dict, Path]:
+def rerun(old: RunRecord, *, where: str, out_dir: Path, data_dir: Path | None, cache_dir: Path | None,
+          quiet: bool) -> tuple[RunRecord, Path]:
     """Train the record's config again under `out_dir` (never anywhere the record names)."""
     from chimera.train.trainer import RunFailed, run_dir_for, train  # deferred: the diff needs no torch
 
-    if old["status"] == "interrupted":
+    if old.status == "interrupted":
         raise ChimeraError(f"{where}: the run was interrupted, so its record is not a result; resume it "
                            f"with `chimera train ... --resume RUN_DIR` first")
-    config = config_from_dict(old["config"], where=f"{where}: config")
+    config = config_from_dict(old.config, where=f"{where}: config")
     for key in ("cell", "profile", "seed"):
-        if getattr(config, key) != old[key]:
-            raise ChimeraError(f"{where}: {key} is {old[key]!r} but config.{key} is {getattr(config, key)!r}")
+        if getattr(config, key) != getattr(old, key):
+            raise ChimeraError(f"{where}: {key} is {getattr(old, key)!r} but config.{key} is {getattr(config, key)!r}")
     run_dir = run_dir_for(config, out_dir)  # refuses names that would leave out_dir
     try:
         train(config, out_dir=out_dir, data_dir=data_dir, cache_dir=cache_dir, quiet=quiet,
-              expected_data=old["data"])
+              expected_data=old.data)
     except RunFailed:  # a failed original should fail the same way: compare the failed records
         pass
     return load_record(run_dir / RECORD_NAME), run_dir / RECORD_NAME

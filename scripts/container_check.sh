@@ -55,7 +55,7 @@ bash scripts/container_run.sh "$OUT/runs" "$IMAGE" chimera train --cell fixed/de
   --quiet ${TRAIN_ARGS---set train.max_steps=100}
 bash scripts/container_run.sh "$OUT/runs" "$IMAGE" chimera doctor /results/fixed-dense-ci-s0
 record="$OUT/runs/fixed-dense-ci-s0/record.json"
-"$PYTHON" -c 'import sys; from chimera.records.store import load_record; r = load_record(sys.argv[1]); print(sys.argv[1], "valid:", r["status"])' "$record"
+"$PYTHON" -c 'import sys; from chimera.records.store import load_record; r = load_record(sys.argv[1]); print(sys.argv[1], "valid:", r.status)' "$record"
 owner=$(stat -c %u "$record")
 [ "$owner" = "$(id -u)" ] || { echo "$record belongs to uid $owner, not the caller $(id -u)" >&2; exit 1; }
 

@@ -73,15 +73,15 @@ def train_matrix(args: argparse.Namespace, name: str, seed: int, hash_seed: str)
 
 
 def compare_runs(first: Path, second: Path) -> bool:
-    records = {load_record(p)["cell"]: load_record(p) for p in find_records([first])}
-    again = {load_record(p)["cell"]: load_record(p) for p in find_records([second])}
+    records = {record.cell: record for record in map(load_record, find_records([first]))}
+    again = {record.cell: record for record in map(load_record, find_records([second]))}
     if set(records) != set(again):
         print(f"  the runs trained different cells: {sorted(records)} vs {sorted(again)}")
         return False
     ok = True
     for cell in sorted(records):
         diff = diff_records(records[cell], again[cell])
-        points = len(records[cell]["curves"])
+        points = len(records[cell].curves)
         if diff.identical:
             print(f"  {cell}: identical ({points} evaluations and the final metrics, bit for bit)")
         else:
@@ -102,7 +102,7 @@ def reproduce_one(args: argparse.Namespace) -> bool:
 
 
 def check_bands(args: argparse.Namespace) -> bool:
-    bands = REPO / "chimera" / "bands" / f"{args.profile}.json"
+    bands = REPO / "chimera" / "gates" / "bands" / f"{args.profile}.json"
     if not bands.is_file():
         print(f"  skipped: {bands.relative_to(REPO)} does not exist yet (the benchmarks issue lands it)")
         return True

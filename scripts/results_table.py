@@ -17,13 +17,14 @@ from pathlib import Path
 from chimera.analysis.doctor import diagnose
 from chimera.analysis.doctor_checks import is_reference
 from chimera.analysis.report import fmt_stat, group_by_cell, seeds_label, time_to_target_cell
-from chimera.records.store import curve, find_records, load_record
+from chimera.records.record import RunRecord
+from chimera.records.store import find_records, load_record
 
 HEADER = ("cell", "seeds", "steps", "min clean train loss", "final clean train loss", "val loss", "val acc", "test acc",
           "best step", "time to val acc {target}", "doctor")
 
 
-def verdict(records: list[dict], references: list[dict]) -> str:
+def verdict(records: list[RunRecord], references: list[RunRecord]) -> str:
     """`N error(s): code` / warnings by code over the cell's records; `clean` when neither."""
     counts: Counter = Counter()
     for record in records:
@@ -36,14 +37,14 @@ def verdict(records: list[dict], references: list[dict]) -> str:
     return ", ".join(f"{severity} `{code}` ({k} of {n})" for (severity, code), k in sorted(counts.items()))
 
 
-def row(cell: str, records: list[dict], references: list[dict], target: float) -> list[str]:
-    metrics = [r["final_metrics"] for r in records]
-    best = [m["best_step"] for m in metrics]
-    min_train = [min(v for _, v in curve(r, "clean_train_loss")) for r in records]
-    return [cell, seeds_label(records), ", ".join(str(m["steps"]) for m in metrics),
-            fmt_stat(min_train, ".3g"), fmt_stat([m["train_loss"] for m in metrics], ".3g"),
-            fmt_stat([m["val_loss"] for m in metrics], ".3g"),
-            fmt_stat([m["val_acc"] for m in metrics], ".3f"), fmt_stat([m["test_acc"] for m in metrics], ".3f"),
+def row(cell: str, records: list[RunRecord], references: list[RunRecord], target: float) -> list[str]:
+    metrics = [r.final_metrics for r in records]
+    best = [m.best_step for m in metrics]
+    min_train = [min(v for _, v in r.curve("clean_train_loss")) for r in records]
+    return [cell, seeds_label(records), ", ".join(str(m.steps) for m in metrics),
+            fmt_stat(min_train, ".3g"), fmt_stat([m.train_loss for m in metrics], ".3g"),
+            fmt_stat([m.val_loss for m in metrics], ".3g"),
+            fmt_stat([m.val_acc for m in metrics], ".3f"), fmt_stat([m.test_acc for m in metrics], ".3f"),
             ", ".join(str(b) for b in best), time_to_target_cell(records, "val_acc", target),
             verdict(records, references)]
 

@@ -10,6 +10,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.image import imread
 
 from chimera.analysis.report import seeds_label
+from chimera.records.record import RunRecord
 
 
 def matrix_table(markdown: str) -> dict[str, dict[str, str]]:
@@ -42,20 +43,20 @@ def assert_stat(text: str, values: list[float], *, rel: float = 1e-3, abs_: floa
         assert std is None
 
 
-def assert_row_matches(row: dict[str, str], records: list[dict]) -> None:
+def assert_row_matches(row: dict[str, str], records: list[RunRecord]) -> None:
     """Every number of one matrix row (except throughput, which has two sources) equals the records'."""
-    metrics = [r["final_metrics"] for r in records]
+    metrics = [r.final_metrics for r in records]
     assert row["seeds"] == seeds_label(records) and row["seeds"].startswith(f"{len(records)} (")  # count first
-    assert_stat(row["params total"], [r["params"]["total"] for r in records])
-    assert_stat(row["params active"], [r["params"]["active"] for r in records])
-    best = [m["best_step"] for m in metrics]
+    assert_stat(row["params total"], [r.params.total for r in records])
+    assert_stat(row["params active"], [r.params.active for r in records])
+    best = [m.best_step for m in metrics]
     assert [int(b) for b in row["best step"].split(", ")] == (best if len(set(best)) > 1 else best[:1])
-    stopped = sum(m["stopped_early"] for m in metrics)
+    stopped = sum(m.stopped_early for m in metrics)
     assert row["stopped early"] == {0: "no", len(metrics): "yes"}.get(stopped, f"{stopped} of {len(metrics)}")
-    assert_stat(row["clean train loss"], [m["train_loss"] for m in metrics])
-    assert_stat(row["val loss"], [m["val_loss"] for m in metrics])
-    assert_stat(row["val acc"], [m["val_acc"] for m in metrics])
-    assert_stat(row["test acc"], [m["test_acc"] for m in metrics])
+    assert_stat(row["clean train loss"], [m.train_loss for m in metrics])
+    assert_stat(row["val loss"], [m.val_loss for m in metrics])
+    assert_stat(row["val acc"], [m.val_acc for m in metrics])
+    assert_stat(row["test acc"], [m.test_acc for m in metrics])
 
 
 def assert_figure(path, *, size_inches: tuple[float, float], dpi: int, colours: tuple[str, ...]) -> None:

@@ -20,25 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chimera.ablation import ADD_IN, CHANGES, LEAVE_OUT, parse_variant_name
-from chimera.records import time_to_target as ttt
-from chimera.records.store import curve
+from chimera.records.record import RunRecord
 
 NOISE_MARK = "≈"  # after an effect within seed noise
 NOISE_SE = 2.0  # within noise: |mean| < NOISE_SE standard errors of the paired differences
 
 
-def _best_val_loss(record: dict) -> float | None:
-    values = [v for _, v in curve(record, "val_loss")]
+def _best_val_loss(record: RunRecord) -> float | None:
+    values = [v for _, v in record.curve("val_loss")]
     return min(values) if values else None
 
 
-def _final(key: str) -> Callable[[dict], float | None]:
-    return lambda record: (record.get("final_metrics") or {}).get(key)
+def _final(key: str) -> Callable[[RunRecord], float | None]:
+    return lambda record: getattr(record.final_metrics, key)
 
 
-def _gap(record: dict) -> float | None:
-    final = record.get("final_metrics") or {}
-    val, train = final.get("val_loss"), final.get("train_loss")
+def _gap(record: RunRecord) -> float | None:
+    val, train = record.final_metrics.val_loss, record.final_metrics.train_loss
     return None if val is None or train is None else val - train
 
 
@@ -48,7 +46,7 @@ class Metric:
 
     key: str
     label: str
-    read: Callable[[dict], float | None]
+    read: Callable[[RunRecord], float | None]
     better: str  # "higher", "lower" or "" (neither: clean train loss should stay up, not go to an extreme)
     spec: str  # format of values and effects
 
@@ -63,9 +61,9 @@ METRICS: tuple[Metric, ...] = (
 
 def steps_to(target: float) -> Metric:
     """Steps to the first evaluation with val acc >= target (None when a run never got there)."""
-    def read(record: dict) -> float | None:
-        entry = ttt.lookup(record, "val_acc", target)
-        return float(entry["step"]) if entry and entry["reached"] else None
+    def read(record: RunRecord) -> float | None:
+        entry = record.target_time("val_acc", target)
+        return float(entry.step) if entry and entry.reached else None
     return Metric(f"steps_to_{target:g}", f"steps to val acc ≥ {target:g}", read, "lower", "+.0f")
 
 
@@ -106,15 +104,16 @@ class AblationTable:
     metrics: tuple[Metric, ...]
 
 
-def _finished(record: dict) -> bool:
-    return record.get("status") in ("completed", "stopped_early")
+def _finished(record: RunRecord) -> bool:
+    return record.status in ("completed", "stopped_early")
 
 
-def _by_seed(records: Sequence[dict]) -> dict[int, dict]:
-    return {r["seed"]: r for r in records if _finished(r)}
+def _by_seed(records: Sequence[RunRecord]) -> dict[int, RunRecord]:
+    return {r.seed: r for r in records if _finished(r)}
 
 
-def effect_of(change: str, metric: Metric, with_change: Mapping[int, dict], without: Mapping[int, dict]) -> Effect:
+def effect_of(change: str, metric: Metric, with_change: Mapping[int, RunRecord],
+              without: Mapping[int, RunRecord]) -> Effect:
     diffs, unpaired = [], 0
     for seed in sorted(set(with_change) | set(without)):  # a seed only one side finished counts as unpaired
         a = metric.read(with_change[seed]) if seed in with_change else None
@@ -126,9 +125,10 @@ def effect_of(change: str, metric: Metric, with_change: Mapping[int, dict], with
     return Effect(change=change, metric=metric.key, differences=tuple(diffs), unpaired=unpaired)
 
 
-def ablation_tables(by_cell: Mapping[str, Sequence[dict]], metrics: Sequence[Metric] = METRICS) -> list[AblationTable]:
+def ablation_tables(by_cell: Mapping[str, Sequence[RunRecord]],
+                    metrics: Sequence[Metric] = METRICS) -> list[AblationTable]:
     """Every (start cell, direction) with both the start's records and at least one variant's, in CHANGES order."""
-    groups: dict[tuple[str, str], dict[str, list[dict]]] = {}
+    groups: dict[tuple[str, str], dict[str, list[RunRecord]]] = {}
     for cell, records in by_cell.items():
         parsed = parse_variant_name(cell)
         if parsed and parsed.start in by_cell:
@@ -196,11 +196,11 @@ def carrying_changes(table: AblationTable, metric: str) -> list[tuple[str, float
     return sorted(found, key=lambda item: -abs(item[1]))
 
 
-def summary(tables: Sequence[AblationTable], records: Sequence[dict] = ()) -> dict:
+def summary(tables: Sequence[AblationTable], records: Sequence[RunRecord] = ()) -> dict:
     """Plain data for ablation.json: where the runs come from, then per table, change and metric: mean, std,
     n, within_noise. The doctor cites the published copy (chimera/analysis/ablation-ci.json)."""
-    env = [r.get("env") or {} for r in records]
-    return {"runs": len(records), "profiles": sorted({r["profile"] for r in records}),
+    env = [r.env or {} for r in records]
+    return {"runs": len(records), "profiles": sorted({r.profile for r in records}),
             "devices": sorted({str(e.get("device_name")) for e in env}),
             "torch": sorted({str(e.get("torch")) for e in env}),
             "noise_rule": f"|mean| < {NOISE_SE:g} standard errors of the per-seed differences, or < 2 seeds",
@@ -246,11 +246,10 @@ def is_variant(cell: str) -> bool:
     return parse_variant_name(cell) is not None
 
 
-def metrics_for(records: Sequence[dict]) -> tuple[Metric, ...]:
+def metrics_for(records: Sequence[RunRecord]) -> tuple[Metric, ...]:
     """METRICS plus steps to the records' middle val-acc target (0.75 in both profiles): steps, not seconds,
     because an ablation's runs may share a machine and only their steps are comparable across load."""
-    targets = sorted({e["target"] for r in records for e in (r.get("time_to_target") or [])
-                      if e["metric"] == "val_acc"})
+    targets = sorted({e.target for r in records for e in (r.time_to_target or []) if e.metric == "val_acc"})
     return (*METRICS, steps_to(targets[len(targets) // 2])) if targets else METRICS
 
 

@@ -36,6 +36,7 @@ from chimera.analysis.doctor_checks import (
     check_tokenisation,
     is_reference,
 )
+from chimera.records.record import RunRecord
 from chimera.records.store import find_records, load_record
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -43,8 +44,8 @@ DEFAULT_THRESHOLDS = Thresholds()
 __all__ = ["SEVERITIES", "Finding", "Thresholds", "diagnose", "doctor_main", "format_evidence", "run_doctor"]
 
 
-def diagnose(record: dict[str, Any], *, data_dir: Path | str | None = None, subsets: Any = None,
-             thresholds: Thresholds = DEFAULT_THRESHOLDS, references: list[dict] | None = None) -> list[Finding]:
+def diagnose(record: RunRecord, *, data_dir: Path | str | None = None, subsets: Any = None,
+             thresholds: Thresholds = DEFAULT_THRESHOLDS, references: list[RunRecord] | None = None) -> list[Finding]:
     """All findings for one record, errors first.
 
     `references`: records diagnosed alongside; those of the linear reference on the same rows are what
@@ -76,9 +77,9 @@ def format_evidence(evidence: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_format_value(v)}" for k, v in evidence.items() if k != "examples")
 
 
-def format_findings(path: Path | str, record: dict, findings: list[Finding]) -> str:
+def format_findings(path: Path | str, record: RunRecord, findings: list[Finding]) -> str:
     """Human-readable block for one record: severity, title, evidence numbers, fix."""
-    lines = [f"{path}  ({record['cell']}, {record['profile']}, seed {record['seed']}, {record['status']})"]
+    lines = [f"{path}  ({record.cell}, {record.profile}, seed {record.seed}, {record.status})"]
     for f in findings:
         lines.append(f"  {f.severity.upper():<8}{f.code}: {f.title}")
         examples = f.evidence.get("examples", [])
@@ -101,7 +102,7 @@ def doctor_main(paths: list[Path | str], *, as_json: bool = False, data_dir: Pat
     errors = sum(f.severity == "error" for _, _, fs in results for f in fs)
     if as_json:
         payload = {"errors": errors, "records": [
-            {"path": str(p), "run_id": r["run_id"], "cell": r["cell"], "seed": r["seed"],
+            {"path": str(p), "run_id": r.run_id, "cell": r.cell, "seed": r.seed,
              "findings": [asdict(f) for f in fs]} for p, r, fs in results]}
         out.write(json.dumps(payload, indent=1) + "\n")
     else:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from chimera.analysis.leakage_scan import rescan
-from chimera.records.store import curve
+from chimera.records.record import RunRecord
 from chimera.records.time_to_target import DIRECTIONS
 
 Severity = Literal["error", "warning", "info"]
@@ -57,8 +57,8 @@ class Thresholds:
     moe_drop_rate: float = 0.1  # share of routed slots dropped by the capacity limit
 
 
-def check_memorisation(record: dict, t: Thresholds) -> list[Finding]:
-    train, val = curve(record, "clean_train_loss"), curve(record, "val_loss")
+def check_memorisation(record: RunRecord, t: Thresholds) -> list[Finding]:
+    train, val = record.curve("clean_train_loss"), record.curve("val_loss")
     if not train or not val:
         return []
     min_train = min(v for _, v in train)
@@ -80,15 +80,15 @@ def check_memorisation(record: dict, t: Thresholds) -> list[Finding]:
                     "not risen (yet): a flat val loss does not rule out memorisation", evidence, fix)]
 
 
-def check_leakage(record: dict, t: Thresholds, *, data_dir: Path | str | None = None,
+def check_leakage(record: RunRecord, t: Thresholds, *, data_dir: Path | str | None = None,
                   subsets: Any = None) -> list[Finding]:
-    val = curve(record, "val_loss")
-    values = [v for _, v in val] + [record["final_metrics"].get("val_loss")]
+    val = record.curve("val_loss")
+    values = [v for _, v in val] + [record.final_metrics.val_loss]
     values = [v for v in values if v is not None]
     if not values or min(values) >= t.leakage_val_loss:
         return []
     evidence = {"min_val_loss": min(values), "threshold": t.leakage_val_loss,
-                **{f"recorded_{k}": v for k, v in record["data"].get("leakage", {}).items()},
+                **{f"recorded_{k}": v for k, v in record.data.leakage.items()},
                 **rescan(record, data_dir=data_dir, subsets=subsets, jaccard=t.near_duplicate_jaccard)}
     return [Finding("suspect_leakage", "error",
                     f"suspect leakage or evaluation on training data: val loss {min(values):.3g} (a val loss "
@@ -98,9 +98,9 @@ def check_leakage(record: dict, t: Thresholds, *, data_dir: Path | str | None = 
                     "across splits")]
 
 
-def check_overfitting(record: dict, t: Thresholds) -> list[Finding]:
-    train = dict(curve(record, "clean_train_loss"))
-    val = [(s, v) for s, v in curve(record, "val_loss") if s in train]
+def check_overfitting(record: RunRecord, t: Thresholds) -> list[Finding]:
+    train = dict(record.curve("clean_train_loss"))
+    val = [(s, v) for s, v in record.curve("val_loss") if s in train]
     if len(val) < 3:
         return [Finding("overfitting", "info", f"only {len(val)} evaluations: too few to find an overfitting "
                         "onset", {"evaluations": len(val)}, "evaluate more often (train.eval_every)")]
@@ -127,13 +127,13 @@ def check_overfitting(record: dict, t: Thresholds) -> list[Finding]:
                     "stop at the val-loss minimum (train.early_stopping) and regularise harder")]
 
 
-def check_capacity(record: dict, t: Thresholds) -> list[Finding]:
-    params, rows = record["params"], record["data"]["sizes"]["train"]
-    if not params["total"] or not rows:
+def check_capacity(record: RunRecord, t: Thresholds) -> list[Finding]:
+    params, rows = record.params, record.data.sizes["train"]
+    if not params.total or not rows:
         return []
-    per_total, per_non_emb = params["total"] / rows, params["non_embedding"] / rows
-    evidence = {"params_total": params["total"], "params_non_embedding": params["non_embedding"],
-                "params_active": params["active"], "train_samples": rows,
+    per_total, per_non_emb = params.total / rows, params.non_embedding / rows
+    evidence = {"params_total": params.total, "params_non_embedding": params.non_embedding,
+                "params_active": params.active, "train_samples": rows,
                 "params_per_sample": per_total, "non_embedding_params_per_sample": per_non_emb,
                 "recommended_max_non_embedding_per_sample": t.max_params_per_sample}
     note = "(a heuristic read off this suite's cells, not a law)"
@@ -171,19 +171,19 @@ def measured_regularisers(path: Path = ABLATION_SUMMARY) -> str | None:
             f"({path.name}): {', '.join(parts)}") if parts else None
 
 
-def check_regularisation(record: dict, t: Thresholds) -> list[Finding]:
-    config = record["config"]
+def check_regularisation(record: RunRecord, t: Thresholds) -> list[Finding]:
+    config = record.config
     model, train, augment = config.get("model", {}), config.get("train", {}), config.get("augment", {})
     evidence = {"dropout": model.get("dropout"), "weight_decay": train.get("weight_decay"),
                 "label_smoothing": train.get("label_smoothing"), "augmentation": augment.get("enabled"),
                 "early_stopping": train.get("early_stopping"), "eval_every": train.get("eval_every"),
-                "evaluations": len(record["curves"])}
+                "evaluations": len(record.curves)}
     on = [name for name in ("dropout", "weight_decay", "label_smoothing", "augmentation", "early_stopping")
           if evidence[name]]
     measured = measured_regularisers()
     if measured:
         evidence["ablation"] = measured
-    train_losses = [v for _, v in curve(record, "clean_train_loss")]
+    train_losses = [v for _, v in record.curve("clean_train_loss")]
     memorised = bool(train_losses) and min(train_losses) < t.memorised_train_loss
     if not on and memorised:
         return [Finding("regularisation", "warning", "no regulariser is on and the training set is memorised",
@@ -193,30 +193,30 @@ def check_regularisation(record: dict, t: Thresholds) -> list[Finding]:
     return [Finding("regularisation", "info", f"regularisers on: {', '.join(on) or 'none'}", evidence, "")]
 
 
-def check_status(record: dict) -> list[Finding]:
-    status, metrics = record["status"], record["final_metrics"]
-    evidence = {"steps": metrics["steps"], "error": record.get("error")}
+def check_status(record: RunRecord) -> list[Finding]:
+    status, metrics = record.status, record.final_metrics
+    evidence = {"steps": metrics.steps, "error": record.error}
     if status == "failed":
-        return [Finding("run_failed", "error", f"the run failed at step {metrics['steps']}: its final "
+        return [Finding("run_failed", "error", f"the run failed at step {metrics.steps}: its final "
                         "metrics are missing or partial", evidence,
                         "read the record's error, fix the cause and rerun the cell")]
     if status == "interrupted":
-        command = (record.get("resume") or {}).get("command", "--resume RUN_DIR")
-        rerun = f"chimera train --cell {record['cell']} --profile {record['profile']} --seed {record['seed']}"
-        return [Finding("run_interrupted", "warning", f"the run was interrupted at step {metrics['steps']}",
+        command = (record.resume.command if record.resume else None) or "--resume RUN_DIR"
+        rerun = f"chimera train --cell {record.cell} --profile {record.profile} --seed {record.seed}"
+        return [Finding("run_interrupted", "warning", f"the run was interrupted at step {metrics.steps}",
                         evidence, f"continue it: {rerun} {command} (plus the run's --set options)")]
     return []
 
 
-def check_non_finite(record: dict) -> list[Finding]:
-    events = [e for e in record["events"] if e["kind"] == "non_finite"]
-    error = record.get("error") or ""
-    failed = record["status"] == "failed" and any(w in error.lower() for w in ("non-finite", "nan", "inf"))
-    null_steps = [p["step"] for p in record["curves"]
-                  if any(k in p and p[k] is None for k in ("train_loss", "clean_train_loss", "val_loss"))]
+def check_non_finite(record: RunRecord) -> list[Finding]:
+    events = [e for e in record.events if e.kind == "non_finite"]
+    error = record.error or ""
+    failed = record.status == "failed" and any(w in error.lower() for w in ("non-finite", "nan", "inf"))
+    null_steps = [p.step for p in record.curves  # a measured loss that is null was not finite
+                  if p.train_loss is None or p.val_loss is None or (p.clean_train and p.clean_train.loss is None)]
     if not (events or failed or null_steps):
         return []
-    steps = [e["step"] for e in events] + null_steps
+    steps = [e.step for e in events] + null_steps
     evidence = {"non_finite_events": len(events), "failed_non_finite": failed,
                 "evaluations_with_missing_loss": len(null_steps), "first_step": min(steps) if steps else None}
     return [Finding("non_finite", "error", "non-finite loss or gradient (NaN/inf)", evidence,
@@ -224,9 +224,9 @@ def check_non_finite(record: dict) -> list[Finding]:
                     "and check the input for empty or corrupt rows")]
 
 
-def check_grad_spikes(record: dict, t: Thresholds) -> list[Finding]:
+def check_grad_spikes(record: RunRecord, t: Thresholds) -> list[Finding]:
     # grad_norm is the norm of the last step before each evaluation: a sample of the run, not every step
-    points = curve(record, "grad_norm")
+    points = record.curve("grad_norm")
     if len(points) < 5:
         return []
     median = float(np.median([v for _, v in points]))
@@ -241,9 +241,9 @@ def check_grad_spikes(record: dict, t: Thresholds) -> list[Finding]:
                     "lower train.lr, lengthen warmup or tighten train.grad_clip")]
 
 
-def check_lr_schedule(record: dict) -> list[Finding]:
-    train_cfg = record["config"].get("train", {})
-    points = curve(record, "lr")
+def check_lr_schedule(record: RunRecord) -> list[Finding]:
+    train_cfg = record.config.get("train", {})
+    points = record.curve("lr")
     peak, schedule = train_cfg.get("lr"), train_cfg.get("schedule")
     if not points or peak is None or schedule is None:
         return []
@@ -269,24 +269,16 @@ def check_lr_schedule(record: dict) -> list[Finding]:
                     "configured", evidence, "")]
 
 
-def _rate(stats: dict, names: tuple[str, ...]) -> float | None:
-    return next((float(stats[n]) for n in names if isinstance(stats.get(n), (int, float))), None)
-
-
-def check_tokenisation(record: dict, t: Thresholds) -> list[Finding]:
-    stats = record["data"].get("token_stats") or {}
+def check_tokenisation(record: RunRecord, t: Thresholds) -> list[Finding]:
+    stats = record.data.token_stats
+    if not stats:
+        return []
     evidence: dict[str, Any] = {}
     high = []
-    for split, values in stats.items():
-        if not isinstance(values, dict):
-            continue
-        unk = _rate(values, ("unk_rate", "unk_fraction", "unknown_rate"))
-        trunc = _rate(values, ("truncation_rate", "truncated_rate", "truncated_fraction"))
-        evidence.update({f"{split}_unk_rate": unk, f"{split}_truncation_rate": trunc})
-        high += [f"{split} unk {unk:.1%}"] if unk is not None and unk > t.unk_rate else []
-        high += [f"{split} truncation {trunc:.1%}"] if trunc is not None and trunc > t.truncation_rate else []
-    if not evidence:
-        return []
+    for split, rates in stats.items():
+        evidence.update({f"{split}_unk_rate": rates.unk_rate, f"{split}_truncation_rate": rates.truncation_rate})
+        high += [f"{split} unk {rates.unk_rate:.1%}"] if rates.unk_rate > t.unk_rate else []
+        high += [f"{split} truncation {rates.truncation_rate:.1%}"] if rates.truncation_rate > t.truncation_rate else []
     evidence.update(unk_threshold=t.unk_rate, truncation_threshold=t.truncation_rate)
     if high:
         return [Finding("tokenisation", "warning", "tokenisation loses text: " + ", ".join(high), evidence,
@@ -295,21 +287,21 @@ def check_tokenisation(record: dict, t: Thresholds) -> list[Finding]:
                     evidence, "")]
 
 
-def check_moe(record: dict, t: Thresholds) -> list[Finding]:
-    top_k = record["config"].get("model", {}).get("top_k", 1)
+def check_moe(record: RunRecord, t: Thresholds) -> list[Finding]:
+    top_k = record.config.get("model", {}).get("top_k", 1)
     collapsed, dropping, last = [], [], {}
-    for point in record["curves"]:
-        for layer in point.get("moe") or []:
-            shares = np.asarray(layer["tokens_per_expert"], dtype=float)
+    for point in record.curves:
+        for layer in point.moe or []:
+            shares = np.asarray(layer.tokens_per_expert, dtype=float)
             if not shares.size or shares.sum() <= 0:
                 continue
             token_share = top_k * shares / shares.sum()  # share of tokens reaching each expert
-            entry = {"step": point["step"], "layer": layer["layer"], "expert": int(token_share.argmax()),
+            entry = {"step": point.step, "layer": layer.layer, "expert": int(token_share.argmax()),
                      "max_token_share": float(token_share.max()),
-                     "dropped_fraction": layer["dropped_fraction"], "router_entropy": layer["router_entropy"]}
-            last[layer["layer"]] = entry
+                     "dropped_fraction": layer.dropped_fraction, "router_entropy": layer.router_entropy}
+            last[layer.layer] = entry
             collapsed += [entry] if entry["max_token_share"] > t.moe_collapse_share else []
-            dropping += [entry] if layer["dropped_fraction"] > t.moe_drop_rate else []
+            dropping += [entry] if layer.dropped_fraction > t.moe_drop_rate else []
     if not last:
         return []
     findings = []
@@ -333,63 +325,63 @@ def check_moe(record: dict, t: Thresholds) -> list[Finding]:
     return findings
 
 
-def check_time_to_target(record: dict) -> list[Finding]:
+def check_time_to_target(record: RunRecord) -> list[Finding]:
     """A finished run that never reached its easiest target quality has no time to quality at all."""
-    entries = record.get("time_to_target") or []
-    if record["status"] not in ("completed", "stopped_early"):
+    entries = record.time_to_target or []
+    if record.status not in ("completed", "stopped_early"):
         return []
     findings = []
     for metric in DIRECTIONS:
-        timed = [e for e in entries if e["metric"] == metric]
+        timed = [e for e in entries if e.metric == metric]
         if not timed:
             continue
-        easiest = min(timed, key=lambda e: e["target"] if DIRECTIONS[metric] == "max" else -e["target"])
-        if easiest["reached"]:
+        easiest = min(timed, key=lambda e: e.target if DIRECTIONS[metric] == "max" else -e.target)
+        if easiest.reached:
             continue
-        values = [v for _, v in curve(record, metric)]
+        values = [v for _, v in record.curve(metric)]
         best = (max(values) if DIRECTIONS[metric] == "max" else min(values)) if values else None
-        evidence = {"metric": metric, "lowest_target": easiest["target"], "best_value": best,
-                    "steps": record["final_metrics"]["steps"], "evaluations": len(record["curves"])}
+        evidence = {"metric": metric, "lowest_target": easiest.target, "best_value": best,
+                    "steps": record.final_metrics.steps, "evaluations": len(record.curves)}
         findings.append(Finding(
             "target_not_reached", "warning",
-            f"never reached the lowest target {metric} {easiest['target']:g} "
+            f"never reached the lowest target {metric} {easiest.target:g} "
             f"(best {'none' if best is None else format(best, '.4g')}): no time to quality",
             evidence, "train longer (train.max_steps, or more patience), revisit lr and regularisation, or set "
                       "evaluation targets this setup can reach"))
     return findings
 
 
-def is_reference(record: dict) -> bool:
+def is_reference(record: RunRecord) -> bool:
     """A record of the linear reference model (the model family, not the cell's name, decides)."""
-    return record["config"]["model"].get("arch") == "bag_of_ngrams"
+    return record.config["model"].get("arch") == "bag_of_ngrams"
 
 
-def comparable_references(record: dict, references: list[dict]) -> list[dict]:
+def comparable_references(record: RunRecord, references: list[RunRecord]) -> list[RunRecord]:
     """Finished reference runs on the same rows: same profile and the same resolved data section."""
-    return [r for r in references if is_reference(r) and r["status"] in ("completed", "stopped_early")
-            and r["profile"] == record["profile"] and r["config"]["data"] == record["config"]["data"]
-            and r["final_metrics"].get("val_acc") is not None]
+    return [r for r in references if is_reference(r) and r.status in ("completed", "stopped_early")
+            and r.profile == record.profile and r.config["data"] == record.config["data"]
+            and r.final_metrics.val_acc is not None]
 
 
-def reference_val_acc(record: dict, references: list[dict]) -> tuple[float, list[dict]] | None:
+def reference_val_acc(record: RunRecord, references: list[RunRecord]) -> tuple[float, list[RunRecord]] | None:
     """Mean final val acc of the reference runs on `record`'s rows, and those runs; None if there are none."""
     same_rows = comparable_references(record, references)
     if is_reference(record) or not same_rows:
         return None
-    return float(np.mean([r["final_metrics"]["val_acc"] for r in same_rows])), same_rows
+    return float(np.mean([r.final_metrics.val_acc for r in same_rows])), same_rows
 
 
-def check_below_reference(record: dict, references: list[dict]) -> list[Finding]:
+def check_below_reference(record: RunRecord, references: list[RunRecord]) -> list[Finding]:
     """A transformer that ends below a linear bag of n-grams on the same rows has learnt less than word counts."""
-    val_acc = record["final_metrics"].get("val_acc")
+    val_acc = record.final_metrics.val_acc
     reference = reference_val_acc(record, references)
     if val_acc is None or reference is None or val_acc >= reference[0]:
         return []
     reference_acc, same_rows = reference
     evidence = {"val_acc": val_acc, "reference_val_acc": reference_acc, "reference_runs": len(same_rows),
-                "reference_cell": same_rows[0]["cell"]}
+                "reference_cell": same_rows[0].cell}
     return [Finding("below_reference", "warning",
                     f"a linear model on the same rows does better: val acc {val_acc:.4f} vs {reference_acc:.4f} "
-                    f"for {same_rows[0]['cell']} (mean of {len(same_rows)} run(s))", evidence,
+                    f"for {same_rows[0].cell} (mean of {len(same_rows)} run(s))", evidence,
                     "the transformer is not earning its cost here: check its regularisation, learning rate and "
                     "training length against the reference before trusting its other numbers")]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from chimera.errors import ChimeraError
+from chimera.records.record import RunRecord
 
 DATA_ENV = "CHIMERA_DATA_DIR"
 PAIRS = (("train", "val"), ("train", "test"), ("val", "test"))
@@ -93,14 +94,14 @@ def _texts_of(subsets: Any) -> dict[str, Sequence[str]]:
     return {name: getattr(subsets, name).texts for name in ("train", "val", "test") if hasattr(subsets, name)}
 
 
-def resolve_data_dir(record: dict, data_dir: Path | str | None) -> Path | None:
+def resolve_data_dir(record: RunRecord, data_dir: Path | str | None) -> Path | None:
     """--data-dir, else the record's data.source when that folder exists here, else $CHIMERA_DATA_DIR,
     else None (the hub) when the run read the hub; anything else is an error naming the fix."""
     if data_dir is not None:
         if not Path(data_dir).is_dir():
             raise ChimeraError(f"--data-dir {data_dir}: no such folder")
         return Path(data_dir)
-    source = str(record["data"].get("source", ""))
+    source = record.data.source
     from_hub = source.startswith("hub:")
     for raw in (None if from_hub else source, os.environ.get(DATA_ENV)):
         if raw and Path(raw).is_dir():
@@ -111,7 +112,7 @@ def resolve_data_dir(record: dict, data_dir: Path | str | None) -> Path | None:
                        f"pass --data-dir or set ${DATA_ENV}")
 
 
-def subsets_for_record(record: dict, data_dir: Path | str | None) -> tuple[Any, Callable[[str], str]]:
+def subsets_for_record(record: RunRecord, data_dir: Path | str | None) -> tuple[Any, Callable[[str], str]]:
     """Re-derive the run's subsets exactly as the trainer did (same data config and seed)."""
     from chimera.config import DataConfig  # config and the data module only load for a rescan
     from chimera.data.agnews import load_ag_news
@@ -119,18 +120,18 @@ def subsets_for_record(record: dict, data_dir: Path | str | None) -> tuple[Any, 
     from chimera.data.text import normalise_text
 
     splits = load_ag_news(resolve_data_dir(record, data_dir))
-    subsets = make_subsets(splits, DataConfig(**record["config"]["data"]), record["seed"])
+    subsets = make_subsets(splits, DataConfig(**record.config["data"]), record.seed)
     return subsets, normalise_text
 
 
-def _fingerprints_match(record: dict, subsets: Any) -> bool | None:
-    recorded = record["data"].get("fingerprints", {})
+def _fingerprints_match(record: RunRecord, subsets: Any) -> bool | None:
+    recorded = record.data.fingerprints
     ours = {n: getattr(subsets, n).fingerprint() for n in recorded
             if hasattr(getattr(subsets, n, None), "fingerprint")}
     return all(recorded[n] == v for n, v in ours.items()) if ours else None
 
 
-def rescan(record: dict, *, data_dir: Path | str | None = None, subsets: Any = None,
+def rescan(record: RunRecord, *, data_dir: Path | str | None = None, subsets: Any = None,
            jaccard: float = 0.8) -> dict[str, Any]:
     """Evidence for the suspect-leakage finding; a rescan that cannot run says why instead of failing."""
     normalise: Callable[[str], str] = fallback_normalise

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from chimera.records.record import RunRecord
+
 WALL_CLOCK_METRICS = ("wall_s", "train_samples_per_s")  # measured time: never reproduces bitwise
 INPUT_KEYS = ("config", "params")  # what the run was given; a difference here explains the rest
 
@@ -42,8 +44,11 @@ class RecordDiff:
         return not self.metrics
 
 
-def diff_records(old: dict, new: dict) -> RecordDiff:
-    """Every result, input and environment difference between two records (exact comparison)."""
+def diff_records(old_record: RunRecord, new_record: RunRecord) -> RecordDiff:
+    """Every result, input and environment difference between two records (exact comparison).
+
+    Compared leaf by leaf in their JSON form: what is on disk is what must reproduce."""
+    old, new = old_record.to_json(), new_record.to_json()
     metrics = list(_walk("status", old.get("status"), new.get("status")))
     metrics += _curve_differences(old.get("curves", []), new.get("curves", []))
     old_final, new_final = (_without(r.get("final_metrics", {}), WALL_CLOCK_METRICS) for r in (old, new))

@@ -27,8 +27,8 @@ from chimera.analysis.doctor_checks import is_reference, reference_val_acc
 from chimera.analysis.report_throughput import bench_load_note, spread_blocks
 from chimera.analysis.step_spread import step_spread
 from chimera.fileio import atomic_write_text
+from chimera.records.record import RunRecord
 from chimera.records.store import find_records, load_record
-from chimera.records.time_to_target import lookup
 
 DASH = "—"
 TABLE_HEADER = ("cell", "seeds", "params total", "params active", "best step", "stopped early",
@@ -82,53 +82,53 @@ def fmt_stat(values: Sequence[float | None], spec: str, std_spec: str = ".2g") -
     return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), std_spec)}"
 
 
-def seeds_label(records: Sequence[dict]) -> str:
+def seeds_label(records: Sequence[RunRecord]) -> str:
     """How many seeds, then which: `1 (0)`, `5 (0-4)`, `2 (0, 3 (interrupted))`; a bare `0` read as "no seeds"."""
     labels = [seed_label(r) for r in records]
-    seeds = [r["seed"] for r in records]
+    seeds = [r.seed for r in records]
     contiguous = len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds)))
     finished = labels == [str(seed) for seed in seeds]
     inner = f"{seeds[0]}-{seeds[-1]}" if contiguous and finished else ", ".join(labels)
     return f"{len(records)} ({inner})"
 
 
-def seed_label(record: dict) -> str:
+def seed_label(record: RunRecord) -> str:
     """The seed, with the status when the run did not finish (its numbers are then partial or missing)."""
-    finished = record["status"] in ("completed", "stopped_early")
-    return str(record["seed"]) if finished else f"{record['seed']} ({record['status']})"
+    finished = record.status in ("completed", "stopped_early")
+    return str(record.seed) if finished else f"{record.seed} ({record.status})"
 
 
-def reference_acc(records: Sequence[dict], references: Sequence[dict]) -> str:
+def reference_acc(records: Sequence[RunRecord], references: Sequence[RunRecord]) -> str:
     """Mean final val acc of the linear reference runs on the same rows as `records` (a dash if none)."""
     reference = reference_val_acc(records[0], list(references)) if records else None
     return DASH if reference is None else fmt_stat([reference[0]], ".4f")
 
 
-def record_targets(loaded: Sequence[dict]) -> list[tuple[str, float]]:
+def record_targets(loaded: Sequence[RunRecord]) -> list[tuple[str, float]]:
     """Every (metric, target) timed by any record, in the order the records list them."""
     seen: dict[tuple[str, float], None] = {}
     for record in loaded:
-        for entry in record.get("time_to_target") or []:
-            seen.setdefault((entry["metric"], entry["target"]), None)
+        for entry in record.time_to_target or []:
+            seen.setdefault((entry.metric, entry.target), None)
     return list(seen)
 
 
-def time_to_target_cell(records: Sequence[dict], metric: str, target: float) -> str:
+def time_to_target_cell(records: Sequence[RunRecord], metric: str, target: float) -> str:
     """`wall s (step)` of the first evaluation reaching the target, mean ± std over the seeds that reached
     it, with `k of n` when some did not; `not reached` when none did; a dash when no record timed it."""
-    entries = [lookup(r, metric, target) for r in records]
+    entries = [r.target_time(metric, target) for r in records]
     if any(e is None for e in entries):
         return DASH
-    hits = [e for e in entries if e["reached"]]
+    hits = [e for e in entries if e.reached]
     if not hits:
         return "not reached"
-    wall = fmt_stat([e["wall_s"] for e in hits], ",.1f", ".1f")
-    steps = fmt_stat([float(e["step"]) for e in hits], ".0f", ".0f")
+    wall = fmt_stat([e.wall_s for e in hits], ",.1f", ".1f")
+    steps = fmt_stat([float(e.step) for e in hits], ".0f", ".0f")
     text = f"{wall} s (step {steps})"
     return text if len(hits) == len(entries) else f"{text}, {len(hits)} of {len(entries)} seeds"
 
 
-def time_to_target_table(by_cell: dict[str, list[dict]], targets: Sequence[tuple[str, float]]) -> Block:
+def time_to_target_table(by_cell: dict[str, list[RunRecord]], targets: Sequence[tuple[str, float]]) -> Block:
     header = ("cell", *(f"{metric.replace('_', ' ')} {'≥' if metric == 'val_acc' else '≤'} {target:g}"
                         for metric, target in targets))
     rows = [[cell, *(time_to_target_cell(records, metric, target) for metric, target in targets)]
@@ -136,35 +136,35 @@ def time_to_target_table(by_cell: dict[str, list[dict]], targets: Sequence[tuple
     return ("table", header, rows)
 
 
-def matrix_row(cell: str, records: Sequence[dict], bench: dict[str, float],
-               references: Sequence[dict] = ()) -> list[str]:
-    metrics = [r["final_metrics"] for r in records]
-    best = [m["best_step"] for m in metrics]
-    stopped = sum(bool(m["stopped_early"]) for m in metrics)
+def matrix_row(cell: str, records: Sequence[RunRecord], bench: dict[str, float],
+               references: Sequence[RunRecord] = ()) -> list[str]:
+    metrics = [r.final_metrics for r in records]
+    best = [m.best_step for m in metrics]
+    stopped = sum(m.stopped_early for m in metrics)
     throughput = f"{bench[cell]:,.0f} (bench)" if cell in bench else run_throughput(records)
     return [
         cell, seeds_label(records),
-        fmt_stat([r["params"]["total"] for r in records], ",.0f", ",.0f"),
-        fmt_stat([r["params"]["active"] for r in records], ",.0f", ",.0f"),
+        fmt_stat([r.params.total for r in records], ",.0f", ",.0f"),
+        fmt_stat([r.params.active for r in records], ",.0f", ",.0f"),
         DASH if None in best else ", ".join(str(b) for b in best) if len(set(best)) > 1 else str(best[0]),
         "no" if not stopped else "yes" if stopped == len(metrics) else f"{stopped} of {len(metrics)}",
-        *(fmt_stat([m[key] for m in metrics], ".4g") for key in ("train_loss", "val_loss")),
-        *(fmt_stat([m[key] for m in metrics], ".4f") for key in ("val_acc", "test_acc")),
+        *(fmt_stat([getattr(m, key) for m in metrics], ".4g") for key in ("train_loss", "val_loss")),
+        *(fmt_stat([getattr(m, key) for m in metrics], ".4f") for key in ("val_acc", "test_acc")),
         reference_acc(records, references),
         throughput,
     ]
 
 
-def run_throughput(records: Sequence[dict]) -> str:
+def run_throughput(records: Sequence[RunRecord]) -> str:
     """The runs' own training throughput, `(run)`; a disturbed run (analysis.step_spread) is left out of the mean
     and named with its slowest interval, so a paused or loaded machine never passes for a slower cell."""
     spreads = [step_spread(r) for r in records]
     disturbed = [(r, s) for r, s in zip(records, spreads, strict=True) if s and s.disturbed]
     clean = [r for r, s in zip(records, spreads, strict=True) if not (s and s.disturbed)]
-    run = fmt_stat([r["final_metrics"]["train_samples_per_s"] for r in clean or records], ",.0f", ",.0f")
+    run = fmt_stat([r.final_metrics.train_samples_per_s for r in clean or records], ",.0f", ",.0f")
     if run == DASH or not disturbed:
         return DASH if run == DASH else f"{run} (run)"
-    which = ", ".join(f"seed {r['seed']} (slowest interval {s.slowest_ratio:.1f}× its median)" for r, s in disturbed)
+    which = ", ".join(f"seed {r.seed} (slowest interval {s.slowest_ratio:.1f}× its median)" for r, s in disturbed)
     return f"{run} (run); disturbed, left out: {which}" if clean else f"{run} (run, all disturbed: {which})"
 
 
@@ -177,11 +177,11 @@ def _findings_item(finding: Finding) -> list[str]:
     return lines
 
 
-def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[str, list[dict]],
+def build_blocks(run_dir: Path, loaded: list[tuple[Path, RunRecord]], by_cell: dict[str, list[RunRecord]],
                  bench: dict[str, float], bench_dir: Path, notes: list[str],
                  images: dict[str, Path], ablation_blocks: Sequence[Block] = (),
                  memory: dict | None = None) -> list[Block]:
-    profiles = ", ".join(sorted({r["profile"] for _, r in loaded}))
+    profiles = ", ".join(sorted({r.profile for _, r in loaded}))
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     references = [r for _, r in loaded if is_reference(r)]
     blocks: list[Block] = [
@@ -239,7 +239,7 @@ def build_blocks(run_dir: Path, loaded: list[tuple[Path, dict]], by_cell: dict[s
     for path, record in loaded:
         findings = diagnose(record, references=references)
         counts = ", ".join(f"{sum(f.severity == s for f in findings)} {s}" for s in SEVERITIES)
-        blocks.append(("h3", f"{record['cell']} seed {record['seed']}: `{path.parent.name}` ({counts})"))
+        blocks.append(("h3", f"{record.cell} seed {record.seed}: `{path.parent.name}` ({counts})"))
         blocks.append(("list", [_findings_item(f) for f in findings]))
     return blocks
 
@@ -297,14 +297,14 @@ def to_html(blocks: list[Block], out_dir: Path) -> str:
             + "\n".join(body) + "\n</body></html>\n")
 
 
-def group_by_cell(loaded: list[tuple[Path, dict]]) -> dict[str, list[dict]]:
+def group_by_cell(loaded: list[tuple[Path, RunRecord]]) -> dict[str, list[RunRecord]]:
     """Records per cell in grid order (rows, then columns), seeds ascending."""
     from chimera.analysis import report_figures as figures  # matplotlib: only when a report is made (not for train)
 
-    cells = {r["cell"] for _, r in loaded}
+    cells = {r.cell for _, r in loaded}
     rows, cols = figures.grid_of(list(cells))
     ordered = [f"{row}/{col}" for row in rows for col in cols if f"{row}/{col}" in cells]
-    return {cell: sorted((r for _, r in loaded if r["cell"] == cell), key=lambda r: r["seed"])
+    return {cell: sorted((r for _, r in loaded if r.cell == cell), key=lambda r: r.seed)
             for cell in ordered}
 
 
@@ -320,7 +320,7 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = ablation.ablation_tables(by_cell, ablation.metrics_for([r for _, r in loaded]))
     by_cell = {cell: records for cell, records in by_cell.items() if not ablation.is_variant(cell)}  # own section
-    bench, notes = bench_throughput(bench_dir, {record["profile"] for _, record in loaded})
+    bench, notes = bench_throughput(bench_dir, {record.profile for _, record in loaded})
     bench = {cell: value for cell, value in bench.items() if cell in by_cell}
     images = {"loss_curves": figures.loss_curves(by_cell, out_dir / "loss_curves.png"),
               "accuracy_curves": figures.accuracy_curves(by_cell, out_dir / "accuracy_curves.png")}
@@ -329,7 +329,7 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
         images["time_to_quality"] = figures.time_to_quality(by_cell, targets, out_dir / "time_to_quality.png")
     if bench:
         images["throughput"] = figures.throughput_bars(bench, out_dir / "throughput.png")
-    moe_cells = {c: rs for c, rs in by_cell.items() if any(p.get("moe") for r in rs for p in r["curves"])}
+    moe_cells = {c: rs for c, rs in by_cell.items() if any(p.moe for r in rs for p in r.curves)}
     if moe_cells:
         path = out_dir / "expert_utilisation.png"
         images["expert_utilisation"] = figures.expert_utilisation(moe_cells, path)
@@ -337,7 +337,7 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
         images["ablation"] = ablation.effects_figure(tables, out_dir / "ablation.png")
         effects = ablation.summary(tables, [r for _, r in loaded])
         atomic_write_text(out_dir / "ablation.json", json.dumps(effects, indent=2) + "\n")
-    memory = {key: v for key, v in bench_memory.bench_memory(bench_dir, {r["profile"] for _, r in loaded}).items()
+    memory = {key: v for key, v in bench_memory.bench_memory(bench_dir, {r.profile for _, r in loaded}).items()
               if key[0] in by_cell}
     blocks = build_blocks(run_dir, loaded, by_cell, bench, bench_dir, notes, images,
                           ablation.report_blocks(tables, images["ablation"].name if tables else None), memory)

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from chimera.records.store import curve
+from chimera.records.record import RunRecord
 
 DPI = 100
 FIGSIZES = {  # inches; the saved PNG is exactly figsize x DPI pixels
@@ -32,11 +32,11 @@ def grid_of(cells: Sequence[str]) -> tuple[list[str], list[str]]:
     return sorted({c.split("/")[0] for c in cells}), sorted({c.split("/")[1] for c in cells})
 
 
-def seed_band(records: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def seed_band(records: Sequence[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Steps, mean, min and max of one curve metric across the seeds of a cell."""
     by_step: dict[int, list[float]] = {}
     for record in records:
-        for step, value in curve(record, key):
+        for step, value in record.curve(key):
             by_step.setdefault(step, []).append(value)
     steps = np.array(sorted(by_step), dtype=float)
     values = [np.array(by_step[int(s)]) for s in steps]
@@ -53,7 +53,7 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _draw_band(ax: Axes, records: Sequence[dict], key: str, label: str, colour: str) -> None:
+def _draw_band(ax: Axes, records: Sequence[RunRecord], key: str, label: str, colour: str) -> None:
     steps, mean, low, high = seed_band(records, key)
     if not steps.size:
         return
@@ -63,7 +63,7 @@ def _draw_band(ax: Axes, records: Sequence[dict], key: str, label: str, colour: 
         ax.fill_between(steps, low, high, color=colour, alpha=0.2, lw=0, label=f"{label}, min-max over seeds")
 
 
-def curve_grid(by_cell: Mapping[str, Sequence[dict]], path: Path, *, name: str, keys: tuple[str, str],
+def curve_grid(by_cell: Mapping[str, Sequence[RunRecord]], path: Path, *, name: str, keys: tuple[str, str],
                labels: tuple[str, str], ylabel: str, title: str, mark_best: bool) -> Path:
     """One panel per cell (in the order of `by_cell`), all panels on the same axes, one legend below."""
     cells = list(by_cell)
@@ -96,13 +96,13 @@ def curve_grid(by_cell: Mapping[str, Sequence[dict]], path: Path, *, name: str, 
     return _save(fig, path)
 
 
-def loss_curves(by_cell: Mapping[str, Sequence[dict]], path: Path) -> Path:
+def loss_curves(by_cell: Mapping[str, Sequence[RunRecord]], path: Path) -> Path:
     return curve_grid(by_cell, path, name="loss_curves", keys=("clean_train_loss", "val_loss"),
                       labels=("clean train loss", "val loss"), ylabel="cross-entropy loss (nats)",
                       title="Clean train vs validation loss per cell (same axes)", mark_best=True)
 
 
-def accuracy_curves(by_cell: Mapping[str, Sequence[dict]], path: Path) -> Path:
+def accuracy_curves(by_cell: Mapping[str, Sequence[RunRecord]], path: Path) -> Path:
     return curve_grid(by_cell, path, name="accuracy_curves", keys=("train_acc", "val_acc"),
                       labels=("clean train accuracy", "val accuracy"), ylabel="accuracy (fraction correct)",
                       title="Clean train vs validation accuracy per cell (same axes)", mark_best=False)
@@ -131,18 +131,18 @@ def throughput_bars(samples_per_s: Mapping[str, float], path: Path) -> Path:
     return _save(fig, path)
 
 
-def last_expert_shares(records: Sequence[dict]) -> dict[int, np.ndarray]:
+def last_expert_shares(records: Sequence[RunRecord]) -> dict[int, np.ndarray]:
     """Per MoE layer: share of routed slots per expert at each seed's last evaluation, averaged over seeds."""
     per_layer: dict[int, list[np.ndarray]] = {}
     for record in records:
-        last = next((p["moe"] for p in reversed(record["curves"]) if p.get("moe")), [])
+        last = next((p.moe for p in reversed(record.curves) if p.moe), [])
         for layer in last:
-            shares = np.asarray(layer["tokens_per_expert"], dtype=float)
-            per_layer.setdefault(layer["layer"], []).append(shares)
+            shares = np.asarray(layer.tokens_per_expert, dtype=float)
+            per_layer.setdefault(layer.layer, []).append(shares)
     return {layer: np.mean(shares, axis=0) for layer, shares in sorted(per_layer.items())}
 
 
-def expert_utilisation(by_cell: Mapping[str, Sequence[dict]], path: Path) -> Path:
+def expert_utilisation(by_cell: Mapping[str, Sequence[RunRecord]], path: Path) -> Path:
     """One panel per MoE cell: stacked bars per layer of each expert's share of routed slots."""
     fig = _new_figure("expert_utilisation")
     axes = fig.subplots(1, len(by_cell), sharey=True, squeeze=False)[0]
@@ -169,19 +169,19 @@ def expert_utilisation(by_cell: Mapping[str, Sequence[dict]], path: Path) -> Pat
     return _save(fig, path)
 
 
-def mean_quality_curve(records: Sequence[dict], key: str = "val_acc") -> tuple[np.ndarray, np.ndarray]:
+def mean_quality_curve(records: Sequence[RunRecord], key: str = "val_acc") -> tuple[np.ndarray, np.ndarray]:
     """Mean wall seconds and mean `key` per evaluation step over the seeds that reached the step."""
     by_step: dict[int, list[tuple[float, float]]] = {}
     for record in records:
-        clocks = {t["step"]: t.get("wall_s") for t in record["timing"]}
-        for step, value in curve(record, key):
+        clocks = {t.step: t.wall_s for t in record.timing}
+        for step, value in record.curve(key):
             if clocks.get(step) is not None:
                 by_step.setdefault(step, []).append((clocks[step], value))
     pairs = [np.mean(by_step[step], axis=0) for step in sorted(by_step)]
     return (np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])) if pairs else (np.array([]),) * 2
 
 
-def time_to_quality(by_cell: Mapping[str, Sequence[dict]], targets: Sequence[float], path: Path) -> Path:
+def time_to_quality(by_cell: Mapping[str, Sequence[RunRecord]], targets: Sequence[float], path: Path) -> Path:
     """Val accuracy against wall seconds from the first step (evaluations included), every cell on one axes."""
     fig = _new_figure("time_to_quality")
     ax = fig.subplots()

@@ -11,17 +11,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chimera.analysis.step_spread import DISTURBED_RATIO, step_spread
+from chimera.records.record import RunRecord
 
 SPREAD_HEADER = ("run", "intervals", "median step (ms)", "p10-p90 (ms)", "slowest ÷ median", "verdict")
 
 
-def spread_blocks(loaded: Sequence[tuple[Path, dict]]) -> list[tuple]:
+def spread_blocks(loaded: Sequence[tuple[Path, RunRecord]]) -> list[tuple]:
     """Each run's per-interval step-time spread: how steady its machine was while it trained."""
     rows = []
     for _, record in loaded:
         spread = step_spread(record)
         if spread is not None:
-            rows.append([f"{record['cell']} seed {record['seed']}", str(spread.intervals),
+            rows.append([f"{record.cell} seed {record.seed}", str(spread.intervals),
                          f"{spread.median_s * 1e3:,.1f}", f"{spread.p10_s * 1e3:,.1f}-{spread.p90_s * 1e3:,.1f}",
                          f"{spread.slowest_ratio:.2f}", "**disturbed**" if spread.disturbed else "steady"])
     if not rows:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from chimera.records.record import RunRecord
+
 DISTURBED_RATIO = 2.0
 MIN_INTERVALS = 3  # fewer: no median worth comparing against
 
@@ -37,9 +39,9 @@ class StepSpread:
         return self.slowest_ratio > DISTURBED_RATIO
 
 
-def step_spread(record: dict) -> StepSpread | None:
+def step_spread(record: RunRecord) -> StepSpread | None:
     """The spread of a record's interval step times; None with fewer than MIN_INTERVALS timed intervals."""
-    times = [t["step_time_s"] for t in record.get("timing") or [] if (t.get("step_time_s") or 0) > 0]
+    times = [t.step_time_s for t in record.timing if (t.step_time_s or 0) > 0]
     if len(times) < MIN_INTERVALS:
         return None
     deciles = statistics.quantiles(times, n=10, method="inclusive")

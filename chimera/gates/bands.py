@@ -34,7 +34,8 @@ from typing import Any, TextIO
 
 from chimera.errors import ChimeraError
 from chimera.fileio import atomic_write_text, read_json
-from chimera.records.store import find_records, load_record, record_precision
+from chimera.records.record import RunRecord
+from chimera.records.store import find_records, load_record
 
 BANDS_SCHEMA_VERSION = 1
 BANDS_DIR = Path(__file__).with_name("bands")  # packaged bands, one file per profile: bands/<profile>.json
@@ -60,10 +61,10 @@ class Violation:
     message: str
 
 
-def config_fingerprint(record: dict) -> str:
-    """sha256 of the resolved config without seed, device and the evaluation section (what is measured
-    and timed, never what is trained): what must match between seeds and checks."""
-    config = {k: v for k, v in record["config"].items() if k not in ("seed", "device", "evaluation")}
+def config_fingerprint(resolved: dict) -> str:
+    """sha256 of a record's resolved config without seed, device and the evaluation section (what is
+    measured and timed, never what is trained): what must match between seeds and checks."""
+    config = {k: v for k, v in resolved.items() if k not in ("seed", "device", "evaluation")}
     config["train"] = {k: v for k, v in config["train"].items() if k != "precision"}  # bands are per precision
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
@@ -89,23 +90,23 @@ def metric_band(values: list[float], floor: float) -> dict[str, float]:
             "low": mean - half, "high": mean + half}
 
 
-def compute_bands(records: list[dict], *, min_seeds: int = 2) -> dict:
+def compute_bands(records: list[RunRecord], *, min_seeds: int = 2) -> dict:
     """Per-cell bands over seeds from finished runs of one profile (see the module docstring)."""
     if not records:
         raise ChimeraError("no records to build bands from")
-    profiles = sorted({r["profile"] for r in records})
+    profiles = sorted({r.profile for r in records})
     if len(profiles) != 1:
         raise ChimeraError(f"records of several profiles ({', '.join(profiles)}): build one bands file per profile")
-    precisions = sorted({record_precision(r) for r in records})
+    precisions = sorted({r.precision.value for r in records})
     if len(precisions) != 1:
         raise ChimeraError(f"records of several precisions ({', '.join(precisions)}): build one bands file per "
                            "precision (a bf16 run is never judged against fp32 bands)")
     by_cell: dict[str, list[dict]] = {}
     for record in records:
-        if record["status"] not in FINISHED:
-            raise ChimeraError(f"{record['run_id']}: status {record['status']}; bands need finished runs "
+        if record.status not in FINISHED:
+            raise ChimeraError(f"{record.run_id}: status {record.status}; bands need finished runs "
                                "(rerun or remove it)")
-        by_cell.setdefault(record["cell"], []).append(record)
+        by_cell.setdefault(record.cell, []).append(record)
     cells = {cell: _cell_bands(cell, runs, min_seeds=max(min_seeds, 2)) for cell, runs in sorted(by_cell.items())}
     return {"schema_version": BANDS_SCHEMA_VERSION, "profile": profiles[0], "precision": precisions[0],
             "statistic": f"mean ± max({SIGMAS:g}·std, floor); std = sample standard deviation over seeds",
@@ -113,22 +114,22 @@ def compute_bands(records: list[dict], *, min_seeds: int = 2) -> dict:
             "cells": cells}
 
 
-def _cell_bands(cell: str, runs: list[dict], *, min_seeds: int) -> dict:
-    seeds = [r["seed"] for r in runs]
+def _cell_bands(cell: str, runs: list[RunRecord], *, min_seeds: int) -> dict:
+    seeds = [r.seed for r in runs]
     if len(set(seeds)) != len(seeds):
         raise ChimeraError(f"{cell}: seed(s) {sorted({s for s in seeds if seeds.count(s) > 1})} appear twice; "
                            "a band is a spread over distinct seeds")
     if len(runs) < min_seeds:
         raise ChimeraError(f"{cell}: {len(runs)} seed(s), need at least {min_seeds} for a band "
                            "(chimera matrix --seed N for more)")
-    fingerprints = {config_fingerprint(r) for r in runs}
+    fingerprints = {config_fingerprint(r.config) for r in runs}
     if len(fingerprints) != 1:
         raise ChimeraError(f"{cell}: the runs have different configs (besides seed, device and evaluation settings); "
                            "build bands from runs of one config")
-    eval_every = int(runs[0]["config"]["train"]["eval_every"])
+    eval_every = int(runs[0].config["train"]["eval_every"])
     metrics = {}
     for metric in METRICS:
-        values = [r["final_metrics"].get(metric) for r in runs]
+        values = [getattr(r.final_metrics, metric) for r in runs]
         if all(v is None for v in values):
             continue
         if any(v is None for v in values):
@@ -138,33 +139,34 @@ def _cell_bands(cell: str, runs: list[dict], *, min_seeds: int) -> dict:
             "metrics": metrics}
 
 
-def check_bands(records: list[dict], bands: dict) -> list[Violation]:
+def check_bands(records: list[RunRecord], bands: dict) -> list[Violation]:
     """Every way each record falls outside (or cannot be judged against) its cell's band."""
     violations: list[Violation] = []
     for record in records:
         def flag(metric, value, message, low=None, high=None, r=record):
-            violations.append(Violation(r["run_id"], r["cell"], r["seed"], metric, value, low, high, message))
+            violations.append(Violation(r.run_id, r.cell, r.seed, metric, value, low, high, message))
 
-        cell = bands["cells"].get(record["cell"])
-        if record["profile"] != bands["profile"]:
-            flag("profile", record["profile"], f"bands are for profile {bands['profile']!r}")
+        cell = bands["cells"].get(record.cell)
+        if record.profile != bands["profile"]:
+            flag("profile", record.profile, f"bands are for profile {bands['profile']!r}")
             continue
-        if record_precision(record) != bands_precision(bands):
-            flag("precision", record_precision(record), f"bands are for {bands_precision(bands)} runs; a "
-                 f"{record_precision(record)} run is judged only against {record_precision(record)} bands")
+        precision = record.precision.value
+        if precision != bands_precision(bands):
+            flag("precision", precision, f"bands are for {bands_precision(bands)} runs; a "
+                 f"{precision} run is judged only against {precision} bands")
             continue
         if cell is None:
-            flag("cell", record["cell"], f"no band for this cell (bands cover {', '.join(bands['cells'])})")
+            flag("cell", record.cell, f"no band for this cell (bands cover {', '.join(bands['cells'])})")
             continue
-        if record["status"] not in FINISHED:
-            flag("status", record["status"], "run did not finish")
+        if record.status not in FINISHED:
+            flag("status", record.status, "run did not finish")
             continue
-        if config_fingerprint(record) != cell["config_sha256"]:
-            flag("config", config_fingerprint(record)[:12], "config differs from the one the bands were built "
+        if config_fingerprint(record.config) != cell["config_sha256"]:
+            flag("config", config_fingerprint(record.config)[:12], "config differs from the one the bands were built "
                  "from: rebuild the bands (chimera bands build) if the change is intended")
             continue
         for metric, band in cell["metrics"].items():
-            value = record["final_metrics"].get(metric)
+            value = getattr(record.final_metrics, metric)
             if value is None:
                 flag(metric, None, "missing from final_metrics", band["low"], band["high"])
             elif not band["low"] <= value <= band["high"]:
@@ -185,7 +187,7 @@ def load_bands(path: Path | str, *, precision: str = "fp32") -> dict:
     return bands
 
 
-def _load_records(paths: list[Path]) -> list[dict]:
+def _load_records(paths: list[Path]) -> list[RunRecord]:
     return [load_record(path) for path in find_records(list(paths))]
 
 
@@ -221,15 +223,15 @@ def add_check_bands_arguments(parser: argparse.ArgumentParser) -> None:
 def run_check_bands(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print one line per record and each violation; 1 when any record is outside its band."""
     records = _load_records(args.paths)
-    precision = record_precision(records[0])
-    path = args.bands or bands_path(records[0]["profile"], precision)
+    precision = records[0].precision.value
+    path = args.bands or bands_path(records[0].profile, precision)
     bands = load_bands(path, precision=precision)
     out = out or sys.stdout
     failed = 0
     for record in records:
         violations = check_bands([record], bands)
         failed += bool(violations)
-        out.write(f"{'FAIL' if violations else 'ok  '}  {record['run_id']}\n")
+        out.write(f"{'FAIL' if violations else 'ok  '}  {record.run_id}\n")
         out.writelines(f"      {v.metric} = {v.value}: {v.message}\n" for v in violations)
     out.write(f"{len(records)} run(s) against {path}: {failed} outside their band\n")
     return 1 if failed else 0

@@ -21,7 +21,9 @@ from typing import Any
 from chimera.errors import ChimeraError
 from chimera.fileio import read_json
 from chimera.gates.bench_gate import BenchFile, load_bench_file
-from chimera.records.store import RECORD_NAME, record_precision, validate_record
+from chimera.records.record import RunRecord
+from chimera.records.store import RECORD_NAME, validate_record
+from chimera.records.upgrade import upgrade
 
 RECORD, BENCH = "record", "bench"
 UNKNOWN_COMMIT = "unknown"
@@ -118,23 +120,24 @@ def ingest_file(path: Path, *, commit: str | None = None) -> Ingested:
     if isinstance(data, dict) and "benchmarks" in data:
         return _bench(path, data, digest, raw.decode("utf-8"), commit)
     if isinstance(data, dict) and "run_id" in data and "schema_version" in data:
+        data = upgrade(data)  # records of earlier schema versions load as load_record reads them
         validate_record(data, where=str(path))
-        return _record(path, data, digest, raw.decode("utf-8"), commit)
+        return _record(path, RunRecord.from_json(data), digest, raw.decode("utf-8"), commit)
     raise ChimeraError(f"{path}: neither a run record ({RECORD_NAME}) nor a pytest-benchmark JSON "
                        "(--benchmark-json); leave it out")
 
 
-def _record(path: Path, record: dict[str, Any], digest: str, body: str, commit: str | None) -> Ingested:
-    env = record.get("env") or {}
+def _record(path: Path, record: RunRecord, digest: str, body: str, commit: str | None) -> Ingested:
+    env = record.env or {}
     machine, label = machine_fingerprint(env.get("device_type"), env.get("device_name"))
     source = Source(sha256=digest, kind=RECORD, path=str(path), commit=env.get("git_commit") or commit or
-                    UNKNOWN_COMMIT, dirty=env.get("git_dirty"), when=record.get("created_at"), machine=machine,
+                    UNKNOWN_COMMIT, dirty=env.get("git_dirty"), when=record.created_at, machine=machine,
                     machine_label=label, body=body)
-    m = record["final_metrics"]
-    run = RunRow(run_id=record["run_id"], cell=record["cell"], profile=record["profile"],
-                 precision=record_precision(record), seed=record["seed"], status=record["status"],
-                 train_loss=m.get("train_loss"), val_loss=m.get("val_loss"), val_acc=m.get("val_acc"),
-                 test_acc=m.get("test_acc"), steps=m.get("steps"))
+    m = record.final_metrics
+    run = RunRow(run_id=record.run_id, cell=record.cell, profile=record.profile,
+                 precision=record.precision.value, seed=record.seed, status=record.status,
+                 train_loss=m.train_loss, val_loss=m.val_loss, val_acc=m.val_acc, test_acc=m.test_acc,
+                 steps=m.steps)
     return Ingested(source=source, run=run)
 
 

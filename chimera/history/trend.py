@@ -25,6 +25,8 @@ from chimera.gates.bands import bands_path, check_bands, load_bands
 from chimera.gates.bench_gate import DEFAULT_GROUPS, DEFAULT_THRESHOLD, BenchFile, Row, judge
 from chimera.history.ingest import BenchRow, bench_file
 from chimera.history.store import History
+from chimera.records.record import RunRecord
+from chimera.records.upgrade import upgrade
 
 METRICS = ("train_loss", "val_loss", "val_acc", "test_acc")  # final_metrics keys; train_loss is the clean one
 HEADER = ("commit", "date", "machine", "step/GEMM", "vs prev", "speed gate", "runs", "clean train", "val loss",
@@ -42,12 +44,12 @@ class Point:
     when: str | None = None
     dirty: bool = False
     speed: Row | None = None  # the speed gate's row (new_norm is this commit's normalised step time)
-    runs: list[dict] = field(default_factory=list)  # the records of this commit and machine
+    runs: list[RunRecord] = field(default_factory=list)  # the records of this commit and machine
     loss_failures: list[str] = field(default_factory=list)  # the loss gate's violated metrics, one per run failing
     loss_judged: bool = False  # bands existed for these runs
 
     def metric(self, key: str) -> float | None:
-        values = [r["final_metrics"].get(key) for r in self.runs]
+        values = [getattr(r.final_metrics, key) for r in self.runs]
         return statistics.fmean(values) if values and None not in values else None
 
     @property
@@ -92,7 +94,8 @@ def build_trends(history: History, *, threshold: float = DEFAULT_THRESHOLD,
         return found
 
     for sha, row in history.runs.items():
-        point(row.cell, row.profile, row.precision, sha).runs.append(json.loads(history.sources[sha].body))
+        record = RunRecord.from_json(upgrade(json.loads(history.sources[sha].body)))  # stored as ingested
+        point(row.cell, row.profile, row.precision, sha).runs.append(record)
     for sha, new, rows, previous in _bench_sequence(history, order):
         for row in rows.values():  # also those only the previous file has: the gate calls them `missing`
             if row.cell and row.profile:
@@ -199,7 +202,7 @@ def _num(value: float | None, spec: str) -> str:
 def point_cells(p: Point) -> list[str]:
     """One table row (HEADER's columns) of a point."""
     speed = p.speed
-    seeds = sorted(r["seed"] for r in p.runs)
+    seeds = sorted(r.seed for r in p.runs)
     loss = "-" if not p.runs else "no bands" if not p.loss_judged else \
         "ok" if not p.loss_failures else f"FAIL {len(p.loss_failures)} of {len(p.runs)}"
     return [short_commit(p.commit, p.dirty), (p.when or "-")[:16].replace("T", " "), p.machine_label,

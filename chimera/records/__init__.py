@@ -1,2 +1,3 @@
-"""The run record: its shape, its JSON schema, reading and writing it, and pure functions of a record.
-Kept empty so importing one submodule (time_to_target) loads nothing else."""
+"""The run record: its typed shape (record), upgrades of older versions (upgrade), reading, checking and
+writing it (store, record.schema.json), and pure functions of a record (time_to_target). Kept empty, so
+importing one submodule loads only what that one needs."""

@@ -1,13 +1,17 @@
 """Time to target quality, as MLPerf Training counts it: from the first step to the end of the first
 evaluation that reaches the target, evaluation time included.
 
-A pure function of a record's `curves` and `timing`, so the trainer fills `record["time_to_target"]`
-with it and any tool can recompute it from a record made elsewhere. Imports no other chimera module.
+A pure function of a record's `curves` and `timing`, so the trainer fills `record.time_to_target`
+with it and any tool can recompute it from a record made elsewhere (or from another trainer's
+evaluations: the time-to-quality benchmark's peer passes its own, read by attribute as ours are).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+from chimera.records.record import TargetTime, TimingPoint
 
 DIRECTIONS = {"val_acc": "max", "val_loss": "min"}  # reached when the value is >= (max) or <= (min) the target
 
@@ -19,33 +23,25 @@ def reaches(metric: str, value: float | None, target: float) -> bool:
     return value >= target if DIRECTIONS[metric] == "max" else value <= target
 
 
-def time_to_target(curves: list[dict[str, Any]], timing: list[dict[str, Any]], targets: list[tuple[str, float]],
-                   *, samples_per_step: int) -> list[dict[str, Any]]:
+def time_to_target(curves: Sequence[Any], timing: Sequence[TimingPoint], targets: Sequence[tuple[str, float]],
+                   *, samples_per_step: int) -> list[TargetTime]:
     """One entry per (metric, target): the first evaluation that reaches it, or nulls if none did.
+
+    `curves`: CurvePoints, or any evaluations with `step` and the targets' metrics as attributes.
 
     `samples_per_step` is the global batch (batch_size x world size). `train_s` counts optimiser steps
     only; `wall_s` counts from the first step to the end of that evaluation, evaluations included,
     and only while the run was running (a resumed run's clock skips the time it was stopped). Timing
     entries without cumulative clocks (records made before they existed) give null seconds.
     """
-    clocks = {entry["step"]: entry for entry in timing}
+    clocks = {entry.step: entry for entry in timing}
     results = []
     for metric, target in targets:
-        hit = next((point for point in curves if reaches(metric, point.get(metric), target)), None)
-        clock = clocks.get(hit["step"], {}) if hit else {}
-        results.append({
-            "metric": metric, "target": target, "reached": hit is not None,
-            "step": hit["step"] if hit else None,
-            "samples": hit["step"] * samples_per_step if hit else None,
-            "train_s": clock.get("train_s"), "wall_s": clock.get("wall_s"),
-            "value": hit[metric] if hit else None,
-        })
+        hit = next((point for point in curves if reaches(metric, getattr(point, metric), target)), None)
+        clock = clocks.get(hit.step) if hit else None
+        results.append(TargetTime(
+            metric=metric, target=target, reached=hit is not None,  # type: ignore[arg-type]
+            step=hit.step if hit else None, samples=hit.step * samples_per_step if hit else None,
+            train_s=clock.train_s if clock else None, wall_s=clock.wall_s if clock else None,
+            value=getattr(hit, metric) if hit else None))
     return results
-
-
-def lookup(record: dict[str, Any], metric: str, target: float) -> dict[str, Any] | None:
-    """The record's entry for (metric, target), or None when the record did not time that target."""
-    for entry in record.get("time_to_target") or []:
-        if entry["metric"] == metric and abs(entry["target"] - target) < 1e-12:
-            return entry
-    return None

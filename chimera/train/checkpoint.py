@@ -32,6 +32,7 @@ from safetensors import SafetensorError
 
 from chimera.errors import ChimeraError
 from chimera.fileio import atomic_write_bytes, atomic_write_text, read_json
+from chimera.records.record import CurvePoint, Event, TimingPoint
 from chimera.train.stopping import EarlyStopping
 
 if TYPE_CHECKING:
@@ -42,8 +43,9 @@ PREVIOUS = "checkpoint.old"
 STAGING = "checkpoint.partial"
 BEST = "best_model.pt"
 STATE_FILE = "loop_state.json"
-_PLAIN_FIELDS = ("step", "curves", "timing", "events", "loss_sum", "loss_count", "last_grad_norm",
-                 "train_seconds", "wall_seconds", "evaluations", "interval_seconds", "interval_steps")
+_PLAIN_FIELDS = ("step", "loss_sum", "loss_count", "last_grad_norm", "train_seconds", "wall_seconds", "evaluations",
+                 "interval_seconds", "interval_steps")
+_RECORD_LISTS = {"curves": CurvePoint, "timing": TimingPoint, "events": Event}  # kept in the record's JSON form
 
 # Test-only fault injection: called with the complete staging folder just before it is swapped in.
 _before_swap: Callable[[Path], None] | None = None
@@ -66,6 +68,7 @@ def save(run_dir: Path, accelerator: Accelerator, state: LoopState, *, config: d
         if (run_dir / BEST).is_file():
             shutil.copyfile(run_dir / BEST, staging / BEST)
         plain = {name: getattr(state, name) for name in _PLAIN_FIELDS}
+        plain.update({name: [item.to_json() for item in getattr(state, name)] for name in _RECORD_LISTS})
         plain.update(stopper=state.stopper.state_dict(), config=config, world_size=accelerator.num_processes)
         atomic_write_text(staging / STATE_FILE, json.dumps(plain))  # last: marks the folder complete
         if _before_swap is not None:
@@ -102,6 +105,8 @@ def restore(run_dir: Path, accelerator: Accelerator, state: LoopState, *, config
                              fix=damaged))
     for name in _PLAIN_FIELDS:
         setattr(state, name, plain[name])
+    for name, kind in _RECORD_LISTS.items():
+        setattr(state, name, [kind.from_json(item) for item in plain[name]])
     state.stopper = EarlyStopping.from_state_dict(plain["stopper"])
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

@@ -21,6 +21,7 @@ import torch
 
 from chimera.config import ACCELERATE_PRECISION, FROM_ACCELERATE, PRECISIONS
 from chimera.errors import ChimeraError
+from chimera.records.record import Precision
 from chimera.train.fingerprint import fingerprint, probe_hardware
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -112,10 +113,10 @@ class PrecisionChoice:
             raise ChimeraError(f"${ACCELERATE_ENV}={self.accelerate_launch} (set by accelerate launch or its "
                                f"config file): {exc}") from None
 
-    def record(self, policy: DevicePolicy) -> dict:
+    def record(self, policy: DevicePolicy) -> Precision:
         """The run record's `precision`: the value that ran and how it was chosen."""
-        return {"value": policy.precision, "source": self.source, "requested": self.requested,
-                "accelerate_launch": self.accelerate_launch}
+        return Precision(value=policy.precision, source=self.source, requested=self.requested,  # type: ignore[arg-type]
+                         accelerate_launch=self.accelerate_launch)
 
 
 def resolve_precision(configured: str, accelerate_launch: str | None) -> PrecisionChoice:

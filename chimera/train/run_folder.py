@@ -56,7 +56,7 @@ def _check_run_dir(run_dir: Path, *, resume: bool) -> None:
         return
     if not resume:
         raise ChimeraError(f"{run_dir}: already holds a record; use another --out or --resume {run_dir}")
-    status = load_record(run_dir)["status"]
+    status = load_record(run_dir).status
     if status in ("completed", "stopped_early"):
         raise ChimeraError(f"{run_dir}: that run finished ({status}); nothing to resume")
 

@@ -25,7 +25,7 @@ from chimera.data.tokenizer import TokenizerBundle, build_tokenizer, token_stats
 from chimera.errors import ChimeraError
 from chimera.model.bow import BagOfNgramsClassifier
 from chimera.model.encoder import EncoderClassifier
-from chimera.records.store import SCHEMA_VERSION
+from chimera.records.record import SPLITS, DataInfo, RunRecord, TokenStats
 from chimera.train.device import (
     ACCELERATE_ENV,
     DevicePolicy,
@@ -46,7 +46,7 @@ class RunInputs:
     train_loader: Callable[[int], DataLoader]  # epoch -> loader (order and augmentation fixed by seed, epoch)
     eval_loaders: dict[str, DataLoader]  # val, clean_train, test
     batches_per_epoch: int  # optimiser steps per epoch in each process (the global batch is batch_size x world)
-    data_info: dict
+    data_info: DataInfo
 
 
 def prepare_inputs(config: RunConfig, *, data_dir: Path | None, cache_dir: Path | None,
@@ -75,18 +75,16 @@ def prepare_inputs(config: RunConfig, *, data_dir: Path | None, cache_dir: Path 
     evals = {name: _own_generator(eval_loader(getattr(subsets, name), bundle, batch_size=EVAL_BATCH_SIZE,
                                               max_length=dc.max_length, pin_memory=pin), 0)
              for name in ("val", "clean_train", "test")}
-    names = ("train", "val", "clean_train", "test")
-    data_info = {
-        "source": str(data_dir) if data_dir else "hub:fancyzhx/ag_news",
-        "sizes": {name: len(getattr(subsets, name)) for name in names},
-        "label_counts": {name: {str(k): v for k, v in getattr(subsets, name).label_counts().items()}
-                         for name in names},
-        "leakage": dict(subsets.leakage),
-        "fingerprints": {name: getattr(subsets, name).fingerprint() for name in names},
-        "tokenizer_sha256": bundle.sha256,
-        "token_stats": {name: token_stats(bundle, getattr(subsets, name).texts, dc.max_length)
-                        for name in ("train", "val", "test")},
-    }
+    data_info = DataInfo(
+        source=str(data_dir) if data_dir else "hub:fancyzhx/ag_news",
+        sizes={name: len(getattr(subsets, name)) for name in SPLITS},
+        label_counts={name: {str(k): v for k, v in getattr(subsets, name).label_counts().items()} for name in SPLITS},
+        leakage=dict(subsets.leakage),
+        fingerprints={name: getattr(subsets, name).fingerprint() for name in SPLITS},
+        tokenizer_sha256=bundle.sha256,
+        token_stats={name: TokenStats(**token_stats(bundle, getattr(subsets, name).texts, dc.max_length))
+                     for name in ("train", "val", "test")},
+    )
     return RunInputs(subsets=subsets, tokenizer=bundle, train_loader=make_train_loader, eval_loaders=evals,
                      batches_per_epoch=batches_per_epoch, data_info=data_info)
 
@@ -99,19 +97,19 @@ def _own_generator(loader: DataLoader, seed: int) -> DataLoader:
     return loader
 
 
-def check_data_matches(data_info: dict, expected: dict, *, where: str) -> None:
+def check_data_matches(data_info: DataInfo, expected: DataInfo, *, where: str) -> None:
     """Refuse to go on when the subsets or tokenizer differ from a record's (`chimera reproduce`)."""
-    recorded = expected["fingerprints"]
-    for name in ("train", "val", "clean_train", "test"):
-        if data_info["fingerprints"][name] != recorded.get(name):
+    recorded = expected.fingerprints
+    for name in SPLITS:
+        if data_info.fingerprints[name] != recorded.get(name):
             raise ChimeraError(
                 f"{where}: the {name} subset on disk differs from the recorded one (sha256 "
-                f"{data_info['fingerprints'][name][:12]}... vs {str(recorded.get(name))[:12]}... in the record; "
-                f"data from {data_info['source']}, the record used {expected.get('source')}); "
+                f"{data_info.fingerprints[name][:12]}... vs {str(recorded.get(name))[:12]}... in the record; "
+                f"data from {data_info.source}, the record used {expected.source}); "
                 "point --data-dir at the data the record was made with")
-    if data_info["tokenizer_sha256"] != expected["tokenizer_sha256"]:
+    if data_info.tokenizer_sha256 != expected.tokenizer_sha256:
         raise ChimeraError(f"{where}: the tokenizer trained now differs from the recorded one (sha256 "
-                           f"{data_info['tokenizer_sha256'][:12]}... vs {expected['tokenizer_sha256'][:12]}...); "
+                           f"{data_info.tokenizer_sha256[:12]}... vs {expected.tokenizer_sha256[:12]}...); "
                            "the tokenizers version or the tokenizer pipeline changed")
 
 
@@ -132,24 +130,17 @@ def decide_policy(config: RunConfig) -> tuple[RunConfig, DevicePolicy, Precision
 
 
 def start_record(config: RunConfig, inputs: RunInputs, *, policy: DevicePolicy, choice: PrecisionChoice,
-                 world_size: int) -> dict:
-    """The record skeleton; the trainer fills curves, events and final metrics."""
+                 world_size: int) -> RunRecord:
+    """The record of a run about to start (status `failed` until it ends otherwise); the trainer fills
+    parameters, curves, timing, events and final metrics through it."""
     now = dt.datetime.now(dt.UTC)
     slug = config.cell.replace("/", "-")
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": f"{slug}-{config.profile}-s{config.seed}-{now:%Y%m%dT%H%M%SZ}",
-        "cell": config.cell, "profile": config.profile, "seed": config.seed,
-        "status": "failed", "created_at": now.isoformat(timespec="seconds"),
-        "world_size": world_size,
-        "config": config_to_dict(config),
-        "env": describe_environment(probe_device(policy.device), policy),
-        "precision": choice.record(policy),
-        "data": inputs.data_info,
-        "params": {"total": 0, "embedding": 0, "non_embedding": 0, "active": 0},
-        "curves": [], "timing": [], "events": [],
-        "final_metrics": {"train_loss": None, "val_loss": None, "val_acc": None, "test_loss": None,
-                          "test_acc": None, "best_step": None, "steps": 0, "stopped_early": False,
-                          "wall_s": 0.0, "train_samples_per_s": None},
-        "error": None, "resume": None,
-    }
+    return RunRecord(
+        run_id=f"{slug}-{config.profile}-s{config.seed}-{now:%Y%m%dT%H%M%SZ}",
+        cell=config.cell, profile=config.profile, seed=config.seed,
+        created_at=now.isoformat(timespec="seconds"), world_size=world_size,
+        config=config_to_dict(config),
+        env=describe_environment(probe_device(policy.device), policy),
+        precision=choice.record(policy),
+        data=inputs.data_info,
+    )

@@ -14,7 +14,7 @@ import math
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -27,6 +27,17 @@ from tqdm.auto import tqdm
 from chimera.config import RunConfig, config_to_dict
 from chimera.errors import ChimeraError
 from chimera.model.encoder import parameter_counts
+from chimera.records.record import (
+    CurvePoint,
+    DataInfo,
+    Event,
+    MoeLayerStats,
+    ParamCounts,
+    ResumeInfo,
+    RunRecord,
+    SplitScore,
+    TimingPoint,
+)
 from chimera.records.store import write_record
 from chimera.records.time_to_target import time_to_target
 from chimera.train import checkpoint
@@ -51,7 +62,11 @@ class RunFailed(ChimeraError):
 
 
 class TrainingDiverged(RunFailed):
-    """A non-finite loss or gradient: the run stops at the first bad step."""
+    """A non-finite loss or gradient: the run stops at the first bad step (noted as a `non_finite` event)."""
+
+    def __init__(self, message: str, *, step: int) -> None:
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass
@@ -59,9 +74,9 @@ class LoopState:
     """Everything the loop carries between steps; checkpointed as plain data for exact resume."""
 
     step: int = 0
-    curves: list | None = None
-    timing: list | None = None
-    events: list | None = None
+    curves: list[CurvePoint] = field(default_factory=list)
+    timing: list[TimingPoint] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     stopper: EarlyStopping | None = None
     loss_sum: float = 0.0
     loss_count: int = 0
@@ -86,8 +101,8 @@ def build_accelerator(policy: DevicePolicy, *, log_with: tuple[str, ...] = (),
 
 
 def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir: Path | None = None,
-          quiet: bool = False, resume: bool = False, expected_data: dict | None = None,
-          log_with: tuple[str, ...] = ()) -> dict:
+          quiet: bool = False, resume: bool = False, expected_data: DataInfo | None = None,
+          log_with: tuple[str, ...] = ()) -> RunRecord:
     """Train one cell and write its record; returns the record (status may be `interrupted`).
 
     `expected_data` (a record's `data`) makes the run refuse, before its first step, data whose
@@ -111,35 +126,36 @@ def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir:
 
 
 def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_dir: Path, *, policy, choice,
-           quiet: bool, resume: bool) -> dict:
+           quiet: bool, resume: bool) -> RunRecord:
     record = start_record(config, inputs, policy=policy, choice=choice, world_size=accelerator.num_processes)
     model = build_model(config, inputs)
-    record["params"] = parameter_counts(model)
+    record.params = ParamCounts(**parameter_counts(model))
     optimizer = build_optimizer(model, config.train, policy)
     schedule = build_schedule(optimizer, config.train)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in inputs.eval_loaders.items()}
-    state = LoopState(curves=[], timing=[], events=[],
-                      stopper=EarlyStopping(patience=config.train.patience, min_delta=config.train.min_delta))
+    state = LoopState(stopper=EarlyStopping(patience=config.train.patience, min_delta=config.train.min_delta))
     if resume:
-        step = checkpoint.restore(run_dir, accelerator, state, config=record["config"])
-        record["resume"] = {"resumed_from_step": step}
-        state.events.append({"step": step, "kind": "resumed"})
+        step = checkpoint.restore(run_dir, accelerator, state, config=record.config)
+        record.resume = ResumeInfo(resumed_from_step=step)
+        state.events.append(Event(step=step, kind="resumed"))
     started = time.perf_counter()
     try:
         with _stop_on_signals() as stop_requested:
             status = _loop(config, inputs, model, optimizer, schedule, eval_loaders, accelerator, state,
                            run_dir, quiet=quiet, stop_requested=stop_requested)
         if status == "interrupted":
-            checkpoint.save(run_dir, accelerator, state, config=record["config"])
-            record["status"] = "interrupted"
-            state.events.append({"step": state.step, "kind": "interrupted"})
-            record["resume"] = {"resumable_from_step": state.step, "command": f"--resume {run_dir}"}
+            checkpoint.save(run_dir, accelerator, state, config=record.config)
+            record.status = "interrupted"
+            state.events.append(Event(step=state.step, kind="interrupted"))
+            record.resume = ResumeInfo(resumable_from_step=state.step, command=f"--resume {run_dir}")
         else:
             _finish(config, model, eval_loaders, accelerator, state, record, run_dir, status)
     except (Exception, KeyboardInterrupt) as exc:  # the record of a failed run keeps the curves so far
         message = _failure_message(exc, state, run_dir)
-        record.update(status="failed", error=message)
+        record.fail(message)
+        if isinstance(exc, TrainingDiverged):  # the doctor's non_finite check reads this event
+            state.events.append(Event(step=exc.step, kind="non_finite", detail=str(exc).split(":")[0]))
         _fill(config, record, state, started, accelerator)
         if accelerator.is_main_process:
             try:
@@ -156,8 +172,8 @@ def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_d
         except OSError as exc:  # atomic: the previous record (if any) and the checkpoints stay
             raise RunFailed(f"cannot write {run_dir / 'record.json'} ({exc.strerror or exc}); the checkpoints "
                             f"are kept: free space or fix permissions, then --resume {run_dir}") from exc
-    if record["status"] != "interrupted":  # only now: a crash while writing the record can still resume
-        accelerator.log(final_values(record["final_metrics"]), step=state.step)
+    if record.status != "interrupted":  # only now: a crash while writing the record can still resume
+        accelerator.log(final_values(record.final_metrics.to_json()), step=state.step)
         checkpoint.remove_resumable(run_dir, accelerator)
     accelerator.wait_for_everyone()
     return record
@@ -184,11 +200,11 @@ def _loop(config, inputs: RunInputs, model, optimizer, schedule, eval_loaders, a
             bar.update(1)
             if state.step % tc.eval_every == 0 or state.step == tc.max_steps:
                 last = _evaluate_and_log(config, model, eval_loaders, accelerator, state, schedule, run_dir, clock)
-                bar.set_postfix(loss=f"{loss:.3f}", val_loss=f"{last['val_loss']:.3f}",
-                                samples_s=f"{state.timing[-1]['samples_per_s'] or 0:.0f}")
+                bar.set_postfix(loss=f"{loss:.3f}", val_loss=f"{last.val_loss:.3f}",
+                                samples_s=f"{state.timing[-1].samples_per_s or 0:.0f}")
                 if tc.early_stopping and state.stopper.should_stop:
-                    state.events.append({"step": state.step, "kind": "early_stop",
-                                         "detail": f"no val-loss gain > {tc.min_delta} in {tc.patience} evaluations"})
+                    state.events.append(Event(step=state.step, kind="early_stop",
+                                              detail=f"no val-loss gain > {tc.min_delta} in {tc.patience} evaluations"))
                     bar.close()
                     return "stopped_early"
             if tc.checkpoint_every and state.step % tc.checkpoint_every == 0:
@@ -248,7 +264,7 @@ def train_step(config, model, optimizer, schedule, batch, accelerator, state: Lo
 def _diverged(step: int, what: str, value: float) -> None:
     raise TrainingDiverged(
         f"non-finite {what} ({value}) at step {step}: likely causes are a learning rate too high for this "
-        "setup (lower train.lr), fp16 overflow (train in bf16 or fp32), or corrupt input")
+        "setup (lower train.lr), fp16 overflow (train in bf16 or fp32), or corrupt input", step=step)
 
 
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
@@ -293,62 +309,60 @@ def _measures_clean_train(config, state: LoopState) -> bool:
 
 
 def _evaluate_and_log(config, model, eval_loaders, accelerator, state: LoopState, schedule, run_dir,
-                      clock: _WallClock) -> dict:
+                      clock: _WallClock) -> CurvePoint:
     is_moe = config.model.ffn == "moe"
     state.evaluations += 1
     val: EvalResult = evaluate(model, eval_loaders["val"], accelerator, with_moe=is_moe)
     clean: EvalResult | None = None
     if _measures_clean_train(config, state):
         clean = evaluate(model, eval_loaders["clean_train"], accelerator)
-    point = {
-        "step": state.step,
-        "train_loss": state.loss_sum / max(state.loss_count, 1),
-        **({"clean_train_loss": clean.loss, "train_acc": clean.acc} if clean else {}),  # absent = not measured
-        "val_loss": val.loss, "val_acc": val.acc,
-        "lr": schedule.get_last_lr()[0], "grad_norm": state.last_grad_norm,
-    }
-    if is_moe:
-        point["moe"] = val.moe
+    point = CurvePoint(
+        step=state.step, train_loss=state.loss_sum / max(state.loss_count, 1),
+        val_loss=val.loss, val_acc=val.acc, lr=schedule.get_last_lr()[0], grad_norm=state.last_grad_norm,
+        clean_train=SplitScore(loss=clean.loss, acc=clean.acc) if clean else None,
+        moe=[MoeLayerStats(**layer) for layer in val.moe] if is_moe else None,
+    )
     state.curves.append(point)
     samples = state.interval_steps * config.train.batch_size * accelerator.num_processes
-    state.timing.append({
-        "step": state.step,
-        "step_time_s": state.interval_seconds / max(state.interval_steps, 1),
-        "samples_per_s": samples / state.interval_seconds if state.interval_seconds else None,
-        "train_s": state.train_seconds, "wall_s": clock.tick(),
-    })
+    state.timing.append(TimingPoint(
+        step=state.step, step_time_s=state.interval_seconds / max(state.interval_steps, 1),
+        samples_per_s=samples / state.interval_seconds if state.interval_seconds else None,
+        train_s=state.train_seconds, wall_s=clock.tick(),
+    ))
     state.loss_sum, state.loss_count, state.interval_seconds, state.interval_steps = 0.0, 0, 0.0, 0
-    accelerator.log(evaluation_values(point, state.timing[-1]), step=state.step)  # no-op without --log-with
+    accelerator.log(evaluation_values(point.to_json(), state.timing[-1].to_json()), step=state.step)  # no-op untracked
     if state.stopper.update(val.loss, state.step) and config.train.early_stopping:
         checkpoint.save_best(run_dir, accelerator, model)
     return point
 
 
-def _finish(config, model, eval_loaders, accelerator, state: LoopState, record, run_dir, status: str) -> None:
+def _finish(config, model, eval_loaders, accelerator, state: LoopState, record: RunRecord, run_dir,
+            status: str) -> None:
     """Restore the best weights (early stopping on), then measure clean train, val and test once more."""
     if config.train.early_stopping and state.stopper.best_step is not None:
         checkpoint.load_best(run_dir, accelerator, model)
     clean = evaluate(model, eval_loaders["clean_train"], accelerator)
     val = evaluate(model, eval_loaders["val"], accelerator)
     test = evaluate(model, eval_loaders["test"], accelerator)
-    record["status"] = status
-    record["final_metrics"].update(
-        train_loss=clean.loss, val_loss=val.loss, val_acc=val.acc, train_acc=clean.acc,
+    record.status = status
+    record.final_metrics = replace(
+        record.final_metrics, train_loss=clean.loss, val_loss=val.loss, val_acc=val.acc, train_acc=clean.acc,
         test_loss=test.loss, test_acc=test.acc, best_step=state.stopper.best_step,
         stopped_early=status == "stopped_early", restored_best=bool(config.train.early_stopping))
 
 
-def _fill(config: RunConfig, record: dict, state: LoopState, started: float, accelerator) -> None:
-    record.update(curves=state.curves, timing=state.timing, events=state.events)
-    metrics = record["final_metrics"]
+def _fill(config: RunConfig, record: RunRecord, state: LoopState, started: float, accelerator) -> None:
+    """Copy what the loop measured into the record: curves, timing, events, time to target, step counts."""
+    record.curves, record.timing, record.events = list(state.curves), list(state.timing), list(state.events)
     samples_per_step = config.train.batch_size * accelerator.num_processes
     targets = config.evaluation.targets()
-    record["time_to_target"] = time_to_target(state.curves, state.timing, targets, samples_per_step=samples_per_step)
+    record.time_to_target = time_to_target(state.curves, state.timing, targets, samples_per_step=samples_per_step)
     samples = state.step * samples_per_step
-    metrics.update(steps=state.step, wall_s=time.perf_counter() - started,
-                   train_samples_per_s=samples / state.train_seconds if state.train_seconds else None)
-    if metrics.get("best_step") is None:
-        metrics["best_step"] = state.stopper.best_step
+    metrics = record.final_metrics
+    record.final_metrics = replace(
+        metrics, steps=state.step, wall_s=time.perf_counter() - started,
+        train_samples_per_s=samples / state.train_seconds if state.train_seconds else None,
+        best_step=state.stopper.best_step if metrics.best_step is None else metrics.best_step)
 
 
 def _stop_everywhere(stop_requested, accelerator: Accelerator) -> bool:

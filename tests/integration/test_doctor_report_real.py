@@ -11,6 +11,7 @@ import pytest
 
 from chimera.analysis.report import render_report
 from chimera.analysis.report_figures import DPI, FIGSIZES, TRAIN_COLOUR, VAL_COLOUR
+from chimera.records.record import RunRecord
 from tests.helpers import load_cell, run_chimera
 from tests.report_checks import assert_figure, assert_row_matches, assert_stat, matrix_table
 
@@ -58,7 +59,7 @@ def test_report_renders_from_the_ci_matrix(ci_runs, tmp_path):
     assert list(table) == list(CELLS)
     for cell in CELLS:
         record = load_cell(ci_runs, cell)
-        assert_row_matches(table[cell], [record])
+        assert_row_matches(table[cell], [RunRecord.from_json(record)])
         assert_stat(table[cell]["throughput (samples/s)"], [record["final_metrics"]["train_samples_per_s"]],
                     abs_=0.5)
     assert "**ERROR** `memorisation`" in markdown.split("### baseline/dense", 1)[1].split("###", 1)[0]

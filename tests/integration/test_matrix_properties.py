@@ -12,6 +12,7 @@ import math
 
 import pytest
 
+from chimera.records.record import RunRecord
 from chimera.records.store import validate_record
 from tests.helpers import load_cell
 
@@ -100,7 +101,8 @@ def test_every_record_times_its_targets_from_its_own_curves_and_clocks(ci_runs):
         record = load_cell(ci_runs, cell)
         targets = [("val_acc", t) for t in record["config"]["evaluation"]["target_val_acc"]]
         batch = record["config"]["train"]["batch_size"]
-        assert record["time_to_target"] == time_to_target(record["curves"], record["timing"], targets,
-                                                          samples_per_step=batch)
+        typed = RunRecord.from_json(record)
+        recomputed = time_to_target(typed.curves, typed.timing, targets, samples_per_step=batch)
+        assert record["time_to_target"] == [entry.to_json() for entry in recomputed]
         walls = [t["wall_s"] for t in record["timing"]]
         assert walls == sorted(walls) and all(t["wall_s"] >= t["train_s"] > 0 for t in record["timing"])

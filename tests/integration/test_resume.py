@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from chimera.analysis.record_diff import diff_records
+from chimera.records.record import RunRecord
 from tests.helpers import TINY, quiet_env, run_chimera, sets
 
 pytestmark = pytest.mark.integration
@@ -65,7 +66,7 @@ def uninterrupted(data_slice, cache, tmp_path_factory) -> dict:
 
 
 def _assert_same_result(resumed: dict, uninterrupted: dict) -> None:
-    diff = diff_records(uninterrupted, resumed)
+    diff = diff_records(RunRecord.from_json(uninterrupted), RunRecord.from_json(resumed))
     assert diff.metrics == [], "\n".join(d.describe() for d in diff.metrics)
     assert resumed["curves"] == uninterrupted["curves"]  # belt and braces: the whole list, exactly
 

@@ -1,39 +1,47 @@
-"""Synthetic run records for doctor and report tests: schema-valid, with curves shaped on purpose."""
+"""Synthetic run records for doctor and report tests, built through the record's classes (so they are
+schema-valid by construction, as the trainer's are), with curves shaped on purpose."""
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
+from chimera.records.record import (
+    SPLITS,
+    CurvePoint,
+    DataInfo,
+    FinalMetrics,
+    MoeLayerStats,
+    ParamCounts,
+    Precision,
+    RunRecord,
+    SplitScore,
+    TimingPoint,
+    TokenStats,
+)
 from chimera.records.time_to_target import time_to_target
 
 FINGERPRINT = "0" * 64
+ENV = {"python": "3.11", "torch": "2.13.0", "accelerate": "1.15.0", "datasets": "5", "tokenizers": "0.23",
+       "nltk": "3.10", "device_type": "cpu", "device_name": "cpu", "cpu_count": 2}
 
 
-def minimal_record() -> dict:
+def minimal_record() -> RunRecord:
     """The smallest schema-valid record (one evaluation)."""
-    return {
-        "schema_version": 1, "run_id": "fixed-dense-ci-s0", "cell": "fixed/dense", "profile": "ci", "seed": 0,
-        "status": "completed", "world_size": 1,
-        "config": {"cell": "fixed/dense", "profile": "ci", "seed": 0, "device": "cpu",
-                   "data": {}, "augment": {}, "model": {}, "train": {}},
-        "env": {"python": "3.11", "torch": "2.13.0", "accelerate": "1.15.0", "datasets": "5",
-                "tokenizers": "0.23", "nltk": "3.10", "device_type": "cpu", "device_name": "cpu",
-                "cpu_count": 2},
-        "data": {"source": "x", "sizes": {"train": 8, "val": 8, "clean_train": 8, "test": 8},
-                 "label_counts": {}, "leakage": {},
-                 "fingerprints": {k: FINGERPRINT for k in ("train", "val", "clean_train", "test")},
-                 "tokenizer_sha256": FINGERPRINT, "token_stats": {}},
-        "params": {"total": 10, "embedding": 4, "non_embedding": 6, "active": 10},
-        "curves": [{"step": 10, "train_loss": 1.0, "clean_train_loss": 0.9, "val_loss": 1.1, "train_acc": 0.5,
-                    "val_acc": 0.4, "lr": 1e-4, "grad_norm": 0.5}],
-        "timing": [{"step": 10, "step_time_s": 0.1, "samples_per_s": 320.0}],
-        "events": [],
-        "final_metrics": {"train_loss": 0.9, "val_loss": 1.1, "val_acc": 0.4, "test_loss": 1.2,
-                          "test_acc": 0.4, "best_step": 10, "steps": 10, "stopped_early": False,
-                          "wall_s": 1.0, "train_samples_per_s": 320.0},
-    }
+    return RunRecord(
+        run_id="fixed-dense-ci-s0", cell="fixed/dense", profile="ci", seed=0, status="completed", world_size=1,
+        config={"cell": "fixed/dense", "profile": "ci", "seed": 0, "device": "cpu",
+                "data": {}, "augment": {}, "model": {}, "train": {}},
+        env=dict(ENV),
+        precision=Precision(value="fp32", source="auto", requested="auto", accelerate_launch=None),
+        data=DataInfo(source="x", sizes={k: 8 for k in SPLITS}, label_counts={}, leakage={},
+                      fingerprints={k: FINGERPRINT for k in SPLITS}, tokenizer_sha256=FINGERPRINT, token_stats={}),
+        params=ParamCounts(total=10, embedding=4, non_embedding=6, active=10),
+        curves=[CurvePoint(step=10, train_loss=1.0, val_loss=1.1, val_acc=0.4, lr=1e-4, grad_norm=0.5,
+                           clean_train=SplitScore(loss=0.9, acc=0.5))],
+        timing=[TimingPoint(step=10, step_time_s=0.1, samples_per_s=320.0)],
+        final_metrics=FinalMetrics(train_loss=0.9, val_loss=1.1, val_acc=0.4, test_loss=1.2, test_acc=0.4,
+                                   best_step=10, steps=10, wall_s=1.0, train_samples_per_s=320.0),
+    )
 
 
 TARGETS = (0.75, 0.8, 0.85)  # val acc: the factory's healthy curves reach 0.75 and 0.8, memorising ones 0.8 at most
@@ -44,7 +52,7 @@ CELL_SHAPES = {  # (memorises, moe): the 2x2 matrix of the suite
 
 
 def run_record(cell: str = "fixed/dense", seed: int = 0, *, memorises: bool | None = None,
-               moe: bool | None = None, evaluations: int = 16, eval_every: int = 25) -> dict:
+               moe: bool | None = None, evaluations: int = 16, eval_every: int = 25) -> RunRecord:
     """A realistic record of one cell: a memorising curve (clean train -> ~0.003, val rising from its
     minimum) or a healthy one (train ~0.5, val flattening near 0.9); MoE stats for MoE cells."""
     default_mem, default_moe = CELL_SHAPES.get(cell, (False, False))
@@ -61,11 +69,11 @@ def run_record(cell: str = "fixed/dense", seed: int = 0, *, memorises: bool | No
         val = 0.9 + 0.6 * np.exp(-4 * x)
     train = train * (1 + 0.02 * rng.standard_normal(evaluations))
     val = val * (1 + 0.01 * rng.standard_normal(evaluations))
-    record = copy.deepcopy(minimal_record())
+    record = minimal_record()
     slug = cell.replace("/", "-")
-    record.update(run_id=f"{slug}-ci-s{seed}", cell=cell, seed=seed)
+    record.run_id, record.cell, record.seed = f"{slug}-ci-s{seed}", cell, seed
     top_k, experts, layers = 2, 4, 2
-    record["config"].update(
+    record.config.update(
         cell=cell, seed=seed,
         data={"train_samples": 512, "val_samples": 512, "test_samples": 1024, "max_length": 32,
               "vocab_size": 4096},
@@ -75,38 +83,34 @@ def run_record(cell: str = "fixed/dense", seed: int = 0, *, memorises: bool | No
         train={"lr": 3e-4, "weight_decay": 0.01 if memorises else 0.1,
                "label_smoothing": 0.0 if memorises else 0.1, "schedule": "constant", "warmup_steps": 0,
                "max_steps": steps[-1], "eval_every": eval_every, "early_stopping": not memorises,
-               "batch_size": 32})
-    record["data"]["sizes"] = {"train": 512, "val": 512, "clean_train": 512, "test": 1024}
-    record["data"]["token_stats"] = {split: {"unk_rate": 0.01, "truncation_rate": 0.2}
-                                     for split in ("train", "val", "test")}
+               "batch_size": 32},
+        evaluation={"target_val_acc": list(TARGETS), "target_val_loss": [], "clean_train_every": 1})
+    record.data.sizes.update(train=512, val=512, clean_train=512, test=1024)
+    record.data.token_stats.update({split: TokenStats(unk_rate=0.01, truncation_rate=0.2, mean_tokens=24.0)
+                                    for split in ("train", "val", "test")})
     total = 200_000 + (300_000 if moe else 0)
-    record["params"] = {"total": total, "embedding": 100_000, "non_embedding": total - 100_000,
-                        "active": total - (150_000 if moe else 0)}
-    record["curves"] = []
-    for i, step in enumerate(steps):
-        point = {"step": step, "train_loss": float(train[i]) * 1.1, "clean_train_loss": float(train[i]),
-                 "val_loss": float(val[i]), "train_acc": float(min(1.0, 1.0 - 0.4 * train[i])),
-                 "val_acc": float(0.95 - 0.12 * val[i]), "lr": 3e-4,
-                 "grad_norm": float(0.5 + 0.1 * rng.random())}
-        if moe:
-            point["moe"] = [moe_layer(layer, [0.3, 0.3, 0.2, 0.2]) for layer in range(layers)]
-        record["curves"].append(point)
+    record.params = ParamCounts(total=total, embedding=100_000, non_embedding=total - 100_000,
+                                active=total - (150_000 if moe else 0))
+    record.curves = [
+        CurvePoint(step=step, train_loss=float(train[i]) * 1.1, val_loss=float(val[i]),
+                   val_acc=float(0.95 - 0.12 * val[i]), lr=3e-4, grad_norm=float(0.5 + 0.1 * rng.random()),
+                   clean_train=SplitScore(loss=float(train[i]), acc=float(min(1.0, 1.0 - 0.4 * train[i]))),
+                   moe=[moe_layer(layer, [0.3, 0.3, 0.2, 0.2]) for layer in range(layers)] if moe else None)
+        for i, step in enumerate(steps)]
     best = int(np.argmin(val))
     seconds_per_step = 0.1 + 0.01 * seed
-    record["timing"] = [{"step": s, "step_time_s": seconds_per_step, "samples_per_s": 300.0 + 10 * seed,
-                         "train_s": s * seconds_per_step, "wall_s": s * seconds_per_step * 1.5} for s in steps]
-    record["config"]["evaluation"] = {"target_val_acc": list(TARGETS), "target_val_loss": [], "clean_train_every": 1}
-    record["time_to_target"] = time_to_target(record["curves"], record["timing"], [("val_acc", t) for t in TARGETS],
-                                              samples_per_step=32)
-    record["final_metrics"] = {
-        "train_loss": float(train[-1]), "val_loss": float(val[-1]), "val_acc": float(0.95 - 0.12 * val[-1]),
-        "test_loss": float(val[-1] + 0.05), "test_acc": float(0.94 - 0.12 * val[-1]),
-        "best_step": steps[best],
-        "steps": steps[-1], "stopped_early": not memorises and seed % 2 == 1, "wall_s": 10.0,
-        "train_samples_per_s": 320.0 + 5 * seed + (0 if moe else 100)}
+    record.timing = [TimingPoint(step=s, step_time_s=seconds_per_step, samples_per_s=300.0 + 10 * seed,
+                                 train_s=s * seconds_per_step, wall_s=s * seconds_per_step * 1.5) for s in steps]
+    record.time_to_target = time_to_target(record.curves, record.timing, [("val_acc", t) for t in TARGETS],
+                                           samples_per_step=32)
+    record.final_metrics = FinalMetrics(
+        train_loss=float(train[-1]), val_loss=float(val[-1]), val_acc=float(0.95 - 0.12 * val[-1]),
+        test_loss=float(val[-1] + 0.05), test_acc=float(0.94 - 0.12 * val[-1]), best_step=steps[best],
+        steps=steps[-1], stopped_early=not memorises and seed % 2 == 1, wall_s=10.0,
+        train_samples_per_s=320.0 + 5 * seed + (0 if moe else 100))
     return record
 
 
-def moe_layer(layer: int, shares: list[float], dropped: float = 0.0) -> dict:
-    return {"layer": layer, "tokens_per_expert": shares, "router_entropy": 1.2, "dropped_fraction": dropped,
-            "balance_loss": 1.0, "z_loss": 0.5}
+def moe_layer(layer: int, shares: list[float], dropped: float = 0.0) -> MoeLayerStats:
+    return MoeLayerStats(layer=layer, tokens_per_expert=shares, router_entropy=1.2, dropped_fraction=dropped,
+                         balance_loss=1.0, z_loss=0.5)

@@ -17,16 +17,16 @@ from chimera.analysis.ablation_effects import (
     table_rows,
 )
 from chimera.analysis.report import render_report
+from chimera.records.record import RunRecord
 from chimera.records.store import write_record
 from tests.unit.record_factory import run_record
 
 
-def with_numbers(cell: str, seed: int, test_acc: float, *, status: str = "completed") -> dict:
+def with_numbers(cell: str, seed: int, test_acc: float, *, status: str = "completed") -> RunRecord:
     record = copy.deepcopy(run_record("fixed/dense" if "fixed" in cell else "baseline/dense", seed))
-    slug = cell.replace("/", "-")
-    record.update(cell=cell, run_id=f"{slug}-ci-s{seed}", status=status)
-    record["config"]["cell"] = cell
-    record["final_metrics"]["test_acc"] = test_acc
+    record.cell, record.run_id, record.status = cell, f"{cell.replace('/', '-')}-ci-s{seed}", status
+    record.config["cell"] = cell
+    record.final_metrics.test_acc = test_acc
     return record
 
 
@@ -40,7 +40,7 @@ FAMILY = {  # cell -> per-seed test acc
 }
 
 
-def family(overrides: dict | None = None) -> dict[str, list[dict]]:
+def family(overrides: dict | None = None) -> dict[str, list[RunRecord]]:
     cells = {**FAMILY, **(overrides or {})}
     return {cell: [with_numbers(cell, seed, acc) for seed, acc in enumerate(accs)] for cell, accs in cells.items()}
 
@@ -72,10 +72,10 @@ def test_formatting_shows_mean_std_the_noise_mark_and_unpaired_seeds():
 
 def test_failed_runs_do_not_pair_and_targets_never_reached_say_so():
     cells = family()
-    cells["fixed/dense-without-dropout"][1]["status"] = "failed"
+    cells["fixed/dense-without-dropout"][1].status = "failed"
     for record in cells["baseline/dense"]:
-        for entry in record["time_to_target"]:
-            entry.update(reached=False, step=None)
+        for entry in record.time_to_target:
+            entry.reached, entry.step = False, None
     metrics = metrics_for([r for rs in cells.values() for r in rs])
     leave_out, add_in = ablation_tables(cells, metrics)
     dropout = leave_out.effects["dropout"]["test_acc"]
@@ -95,7 +95,7 @@ def test_names_outside_the_scheme_or_without_their_start_are_not_ablation_rows()
 def test_the_report_has_the_ablation_section_figure_and_summary_and_keeps_variants_out_of_the_matrix(tmp_path):
     for records in family().values():
         for record in records:
-            write_record(record, tmp_path / "runs" / record["run_id"])
+            write_record(record, tmp_path / "runs" / record.run_id)
     files = render_report(tmp_path / "runs", tmp_path / "report", bench_dir=tmp_path / "no-bench")
     markdown = files.markdown.read_text()
     section = markdown.split("## Ablation: which change of the fix matters")[1].split("## Doctor findings")[0]
@@ -112,7 +112,7 @@ def test_the_report_has_the_ablation_section_figure_and_summary_and_keeps_varian
 def test_metrics_read_what_the_table_promises():
     record = with_numbers("fixed/dense", 0, 0.8)
     by_key = {m.key: m.read(record) for m in METRICS}
-    assert by_key["best_val_loss"] == min(p["val_loss"] for p in record["curves"])
-    final = record["final_metrics"]
-    assert by_key["gap"] == pytest.approx(final["val_loss"] - final["train_loss"])
-    assert by_key["clean_train_loss"] == final["train_loss"] and by_key["test_acc"] == 0.8
+    assert by_key["best_val_loss"] == min(p.val_loss for p in record.curves)
+    final = record.final_metrics
+    assert by_key["gap"] == pytest.approx(final.val_loss - final.train_loss)
+    assert by_key["clean_train_loss"] == final.train_loss and by_key["test_acc"] == 0.8

@@ -7,6 +7,7 @@ import io
 import json
 import math
 from argparse import Namespace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,18 +15,19 @@ import pytest
 from chimera.errors import ChimeraError
 from chimera.gates import bands as bands_module
 from chimera.gates.bands import check_bands, compute_bands, load_bands, run_bands, run_check_bands
+from chimera.records.record import Precision, RunRecord
 from chimera.records.store import write_record
 from tests.unit.record_factory import run_record
 
 CELLS = ("baseline/dense", "fixed/dense")
 
 
-def seeds(cell: str = "fixed/dense", n: int = 5) -> list[dict]:
+def seeds(cell: str = "fixed/dense", n: int = 5) -> list[RunRecord]:
     return [run_record(cell, seed) for seed in range(n)]
 
 
-def with_metrics(record: dict, **metrics) -> dict:
-    record["final_metrics"].update(metrics)
+def with_metrics(record: RunRecord, **metrics) -> RunRecord:
+    record.final_metrics = replace(record.final_metrics, **metrics)
     return record
 
 
@@ -72,11 +74,11 @@ def test_unknown_cell_other_profile_unfinished_run_and_changed_config_are_violat
     built = compute_bands(seeds())
     other_cell = run_record("fixed/moe", 0)
     other_profile = run_record("fixed/dense", 1)
-    other_profile["profile"] = "full"
+    other_profile.profile = "full"
     failed = run_record("fixed/dense", 2)
-    failed["status"] = "failed"
+    failed.status = "failed"
     changed = run_record("fixed/dense", 3)
-    changed["config"]["train"]["lr"] = 1.0
+    changed.config["train"]["lr"] = 1.0
     got = [(v.seed, v.metric) for v in check_bands([other_cell, other_profile, failed, changed], built)]
     assert got == [(0, "cell"), (1, "profile"), (2, "status"), (3, "config")]
 
@@ -84,16 +86,16 @@ def test_unknown_cell_other_profile_unfinished_run_and_changed_config_are_violat
 def test_seed_and_device_do_not_count_as_a_config_change():
     built = compute_bands(seeds())
     run = run_record("fixed/dense", 42)
-    run["config"]["device"] = "cuda"
+    run.config["device"] = "cuda"
     assert check_bands([run], built) == []
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda rs: rs[0].update(status="failed"), "finished runs"),
-    (lambda rs: rs[1].update(seed=0), "appear twice"),
-    (lambda rs: rs[2].update(profile="full"), "several profiles"),
-    (lambda rs: rs[3]["config"]["model"].update(dropout=0.0), "different configs"),
-    (lambda rs: rs[4]["final_metrics"].update(val_acc=None), "missing in some runs"),
+    (lambda rs: setattr(rs[0], "status", "failed"), "finished runs"),
+    (lambda rs: setattr(rs[1], "seed", 0), "appear twice"),
+    (lambda rs: setattr(rs[2], "profile", "full"), "several profiles"),
+    (lambda rs: rs[3].config["model"].update(dropout=0.0), "different configs"),
+    (lambda rs: setattr(rs[4].final_metrics, "val_acc", None), "missing in some runs"),
 ])
 def test_bad_inputs_to_compute_bands_are_user_errors(change, message):
     records = seeds()
@@ -109,9 +111,9 @@ def test_too_few_seeds_is_a_user_error():
         compute_bands(seeds(n=1))
 
 
-def _write_runs(root: Path, records: list[dict]) -> Path:
+def _write_runs(root: Path, records: list[RunRecord]) -> Path:
     for record in records:
-        write_record(record, root / record["run_id"])
+        write_record(record, root / record.run_id)
     return root
 
 
@@ -145,7 +147,7 @@ def test_bands_module_imports_only_records_fileio_and_errors_from_chimera():
     tree = ast.parse(Path(bands_module.__file__).read_text(encoding="utf-8"))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                 and node.module and node.module.startswith("chimera")}
-    assert imported == {"chimera.errors", "chimera.fileio", "chimera.records.store"}
+    assert imported == {"chimera.errors", "chimera.fileio", "chimera.records.record", "chimera.records.store"}
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
@@ -159,12 +161,12 @@ def test_packaged_ci_bands_still_hash_the_configs_the_matrix_resolves_at_any_pre
     assert bands_module.bands_precision(packaged) == "fp32"
     for cell, band in packaged["cells"].items():
         config = config_to_dict(load_matrix().resolve(cell, "ci", overrides=[f"train.precision={precision}"]))
-        assert bands_module.config_fingerprint({"config": config}) == band["config_sha256"], cell
+        assert bands_module.config_fingerprint(config) == band["config_sha256"], cell
 
 
-def _in_precision(record: dict, precision: str) -> dict:
-    record["precision"] = {"value": precision, "source": "config", "requested": precision, "accelerate_launch": None}
-    record["config"]["train"]["precision"] = precision
+def _in_precision(record: RunRecord, precision: str) -> RunRecord:
+    record.precision = Precision(value=precision, source="config", requested=precision, accelerate_launch=None)
+    record.config["train"]["precision"] = precision
     return record
 
 

@@ -148,7 +148,7 @@ def test_the_report_has_a_memory_table_with_each_cells_median(tmp_path):
     assert set(memory) == {("fixed/dense", "fp32"), ("baseline/moe", "fp32")}
     assert memory[("fixed/dense", "fp32")]["cpu_rss_peak_mib"] == 620.0
     images = {name: Path(f"{name}.png") for name in ("loss_curves", "accuracy_curves", "time_to_quality")}
-    by_cell = {cell: [record] for _, record in loaded for cell in [record["cell"]]}
+    by_cell = {cell: [record] for _, record in loaded for cell in [record.cell]}
     text = report.to_markdown(report.build_blocks(tmp_path, loaded, by_cell, {}, tmp_path / "bench", [], images,
                                                   memory=memory))
     assert "| fixed/dense | fp32 | 620 | 60 | — | — | 3 |" in text

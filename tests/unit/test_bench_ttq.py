@@ -4,21 +4,24 @@
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from bench.ttq_compare import compare_time_to_target, summary_lines
 from chimera.matrix import load_matrix
+from chimera.records.record import TargetTime, TimingPoint
 from chimera.records.time_to_target import time_to_target
 
 TARGETS = [("val_acc", 0.70), ("val_acc", 0.75), ("val_acc", 0.80)]
 
 
-def entries(hits: dict[float, tuple[int, float, float]]) -> list[dict]:
+def entries(hits: dict[float, tuple[int, float, float]]) -> list[TargetTime]:
     """time_to_target entries for TARGETS; `hits` maps a target to (step, train_s, wall_s)."""
-    curves = [{"step": step, "val_acc": target} for target, (step, _, _) in hits.items()]
-    timing = [{"step": step, "train_s": train_s, "wall_s": wall_s} for step, train_s, wall_s in hits.values()]
+    curves = [SimpleNamespace(step=step, val_acc=target) for target, (step, _, _) in hits.items()]  # as the peer's
+    timing = [TimingPoint(step=step, step_time_s=None, samples_per_s=None, train_s=train_s, wall_s=wall_s)
+              for step, train_s, wall_s in hits.values()]
     return time_to_target(curves, timing, TARGETS, samples_per_step=32)
 
 
@@ -58,8 +61,8 @@ def test_equal_times_are_a_tie_with_ratio_one():
 def test_targets_are_matched_by_value_not_position_and_unmatched_ones_kept():
     ours = entries({0.70: (100, 6.0, 10.0)})
     peer = list(reversed(entries({0.70: (100, 6.0, 20.0)}))) + [
-        {"metric": "val_loss", "target": 0.6, "reached": True, "step": 80, "samples": 2560, "train_s": 5.0,
-         "wall_s": 9.0, "value": 0.59}]
+        TargetTime(metric="val_loss", target=0.6, reached=True, step=80, samples=2560, train_s=5.0, wall_s=9.0,
+                   value=0.59)]
     result = compare_time_to_target(ours, peer)
     assert result["targets"]["val_acc@0.7"]["wall_ratio"] == pytest.approx(2.0)
     only_peer = result["targets"]["val_loss@0.6"]
@@ -104,13 +107,13 @@ def test_the_peer_clock_stops_at_the_last_target_or_the_step_budget():
     clock = TargetClock(TARGETS, step_budget=100, samples_per_step=32)
     clock.on_train_begin(None, None, None)
     assert [evaluate(clock, step, acc) for step, acc in ((20, 0.72), (40, 0.79), (60, 0.81))] == [False, False, True]
-    assert [e["step"] for e in clock.entries()] == [20, 40, 60]
-    assert [t["step"] for t in clock.timing] == [20, 40, 60]
-    assert clock.timing[-1]["train_s"] <= clock.timing[-1]["wall_s"]
+    assert [e.step for e in clock.entries()] == [20, 40, 60]
+    assert [t.step for t in clock.timing] == [20, 40, 60]
+    assert clock.timing[-1].train_s <= clock.timing[-1].wall_s
 
     capped = TargetClock(TARGETS, step_budget=40, samples_per_step=32)
     assert [evaluate(capped, step, 0.5) for step in (20, 40)] == [False, True]
-    assert not any(e["reached"] for e in capped.entries())
+    assert not any(e.reached for e in capped.entries())
 
 
 def test_peer_trains_a_few_steps_and_reports_time_to_target_entries(tmp_path, one_thread):
@@ -124,15 +127,13 @@ def test_peer_trains_a_few_steps_and_reports_time_to_target_entries(tmp_path, on
     run = run_peer(config, train=train, val=val, tokenizer=tokenizer, out_dir=tmp_path / "peer", step_budget=10)
 
     assert 0 < run.steps <= 10  # stopped by the budget or, on this easy data, by reaching every target
-    assert [point["step"] for point in run.curves] == list(range(5, run.steps + 1, 5))
-    assert all(0 <= point["val_acc"] <= 1 for point in run.curves)
-    walls = [t["wall_s"] for t in run.timing]
-    assert walls == sorted(walls) and all(0 < t["train_s"] <= t["wall_s"] for t in run.timing)
-    assert [(e["metric"], e["target"]) for e in run.time_to_target] == config.evaluation.targets()
-    assert all(set(e) == {"metric", "target", "reached", "step", "samples", "train_s", "wall_s", "value"}
-               for e in run.time_to_target)
+    assert [point.step for point in run.curves] == list(range(5, run.steps + 1, 5))
+    assert all(0 <= point.val_acc <= 1 for point in run.curves)
+    walls = [t.wall_s for t in run.timing]
+    assert walls == sorted(walls) and all(0 < t.train_s <= t.wall_s for t in run.timing)
+    assert [(e.metric, e.target) for e in run.time_to_target] == config.evaluation.targets()
     for entry in run.time_to_target:
-        assert (entry["step"] is None) == (not entry["reached"])
-        if entry["reached"]:
-            assert entry["samples"] == entry["step"] * 8 and entry["wall_s"] is not None
+        assert (entry.step is None) == (not entry.reached)
+        if entry.reached:
+            assert entry.samples == entry.step * 8 and entry.wall_s is not None
     assert run.params > 0 and run.optim

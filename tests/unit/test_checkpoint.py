@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from accelerate import Accelerator
 
 from chimera.errors import ChimeraError
+from chimera.records.record import CurvePoint, Event, SplitScore, TimingPoint
 from chimera.train import checkpoint
 from chimera.train.stopping import EarlyStopping
 from chimera.train.trainer import LoopState
@@ -30,8 +32,10 @@ def _objects():
 def _state(step: int) -> LoopState:
     stopper = EarlyStopping(patience=3, min_delta=0.0)
     stopper.update(1.0, step)
-    return LoopState(step=step, curves=[{"step": step}], timing=[], events=[], stopper=stopper,
-                     loss_sum=0.1 + 0.2, loss_count=3)
+    point = CurvePoint(step=step, train_loss=float("nan"), val_loss=1.0, val_acc=0.5, lr=1e-3, grad_norm=None,
+                       clean_train=SplitScore(loss=0.9, acc=0.6))
+    return LoopState(step=step, curves=[point], timing=[TimingPoint(step=step, step_time_s=0.1, samples_per_s=80.0)],
+                     events=[Event(step=step, kind="resumed")], stopper=stopper, loss_sum=0.1 + 0.2, loss_count=3)
 
 
 def _train_one_step(model, optimizer) -> None:
@@ -54,6 +58,9 @@ def test_a_checkpoint_round_trips_weights_loop_state_and_rng(tmp_path):
     assert all(torch.equal(v, expected_weights[k]) for k, v in model.state_dict().items())
     assert torch.equal(torch.rand(5), expected_draw)
     assert state.loss_sum == 0.1 + 0.2 and state.loss_count == 3 and state.stopper.best_step == 7
+    saved = _state(7)  # the record's lists come back typed, a non-finite loss as None (JSON has no NaN)
+    assert state.timing == saved.timing and state.events == saved.events
+    assert state.curves == [replace(saved.curves[0], train_loss=None)]
     assert (tmp_path / "checkpoint" / "model.safetensors").is_file()  # weights never go through pickle
 
 

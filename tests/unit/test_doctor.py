@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from chimera.analysis.leakage_scan import (
     subsets_for_record,
 )
 from chimera.errors import ChimeraError
+from chimera.records.record import Event, ResumeInfo, RunRecord, TokenStats
 from chimera.records.store import validate_record, write_record
 from tests.unit.record_factory import moe_layer, run_record
 
@@ -34,7 +36,7 @@ def errors(findings):
 
 def test_synthetic_records_are_schema_valid():
     for cell in ("baseline/dense", "baseline/moe", "fixed/dense", "fixed/moe"):
-        validate_record(run_record(cell))
+        validate_record(run_record(cell).to_json())
 
 
 def test_memorising_curve_is_a_memorisation_error():
@@ -54,8 +56,8 @@ def test_healthy_curve_has_no_error():
 
 def test_low_train_loss_without_a_val_rise_is_only_a_warning():
     record = run_record("fixed/dense")
-    for point in record["curves"]:
-        point["clean_train_loss"] *= 0.1  # memorised, but val loss still falls
+    for point in record.curves:
+        point.clean_train.loss *= 0.1  # memorised, but val loss still falls
     found = by_code(diagnose(record))
     assert found["possible_memorisation"].severity == "warning"
     assert errors(diagnose(record)) == []
@@ -63,8 +65,8 @@ def test_low_train_loss_without_a_val_rise_is_only_a_warning():
 
 def test_val_loss_zero_with_injected_overlap_is_suspect_leakage_with_the_overlap_count():
     record = run_record("fixed/dense")
-    for point in record["curves"]:
-        point["clean_train_loss"], point["val_loss"] = 0.001, 0.0
+    for point in record.curves:
+        point.clean_train.loss, point.val_loss = 0.001, 0.0
     shared = [f"Shared headline number {i} about markets and rates today" for i in range(3)]
     subsets = {"train": [f"Train-only story {i} on sports and weather" for i in range(20)] + shared,
                "val": [f"Val-only report {i} of science news" for i in range(10)] + shared,
@@ -88,8 +90,8 @@ def test_leakage_rescan_finds_near_duplicates_and_says_so_when_it_cannot_run(mon
     exact, near = duplicate_rows(first, second, normalise=fallback_normalise, jaccard=0.8)
     assert exact == [1] and near == [0]
     record = run_record("fixed/dense")
-    record["curves"][-1]["val_loss"] = 0.0
-    record["data"]["source"] = str(tmp_path / "gone")
+    record.curves[-1].val_loss = 0.0
+    record.data.source = str(tmp_path / "gone")
     monkeypatch.delenv("CHIMERA_DATA_DIR", raising=False)
     leak = by_code(diagnose(record))["suspect_leakage"]
     assert leak.severity == "error" and leak.evidence["rescan"].startswith("not run")
@@ -97,24 +99,24 @@ def test_leakage_rescan_finds_near_duplicates_and_says_so_when_it_cannot_run(mon
 
 def test_nan_event_and_null_loss_are_errors():
     record = run_record("fixed/dense")
-    record["events"].append({"step": 200, "kind": "non_finite", "detail": "loss nan"})
+    record.events.append(Event(step=200, kind="non_finite", detail="loss nan"))
     assert by_code(diagnose(record))["non_finite"].evidence["non_finite_events"] == 1
     record = run_record("fixed/dense")
-    record["curves"][5]["val_loss"] = None
+    record.curves[5].val_loss = None
     found = by_code(diagnose(record))["non_finite"]
-    assert found.severity == "error" and found.evidence["first_step"] == record["curves"][5]["step"]
-    failed = run_record("fixed/dense") | {"status": "failed",
-                                          "error": "TrainingDiverged: non-finite loss (nan) at step 7"}
+    assert found.severity == "error" and found.evidence["first_step"] == record.curves[5].step
+    failed = replace(run_record("fixed/dense"), status="failed",
+                     error="TrainingDiverged: non-finite loss (nan) at step 7")
     assert by_code(diagnose(failed))["non_finite"].evidence["failed_non_finite"] is True
 
 
 def test_failed_run_is_an_error_and_an_interrupted_one_a_warning():
-    record = run_record("fixed/dense") | {"status": "failed", "error": "OSError: disk full"}
+    record = replace(run_record("fixed/dense"), status="failed", error="OSError: disk full")
     failed = by_code(diagnose(record))
     assert failed["run_failed"].severity == "error"
     assert failed["run_failed"].evidence["error"] == "OSError: disk full"
-    resume = {"resumable_from_step": 200, "command": "--resume r"}
-    interrupted = run_record("fixed/dense") | {"status": "interrupted", "resume": resume}
+    resume = ResumeInfo(resumable_from_step=200, command="--resume r")
+    interrupted = replace(run_record("fixed/dense"), status="interrupted", resume=resume)
     found = by_code(diagnose(interrupted))["run_interrupted"]
     assert found.severity == "warning" and "--resume r" in found.fix
 
@@ -122,35 +124,35 @@ def test_failed_run_is_an_error_and_an_interrupted_one_a_warning():
 def test_grad_norm_spike_above_ten_times_the_median_is_a_warning():
     record = run_record("fixed/dense")
     assert "grad_spike" not in by_code(diagnose(record))
-    record["curves"][7]["grad_norm"] = 40.0
+    record.curves[7].grad_norm = 40.0
     spike = by_code(diagnose(record))["grad_spike"]
     assert spike.severity == "warning"
-    assert spike.evidence["spikes"] == 1 and spike.evidence["first_spike_step"] == record["curves"][7]["step"]
+    assert spike.evidence["spikes"] == 1 and spike.evidence["first_spike_step"] == record.curves[7].step
 
 
 def test_moe_collapse_and_drops_are_flagged():
     record = run_record("fixed/moe")
     assert "moe_collapse" not in by_code(diagnose(record))
-    record["curves"][-1]["moe"] = [moe_layer(0, [0.48, 0.48, 0.02, 0.02]),
+    record.curves[-1].moe = [moe_layer(0, [0.48, 0.48, 0.02, 0.02]),
                                    moe_layer(1, [0.97, 0.01, 0.01, 0.01])]
     collapse = by_code(diagnose(record))["moe_collapse"]
     assert collapse.evidence["layer"] == 1 and collapse.evidence["expert"] == 0
     assert collapse.evidence["max_token_share"] == pytest.approx(1.94)  # top-2: each token reaches 2 experts
-    record["curves"][-1]["moe"] = [moe_layer(0, [0.25] * 4, dropped=0.3)]
+    record.curves[-1].moe = [moe_layer(0, [0.25] * 4, dropped=0.3)]
     assert by_code(diagnose(record))["moe_drops"].evidence["dropped_fraction"] == 0.3
 
 
 def test_lr_zero_before_the_end_of_a_decaying_schedule_is_a_warning():
     record = run_record("fixed/dense")
-    record["config"]["train"].update(schedule="cosine", max_steps=10_000)
+    record.config["train"].update(schedule="cosine", max_steps=10_000)
     assert by_code(diagnose(record))["lr_schedule"].severity == "info"
-    record["curves"][4]["lr"] = 0.0
+    record.curves[4].lr = 0.0
     assert by_code(diagnose(record))["lr_schedule"].severity == "warning"
 
 
 def test_warmup_that_never_ramps_is_a_warning():
     record = run_record("fixed/dense")
-    record["config"]["train"].update(warmup_steps=100)  # lr at steps 25-75 equals the peak
+    record.config["train"].update(warmup_steps=100)  # lr at steps 25-75 equals the peak
     found = by_code(diagnose(record))["lr_schedule"]
     # the info finding's title says "warmup steps" too: only the severity tells the two apart
     assert found.severity == "warning" and "reaches the peak inside the 100-step warmup" in found.title
@@ -158,8 +160,8 @@ def test_warmup_that_never_ramps_is_a_warning():
 
 def test_tokenisation_and_capacity_thresholds():
     record = run_record("fixed/dense")
-    record["data"]["token_stats"]["val"] = {"unk_rate": 0.2, "truncation_rate": 0.7}
-    record["params"].update(total=2_000_000, non_embedding=1_000_000)
+    record.data.token_stats["val"] = TokenStats(unk_rate=0.2, truncation_rate=0.7, mean_tokens=20.0)
+    record.params.total, record.params.non_embedding = 2_000_000, 1_000_000
     found = by_code(diagnose(record))
     assert found["tokenisation"].severity == "warning"
     assert found["tokenisation"].evidence["val_unk_rate"] == 0.2
@@ -172,8 +174,8 @@ def test_tokenisation_and_capacity_thresholds():
 def test_regularisation_audit_warns_when_nothing_is_on_and_the_data_is_memorised():
     record = run_record("baseline/dense")
     assert by_code(diagnose(record))["regularisation"].severity == "info"
-    record["config"]["model"]["dropout"] = 0.0
-    record["config"]["train"]["weight_decay"] = 0.0
+    record.config["model"]["dropout"] = 0.0
+    record.config["train"]["weight_decay"] = 0.0
     assert by_code(diagnose(record))["regularisation"].severity == "warning"
 
 
@@ -222,14 +224,14 @@ def test_rescan_data_dir_comes_from_the_flag_then_the_record_then_the_environmen
     monkeypatch.delenv("CHIMERA_DATA_DIR", raising=False)
     with pytest.raises(ChimeraError, match="--data-dir"):
         resolve_data_dir(record, tmp_path / "missing")
-    record["data"]["source"] = str(tmp_path)
+    record.data.source = str(tmp_path)
     assert resolve_data_dir(record, None) == tmp_path
-    record["data"]["source"] = "/elsewhere/ag_news"
+    record.data.source = "/elsewhere/ag_news"
     with pytest.raises(ChimeraError, match="CHIMERA_DATA_DIR"):
         resolve_data_dir(record, None)
     monkeypatch.setenv("CHIMERA_DATA_DIR", str(tmp_path))
     assert resolve_data_dir(record, None) == tmp_path
-    record["data"]["source"] = "hub:fancyzhx/ag_news"
+    record.data.source = "hub:fancyzhx/ag_news"
     monkeypatch.delenv("CHIMERA_DATA_DIR")
     assert resolve_data_dir(record, None) is None
 
@@ -244,11 +246,11 @@ def test_rescan_re_derives_the_runs_subsets_and_finds_near_duplicates_the_split_
         rows = "".join(f"{text},{i % 4}\n" for i, text in enumerate(texts))
         (tmp_path / f"{split}.csv").write_text("text,label\n" + rows)
     record = run_record("fixed/dense")
-    record["config"]["data"] = {"train_samples": 16, "val_samples": 16, "test_samples": 0, "max_length": 16,
+    record.config["data"] = {"train_samples": 16, "val_samples": 16, "test_samples": 0, "max_length": 16,
                                 "vocab_size": 128}
-    record["data"]["source"] = str(tmp_path)
+    record.data.source = str(tmp_path)
     subsets, _ = subsets_for_record(record, None)
-    record["data"]["fingerprints"] = {name: getattr(subsets, name).fingerprint()
+    record.data.fingerprints = {name: getattr(subsets, name).fingerprint()
                                       for name in ("train", "val", "clean_train", "test")}
     evidence = rescan(record)
     assert evidence["subsets_match_record_fingerprints"] is True
@@ -261,25 +263,25 @@ def test_rescan_re_derives_the_runs_subsets_and_finds_near_duplicates_the_split_
 def test_a_finished_run_that_never_reached_its_lowest_target_is_told_so():
     record = run_record("fixed/dense")
     assert "target_not_reached" not in by_code(diagnose(record))
-    for entry in record["time_to_target"]:
-        entry.update(reached=False, step=None, samples=None, train_s=None, wall_s=None, value=None)
+    for entry in record.time_to_target:
+        entry.reached, entry.step, entry.samples, entry.train_s, entry.wall_s, entry.value = False, *[None] * 5
     finding = by_code(diagnose(record))["target_not_reached"]
     assert finding.severity == "warning" and finding.evidence["lowest_target"] == 0.75
-    assert finding.evidence["best_value"] == pytest.approx(max(p["val_acc"] for p in record["curves"]))
+    assert finding.evidence["best_value"] == pytest.approx(max(p.val_acc for p in record.curves))
 
 
-def _reference(val_acc: float, **data_changes) -> dict:
+def _reference(val_acc: float, **data_changes) -> RunRecord:
     reference = run_record("fixed/dense", seed=3)
-    reference.update(cell="reference/bow", run_id="reference-bow-ci-s3")
-    reference["config"].update(cell="reference/bow", model={"arch": "bag_of_ngrams", "d_model": 64})
-    reference["config"]["data"].update(data_changes)
-    reference["final_metrics"]["val_acc"] = val_acc
+    reference.cell, reference.run_id = "reference/bow", "reference-bow-ci-s3"
+    reference.config.update(cell="reference/bow", model={"arch": "bag_of_ngrams", "d_model": 64})
+    reference.config["data"].update(data_changes)
+    reference.final_metrics.val_acc = val_acc
     return reference
 
 
 def test_a_transformer_below_the_linear_reference_on_the_same_rows_is_warned():
     record = run_record("fixed/dense")
-    acc = record["final_metrics"]["val_acc"]
+    acc = record.final_metrics.val_acc
     finding = by_code(diagnose(record, references=[_reference(acc + 0.05)]))["below_reference"]
     assert finding.severity == "warning" and "a linear model on the same rows does better" in finding.title
     assert finding.evidence["reference_val_acc"] == pytest.approx(acc + 0.05)
@@ -293,7 +295,7 @@ def test_a_transformer_below_the_linear_reference_on_the_same_rows_is_warned():
 def test_doctor_main_holds_every_transformer_record_against_the_references_beside_it(tmp_path):
     record = run_record("fixed/dense")
     write_record(record, tmp_path / "fixed-dense-ci-s0")
-    write_record(_reference(record["final_metrics"]["val_acc"] + 0.05), tmp_path / "reference-bow-ci-s3")
+    write_record(_reference(record.final_metrics.val_acc + 0.05), tmp_path / "reference-bow-ci-s3")
     out = io.StringIO()
     doctor_main([tmp_path], as_json=True, out=out)
     payload = json.loads(out.getvalue())

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from chimera.analysis.doctor import diagnose
+from chimera.records.store import load_record
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 
 pytestmark = pytest.mark.slow  # trains in subprocesses
@@ -47,6 +49,9 @@ def test_a_huge_learning_rate_stops_at_the_first_non_finite_step_and_says_why(tm
     assert record["status"] == "failed" and "at step 3" in record["error"]
     assert [p["step"] for p in record["curves"]] == [1, 2]  # the curves up to the bad step
     assert record["final_metrics"]["steps"] == 2  # no silent continuation: the bad step never updated weights
+    assert [(e["step"], e["kind"]) for e in record["events"]] == [(3, "non_finite")]  # what the doctor reads
+    found = [f for f in diagnose(load_record(tmp_path / "baseline-dense-ci-s0")) if f.code == "non_finite"]
+    assert [(f.severity, f.evidence["non_finite_events"]) for f in found] == [("error", 1)]
 
 
 def test_out_of_memory_writes_a_failed_record_with_the_fix(tmp_path, data):

@@ -55,5 +55,5 @@ def test_this_machines_environment_carries_the_fingerprint_flat_and_the_record_s
     assert env["torch_cuda"] == torch.version.cuda
     assert all(not isinstance(v, dict) for v in env.values())  # a flat addition to the mapping
     record = minimal_record()
-    record["env"] |= json.loads(json.dumps(env))
-    validate_record(record)
+    record.env |= json.loads(json.dumps(env))
+    validate_record(record.to_json())

@@ -14,6 +14,7 @@ import pytest
 from chimera import cli
 from chimera.gates.bands import compute_bands
 from chimera.gates.bench_gate import compare
+from chimera.records.record import RunRecord
 from chimera.records.store import write_record
 from tests.unit.record_factory import run_record
 
@@ -43,11 +44,11 @@ def bench_json(commit: str, when: str, norms: dict[str, float], *, calibration_s
 
 
 def record_at(cell: str, seed: int, commit: str | None, when: str, *, val_shift: float = 0.0,
-              device_name: str = "AMD EPYC") -> dict:
+              device_name: str = "AMD EPYC") -> RunRecord:
     record = run_record(cell, seed)
-    record["created_at"] = when
-    record["env"].update(git_commit=commit, git_dirty=False, device_type="cpu", device_name=device_name)
-    record["final_metrics"]["val_loss"] += val_shift
+    record.created_at = when
+    record.env.update(git_commit=commit, git_dirty=False, device_type="cpu", device_name=device_name)
+    record.final_metrics.val_loss += val_shift
     return record
 
 
@@ -111,12 +112,12 @@ def test_two_commits_show_both_with_normalised_step_times_metrics_and_the_failed
         assert [r["loss gate"] for r in rows] == ["ok", "ok"]  # B's runs repeat A's seeds exactly
         assert float(rows[1]["vs prev"]) == pytest.approx(expected.ratio, abs=5e-4)
         for row, records in ((rows[0], records_a), (rows[1], records_b)):
-            mine = [r for r in records if r["cell"] == cell]
+            mine = [r for r in records if r.cell == cell]
             assert row["runs"] == "2 (0, 1)"
             for column, key in (("clean train", "train_loss"), ("val loss", "val_loss"), ("val acc", "val_acc"),
                                 ("test acc", "test_acc")):
-                assert float(row[column]) == pytest.approx(statistics.fmean(m["final_metrics"][key] for m in mine),
-                                                           abs=5e-5)
+                mean = statistics.fmean(getattr(m.final_metrics, key) for m in mine)
+                assert float(row[column]) == pytest.approx(mean, abs=5e-5)
     assert gate["test_train_step[fp32-fixed/dense]"].verdict == "REGRESSION"
     assert gate["test_train_step[fp32-fixed/moe]"].verdict == "ok"
     flagged = out.split("gates would have failed at:", 1)[1].strip().splitlines()
@@ -155,7 +156,7 @@ def test_a_corrupt_or_foreign_file_is_one_line_exit_2_and_the_store_is_unchanged
     bad = b / "bad" / name
     bad.parent.mkdir()
     if case == "record off its schema":
-        record = record_at("fixed/dense", 3, COMMIT_B, TIME_B)
+        record = record_at("fixed/dense", 3, COMMIT_B, TIME_B).to_json()
         del record["final_metrics"]
         content = json.dumps(record)
     elif case == "benchmark without calibration":
@@ -229,7 +230,7 @@ def test_without_bands_the_packaged_ones_judge_the_runs_as_check_bands_does(tmp_
     a, _ = write_results(tmp_path / "a", COMMIT_A, TIME_A, {"fixed/dense": 2.0}, seeds=(0,))
     assert cli.main(["check-bands", str(a / "runs")]) == 1 and "config differs" in capsys.readouterr().out
     other = record_at("fixed/dense", 0, COMMIT_B, TIME_B)
-    other.update(profile="smoke", run_id="fixed-dense-smoke-s0")
+    other.profile, other.run_id = "smoke", "fixed-dense-smoke-s0"
     write_record(other, tmp_path / "b" / "fixed-dense-smoke-s0")
     history("add", str(a), str(tmp_path / "b"), "--store", str(store), capsys=capsys)
     out = history("--store", str(store), capsys=capsys)[1]

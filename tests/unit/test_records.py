@@ -13,8 +13,10 @@ from tests.unit.record_factory import minimal_record
 
 
 def test_valid_record_round_trips(tmp_path):
-    path = records.write_record(minimal_record(), tmp_path)
-    assert records.load_record(tmp_path) == json.loads(path.read_text())
+    record = minimal_record()
+    path = records.write_record(record, tmp_path)
+    assert records.load_record(tmp_path) == record
+    assert records.load_record(tmp_path).to_json() == json.loads(path.read_text())
 
 
 @pytest.mark.parametrize("mutate, pointer", [
@@ -23,11 +25,22 @@ def test_valid_record_round_trips(tmp_path):
     (lambda r: r["curves"][0].update(val_acc=1.5), "/curves/0/val_acc"),
     (lambda r: r["params"].update(total=-1), "/params/total"),
     (lambda r: r["data"]["fingerprints"].update(train="xyz"), "/data/fingerprints/train"),
+    (lambda r: r["events"].append({"step": 1, "kind": "checkpoint"}), "/events/0/kind"),
+    (lambda r: r["data"]["token_stats"].update(val={"unk_fraction": 0.1}), "/data/token_stats/val"),
 ])
 def test_schema_violations_name_the_json_pointer(tmp_path, mutate, pointer):
-    record = minimal_record()
-    mutate(record)
+    data = minimal_record().to_json()
+    mutate(data)
+    (tmp_path / "record.json").write_text(json.dumps(data))
     with pytest.raises(ChimeraError, match="schema at " + pointer):
+        records.load_record(tmp_path)
+
+
+def test_an_invalid_record_is_never_written(tmp_path):
+    record = minimal_record()
+    record.status = "done"
+    record.curves[0].val_acc = 1.5
+    with pytest.raises(ChimeraError, match="schema at /"):
         records.write_record(record, tmp_path)
     assert not (tmp_path / "record.json").exists()
 
@@ -40,7 +53,7 @@ def test_existing_record_is_never_silently_overwritten(tmp_path):
 
 def test_non_finite_numbers_become_null_not_invalid_json(tmp_path):
     record = minimal_record()
-    record["curves"][0]["val_loss"] = float("nan")
+    record.curves[0].val_loss = float("nan")
     path = records.write_record(record, tmp_path)
     assert json.loads(path.read_text())["curves"][0]["val_loss"] is None
 
@@ -66,7 +79,8 @@ def test_crash_between_write_and_rename_leaves_the_previous_file(tmp_path, monke
         raise OSError("simulated power loss")
 
     monkeypatch.setattr(fileio, "_before_replace", crash)
-    changed = minimal_record() | {"status": "failed"}
+    changed = minimal_record()
+    changed.status = "failed"
     with pytest.raises(OSError):
         records.write_record(changed, tmp_path, overwrite=True)
     assert (tmp_path / "record.json").read_bytes() == before

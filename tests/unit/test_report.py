@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -115,7 +116,7 @@ def test_without_bench_results_the_throughput_figure_is_omitted_and_the_run_figu
     assert "throughput figure is omitted" in markdown
     for cell, row in matrix_table(markdown).items():
         assert row["throughput (samples/s)"].endswith("(run)")
-        per_seed = [r["final_metrics"]["train_samples_per_s"] for r in records[cell]]
+        per_seed = [r.final_metrics.train_samples_per_s for r in records[cell]]
         assert_stat(row["throughput (samples/s)"], per_seed, abs_=0.5)
 
 
@@ -138,23 +139,23 @@ def test_time_to_quality_table_shows_each_targets_wall_seconds_and_step_over_see
     for cell, recs in records.items():
         for target in TARGETS:
             text = table[cell][f"val acc ≥ {target:g}"]
-            entries = [next(e for e in r["time_to_target"] if e["target"] == target) for r in recs]
-            hits = [e for e in entries if e["reached"]]
+            entries = [next(e for e in r.time_to_target if e.target == target) for r in recs]
+            hits = [e for e in entries if e.reached]
             if not hits:
                 assert text == "not reached"
                 continue
             wall, _, step = text.partition(" s (step ")
-            assert_stat(wall, [e["wall_s"] for e in hits], abs_=0.06)
-            assert_stat(step.split(")")[0], [float(e["step"]) for e in hits], abs_=0.6)
+            assert_stat(wall, [e.wall_s for e in hits], abs_=0.06)
+            assert_stat(step.split(")")[0], [float(e.step) for e in hits], abs_=0.6)
             assert text.endswith(f"{len(hits)} of {len(entries)} seeds") == (len(hits) < len(entries))
 
 
 def test_the_reference_cell_sits_in_the_matrix_and_beside_every_cell_on_the_same_rows(tmp_path):
     records = write_matrix(tmp_path / "runs", cells=["fixed/dense"], seeds=(0, 1))
     reference = run_record("fixed/dense", 0)
-    reference.update(cell="reference/bow", run_id="reference-bow-ci-s0")
-    reference["config"].update(cell="reference/bow", model={"arch": "bag_of_ngrams", "d_model": 64})
-    reference["final_metrics"]["val_acc"] = 0.99  # better than every transformer run
+    reference.cell, reference.run_id = "reference/bow", "reference-bow-ci-s0"
+    reference.config.update(cell="reference/bow", model={"arch": "bag_of_ngrams", "d_model": 64})
+    reference.final_metrics.val_acc = 0.99  # better than every transformer run
     write_record(reference, tmp_path / "runs" / "reference-bow-ci-s0")
     files = render_report(tmp_path / "runs", tmp_path / "report", bench_dir=tmp_path / "no-bench")
     markdown = files.markdown.read_text()
@@ -162,7 +163,7 @@ def test_the_reference_cell_sits_in_the_matrix_and_beside_every_cell_on_the_same
     assert list(table) == ["fixed/dense", "reference/bow"]
     assert table["fixed/dense"]["linear reference val acc (same rows)"] == "0.9900"
     assert table["reference/bow"]["linear reference val acc (same rows)"] == "—"
-    assert records["fixed/dense"][0]["final_metrics"]["val_acc"] < 0.99
+    assert records["fixed/dense"][0].final_metrics.val_acc < 0.99
     assert "`below_reference`: a linear model on the same rows does better" in markdown
 
 
@@ -177,4 +178,5 @@ def test_the_seeds_column_counts_before_it_lists(seeds, statuses, expected):
     """A one-seed run shows `1 (0)`, never a bare `0` that reads as "no seeds"."""
     from chimera.analysis.report import seeds_label
 
-    assert seeds_label([{"seed": s, "status": st} for s, st in zip(seeds, statuses, strict=True)]) == expected
+    records = [replace(run_record(seed=s), status=st) for s, st in zip(seeds, statuses, strict=True)]
+    assert seeds_label(records) == expected

@@ -11,16 +11,18 @@ import pytest
 from chimera.analysis.report import matrix_row, to_markdown
 from chimera.analysis.report_throughput import bench_load_note, spread_blocks
 from chimera.analysis.step_spread import DISTURBED_RATIO, step_spread
+from chimera.records.record import RunRecord
+from chimera.records.store import load_record
 from tests.unit.record_factory import run_record
 
 FULL_RUNS = Path(__file__).resolve().parents[2] / "docs" / "results" / "full"
 THROUGHPUT = 11  # column of the matrix table
 
 
-def disturbed(record: dict, factor: float = 3.0, at: int = 5) -> dict:
+def disturbed(record: RunRecord, factor: float = 3.0, at: int = 5) -> RunRecord:
     """The record with one evaluation interval `factor` times slower, as a pause or a second job leaves it."""
-    record["timing"][at]["step_time_s"] *= factor
-    record["final_metrics"]["train_samples_per_s"] /= 1.2
+    record.timing[at].step_time_s *= factor
+    record.final_metrics.train_samples_per_s /= 1.2
     return record
 
 
@@ -36,7 +38,7 @@ def test_steady_and_disturbed_runs_are_told_apart_by_the_slowest_interval():
 
 def test_the_threshold_separates_the_committed_full_runs_as_their_history_says():
     """README: the baseline runs shared their core for a while; the fixed and reference runs had it alone."""
-    verdicts = {path.parent.name: step_spread(json.loads(path.read_text())).disturbed
+    verdicts = {path.parent.name: step_spread(load_record(path)).disturbed
                 for path in sorted(FULL_RUNS.glob("*/record.json"))}
     assert len(verdicts) >= 8
     assert {name for name, bad in verdicts.items() if bad} == {"baseline-dense-full-s0", "baseline-moe-full-s0"}
@@ -46,7 +48,7 @@ def test_the_threshold_separates_the_committed_full_runs_as_their_history_says()
 def test_the_matrix_row_keeps_a_disturbed_run_out_of_the_mean_and_names_it():
     clean, paused = run_record("fixed/dense", 0), disturbed(run_record("fixed/dense", 1))
     text = matrix_row("fixed/dense", [clean, paused], bench={})[THROUGHPUT]
-    assert text == (f"{clean['final_metrics']['train_samples_per_s']:,.0f} (run); disturbed, left out: "
+    assert text == (f"{clean.final_metrics.train_samples_per_s:,.0f} (run); disturbed, left out: "
                     "seed 1 (slowest interval 3.0× its median)")
     both = matrix_row("fixed/dense", [disturbed(run_record("fixed/dense", 0)), paused], bench={})[THROUGHPUT]
     assert "(run, all disturbed: seed 0 (slowest interval 3.0× its median), seed 1 (" in both
@@ -59,7 +61,7 @@ def test_the_spread_table_lists_every_run_with_its_median_deciles_and_verdict():
     markdown = to_markdown(spread_blocks([(Path(f"r{i}"), r) for i, r in enumerate(records)]))
     rows = [line.split(" | ") for line in markdown.splitlines() if line.startswith("| fixed/dense")]
     assert [row[0] for row in rows] == ["| fixed/dense seed 0", "| fixed/dense seed 1"]
-    assert rows[0][2] == f"{records[0]['timing'][0]['step_time_s'] * 1e3:,.1f}" and rows[0][-1] == "steady |"
+    assert rows[0][2] == f"{records[0].timing[0].step_time_s * 1e3:,.1f}" and rows[0][-1] == "steady |"
     assert rows[1][4] == "3.00" and rows[1][-1] == "**disturbed** |"
 
 

@@ -12,20 +12,27 @@ from pathlib import Path
 import pytest
 
 from chimera.errors import ChimeraError
-from chimera.records.store import validate_record
-from chimera.records.time_to_target import lookup, time_to_target
+from chimera.records.record import CurvePoint, TimingPoint
+from chimera.records.store import load_record, validate_record
+from chimera.records.time_to_target import time_to_target
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 from tests.unit.record_factory import minimal_record
 
 REPO = Path(__file__).resolve().parents[2]
-CURVES = [{"step": 20, "val_acc": 0.50, "val_loss": 1.2}, {"step": 40, "val_acc": 0.72, "val_loss": 0.9},
-          {"step": 60, "val_acc": 0.75, "val_loss": 0.7}, {"step": 80, "val_acc": 0.74, "val_loss": 0.6},
-          {"step": 100, "val_acc": 0.81, "val_loss": 0.6}]
-TIMING = [{"step": s, "train_s": s * 0.1, "wall_s": s * 0.15} for s in (20, 40, 60, 80, 100)]
+
+
+def _point(step: int, val_acc: float, val_loss: float | None = None) -> CurvePoint:
+    return CurvePoint(step=step, train_loss=1.0, val_loss=val_loss, val_acc=val_acc, lr=1e-4, grad_norm=0.5)
+
+
+CURVES = [_point(20, 0.50, 1.2), _point(40, 0.72, 0.9), _point(60, 0.75, 0.7), _point(80, 0.74, 0.6),
+          _point(100, 0.81, 0.6)]
+TIMING = [TimingPoint(step=s, step_time_s=0.1, samples_per_s=320.0, train_s=s * 0.1, wall_s=s * 0.15)
+          for s in (20, 40, 60, 80, 100)]
 
 
 def _entries(targets, curves=CURVES, timing=TIMING, samples_per_step=32):
-    return time_to_target(curves, timing, targets, samples_per_step=samples_per_step)
+    return [entry.to_json() for entry in time_to_target(curves, timing, targets, samples_per_step=samples_per_step)]
 
 
 def test_a_known_crossing_gives_the_first_evaluation_at_or_past_the_target():
@@ -47,7 +54,7 @@ def test_reaching_the_target_exactly_counts_and_a_later_dip_changes_nothing():
 
 
 def test_ties_two_targets_crossed_by_one_evaluation_share_its_step_and_clock():
-    curves = [{"step": 20, "val_acc": 0.5}, {"step": 40, "val_acc": 0.9}]
+    curves = [_point(20, 0.5), _point(40, 0.9)]
     low, high = _entries([("val_acc", 0.7), ("val_acc", 0.8)], curves=curves)
     assert low["step"] == high["step"] == 40 and low["wall_s"] == high["wall_s"] == pytest.approx(6.0)
 
@@ -58,21 +65,21 @@ def test_loss_targets_are_reached_from_above():
 
 
 def test_timing_without_clocks_gives_the_step_but_no_seconds():
-    old_timing = [{"step": s, "step_time_s": 0.1, "samples_per_s": 320.0} for s in (20, 40, 60, 80, 100)]
+    old_timing = [TimingPoint(step=s, step_time_s=0.1, samples_per_s=320.0) for s in (20, 40, 60, 80, 100)]
     (entry,) = _entries([("val_acc", 0.7)], timing=old_timing)
     assert entry["reached"] and entry["step"] == 40 and entry["wall_s"] is None and entry["train_s"] is None
 
 
 def test_the_schema_accepts_time_to_target_and_refuses_a_reached_flag_without_a_step():
     record = minimal_record()
-    record["timing"] = [{"step": 10, "step_time_s": 0.1, "samples_per_s": 320.0, "train_s": 1.0, "wall_s": 1.5}]
-    record["time_to_target"] = _entries([("val_acc", 0.3), ("val_acc", 0.9)],
-                                        curves=record["curves"], timing=record["timing"])
-    validate_record(record)
-    assert lookup(record, "val_acc", 0.3)["step"] == 10 and lookup(record, "val_acc", 0.5) is None
-    record["time_to_target"][1]["step"] = 10  # "not reached" but with a step: contradictory
+    record.timing = [TimingPoint(step=10, step_time_s=0.1, samples_per_s=320.0, train_s=1.0, wall_s=1.5)]
+    record.time_to_target = time_to_target(record.curves, record.timing, [("val_acc", 0.3), ("val_acc", 0.9)],
+                                           samples_per_step=32)
+    validate_record(record.to_json())
+    assert record.target_time("val_acc", 0.3).step == 10 and record.target_time("val_acc", 0.5) is None
+    record.time_to_target[1].step = 10  # "not reached" but with a step: contradictory
     with pytest.raises(ChimeraError, match="time_to_target"):
-        validate_record(record)
+        validate_record(record.to_json())
 
 
 def _train(out: Path, data: Path, *extra: str, fault: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
@@ -97,15 +104,14 @@ def test_a_resumed_run_clock_skips_the_time_it_was_stopped(tmp_path):
     resumed = _train(tmp_path, data, "--resume", str(run_dir))
     second_process = time.perf_counter() - started
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    record = json.loads((run_dir / "record.json").read_text())
-    validate_record(record)
-    timing = record["timing"]
+    record = load_record(run_dir)
+    timing = [t.to_json() for t in record.timing]
     assert timing[:len(before)] == before  # the evaluations before the interruption keep their clocks
     walls = [t["wall_s"] for t in timing]
     assert walls == sorted(walls) and all(t["wall_s"] >= t["train_s"] for t in timing)
     # After the resume the clock advanced by less than the second process lived: the pause is not in it.
     assert walls[-1] - before[-1]["wall_s"] < second_process
-    low, high = record["time_to_target"]
-    assert (low["target"], high["target"]) == (0.3, 0.99)
-    assert low["reached"] and low["wall_s"] == next(t["wall_s"] for t in timing if t["step"] == low["step"])
-    assert not high["reached"]
+    low, high = record.time_to_target
+    assert (low.target, high.target) == (0.3, 0.99)
+    assert low.reached and low.wall_s == next(t["wall_s"] for t in timing if t["step"] == low.step)
+    assert not high.reached

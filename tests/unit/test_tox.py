@@ -66,7 +66,7 @@ def test_repro_comparison_passes_identical_runs_and_fails_a_changed_one(tmp_path
     assert capsys.readouterr().out.count("identical") == 2
 
     changed = records.load_record(tmp_path / "second" / "fixed-moe")
-    changed["final_metrics"]["val_loss"] += 1e-9
+    changed.final_metrics.val_loss += 1e-9
     records.write_record(changed, tmp_path / "second" / "fixed-moe", overwrite=True)
     assert not repro.compare_runs(tmp_path / "first", tmp_path / "second")
     assert "fixed/moe: DIFFERENT" in capsys.readouterr().out

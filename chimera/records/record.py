@@ -1,0 +1,301 @@
+"""The run record's shape, in one place: typed classes and their JSON form.
+
+The trainer builds a `RunRecord` (`chimera.train.run_setup.start_record`) and fills it as the run
+goes; every reader (doctor, report, gates, reproduce) gets one from `chimera.records.store.load_record`.
+`record.schema.json` describes the same JSON and a test holds the two together
+(tests/unit/test_record_types.py). Records written by an earlier `SCHEMA_VERSION` are upgraded on
+load (chimera.records.upgrade), so a record from last year still reads.
+
+The classes are mutable because the trainer fills them as the run goes (and tests shape cases); an
+`Event` is frozen so its kind stays one of the closed set. On disk a key that a class marks
+`absent_when_none` is left out rather than written as null: a timing entry without clocks, a failed
+run's final train_acc; a curve point that did not measure the clean training subset lacks its two keys.
+Imports no other chimera module.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Literal, get_args
+
+SCHEMA_VERSION = 2
+Status = Literal["completed", "stopped_early", "failed", "interrupted"]
+STATUSES: tuple[str, ...] = get_args(Status)
+# What the trainer notes in `events`: the closed set the schema allows and the doctor reads (non_finite).
+EventKind = Literal["resumed", "interrupted", "early_stop", "non_finite"]
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
+SPLITS = ("train", "val", "clean_train", "test")
+
+_ABSENT = {"absent_when_none": True}  # field metadata: None means the key is left out of the JSON
+
+
+def _optional(default: Any = None) -> Any:
+    return field(default=default, metadata=_ABSENT)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready data: dataclasses via their `to_json`, non-finite floats as null (JSON has no NaN)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return value.to_json()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _to_json(obj: Any) -> dict[str, Any]:
+    return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)
+            if not (f.metadata.get("absent_when_none") and getattr(obj, f.name) is None)}
+
+
+def _build(cls: type, raw: dict[str, Any], /, **convert: Callable[[Any], Any]) -> Any:
+    """`cls` from its JSON object: known keys only (the schema has already refused unknown ones)."""
+    return cls(**{f.name: convert.get(f.name, _same)(raw[f.name]) for f in fields(cls) if f.name in raw})
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _list_of(cls: type) -> Callable[[Any], Any]:
+    return lambda items: None if items is None else [cls.from_json(item) for item in items]
+
+
+class _JsonObject:
+    """`to_json` / `from_json` by field name; `_nested` names the converters of fields holding record classes.
+    `from_json` reads the current SCHEMA_VERSION (chimera.records.upgrade brings older JSON up first)."""
+
+    _nested: dict[str, Callable[[Any], Any]] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        return _to_json(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Any:
+        return _build(cls, data, **cls._nested)
+
+
+@dataclass(kw_only=True)
+class Precision(_JsonObject):
+    """The precision the run trained in and who chose it (config > accelerate launch > auto)."""
+
+    value: Literal["fp32", "bf16", "fp16"]
+    source: Literal["config", "accelerate", "auto"]
+    requested: Literal["auto", "fp32", "bf16", "fp16"]
+    accelerate_launch: str | None  # $ACCELERATE_MIXED_PRECISION as given, or None
+
+
+
+@dataclass(kw_only=True)
+class TokenStats(_JsonObject):
+    """How much text one split loses to the tokenizer."""
+
+    unk_rate: float  # share of text tokens that are [UNK]
+    truncation_rate: float  # share of texts cut at data.max_length
+    mean_tokens: float  # tokens per text, [CLS] included
+
+
+
+@dataclass(kw_only=True)
+class DataInfo(_JsonObject):
+    """What the run trained and was measured on, fingerprinted so a rerun can refuse different data."""
+
+    source: str  # the --data-dir folder, or hub:<name>
+    sizes: dict[str, int]  # rows per split (SPLITS)
+    label_counts: dict[str, dict[str, int]]  # split -> label -> rows
+    leakage: dict[str, int]  # rows the leakage guard removed, by reason
+    fingerprints: dict[str, str]  # split -> sha256 of its rows
+    tokenizer_sha256: str
+    token_stats: dict[str, TokenStats]  # train, val, test
+
+    _nested = {"token_stats": lambda stats: {split: TokenStats.from_json(v) for split, v in stats.items()}}
+
+
+@dataclass(kw_only=True)
+class ParamCounts(_JsonObject):
+    """total, embedding, non_embedding, and active (what one token touches; below total for MoE)."""
+
+    total: int = 0
+    embedding: int = 0
+    non_embedding: int = 0
+    active: int = 0
+
+
+
+@dataclass(kw_only=True)
+class MoeLayerStats(_JsonObject):
+    """Routing of one MoE layer over the validation set."""
+
+    layer: int
+    tokens_per_expert: list[float]  # share of routed slots per expert
+    router_entropy: float
+    dropped_fraction: float  # share of routed slots over capacity
+    balance_loss: float
+    z_loss: float
+
+
+
+@dataclass(kw_only=True)
+class SplitScore(_JsonObject):
+    """Loss and accuracy of one evaluation pass; None where the value was not finite."""
+
+    loss: float | None
+    acc: float | None
+
+
+@dataclass(kw_only=True)
+class CurvePoint(_JsonObject):
+    """One evaluation. `clean_train` is None at evaluations that did not measure the clean training
+    subset (evaluation.clean_train_every); on disk its two keys are then absent, not null."""
+
+    step: int
+    train_loss: float | None  # optimisation loss as trained, mean since the last evaluation
+    val_loss: float | None
+    val_acc: float | None
+    lr: float
+    grad_norm: float | None  # of the last step before this evaluation
+    clean_train: SplitScore | None = None  # eval mode, no smoothing, no augmentation
+    moe: list[MoeLayerStats] | None = None  # MoE cells only
+
+    @property
+    def clean_train_loss(self) -> float | None:
+        return self.clean_train.loss if self.clean_train else None
+
+    @property
+    def train_acc(self) -> float | None:
+        return self.clean_train.acc if self.clean_train else None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"step": self.step, "train_loss": self.train_loss}
+        if self.clean_train is not None:
+            out.update(clean_train_loss=self.clean_train.loss, train_acc=self.clean_train.acc)
+        out.update(val_loss=self.val_loss, val_acc=self.val_acc, lr=self.lr, grad_norm=self.grad_norm)
+        if self.moe is not None:
+            out["moe"] = self.moe
+        return _plain(out)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CurvePoint:
+        clean = SplitScore(loss=data["clean_train_loss"], acc=data["train_acc"]) if "clean_train_loss" in data else None
+        moe = [MoeLayerStats.from_json(layer) for layer in data["moe"]] if data.get("moe") is not None else None
+        return cls(step=data["step"], train_loss=data["train_loss"], val_loss=data["val_loss"],
+                   val_acc=data["val_acc"], lr=data["lr"], grad_norm=data["grad_norm"], clean_train=clean, moe=moe)
+
+
+@dataclass(kw_only=True)
+class TimingPoint(_JsonObject):
+    """Wall-clock at one evaluation; apart from the curves because it never reproduces bitwise."""
+
+    step: int
+    step_time_s: float | None  # mean optimiser-step time of the interval since the last evaluation
+    samples_per_s: float | None
+    train_s: float | None = _optional()  # optimiser-step seconds from the first step; absent in old records
+    wall_s: float | None = _optional()  # seconds from the first step to the end of this evaluation
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event(_JsonObject):
+    """Something notable at a step: resumed, interrupted, early_stop, non_finite (loss or gradient)."""
+
+    step: int
+    kind: EventKind
+    detail: str | None = _optional()
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVENT_KINDS:
+            raise ValueError(f"event kind {self.kind!r} is not one of {', '.join(EVENT_KINDS)}")
+
+
+
+@dataclass(kw_only=True)
+class FinalMetrics(_JsonObject):
+    """The run's closing measurement (best weights restored when early stopping is on); None until measured."""
+
+    train_loss: float | None = None  # clean training subset
+    val_loss: float | None = None
+    val_acc: float | None = None
+    test_loss: float | None = None
+    test_acc: float | None = None
+    best_step: int | None = None  # the step of the lowest val loss
+    steps: int = 0
+    stopped_early: bool = False
+    wall_s: float = 0.0
+    train_samples_per_s: float | None = None  # over optimiser-step time only
+    train_acc: float | None = _optional()  # measured by a run that finished
+    restored_best: bool | None = _optional()  # whether the best weights were restored before measuring
+
+
+
+@dataclass(kw_only=True)
+class TargetTime(_JsonObject):
+    """Time to one target quality, as MLPerf Training counts it (chimera.records.time_to_target)."""
+
+    metric: Literal["val_acc", "val_loss"]
+    target: float
+    reached: bool
+    step: int | None  # the first evaluation that reached it; None (and the rest None) when none did
+    samples: int | None
+    train_s: float | None
+    wall_s: float | None
+    value: float | None
+
+
+
+@dataclass(kw_only=True)
+class ResumeInfo(_JsonObject):
+    """Where a run came from (resumed_from_step) or how to continue it (resumable_from_step, command)."""
+
+    resumed_from_step: int | None = _optional()
+    resumable_from_step: int | None = _optional()
+    command: str | None = _optional()  # the flag that continues an interrupted run
+
+
+
+@dataclass(kw_only=True)
+class RunRecord(_JsonObject):
+    """One training run of one matrix cell. Mutable: the trainer fills it as the run goes."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    cell: str
+    profile: str
+    seed: int
+    status: Status = "failed"  # until the run says otherwise, a crash leaves a failed record
+    created_at: str | None = _optional()
+    world_size: int = 1
+    config: dict[str, Any]  # the resolved RunConfig (chimera.config.config_to_dict owns its shape)
+    env: dict[str, Any]  # free-form: library versions, device, threads, git commit, fingerprints
+    precision: Precision
+    data: DataInfo
+    params: ParamCounts = field(default_factory=ParamCounts)
+    curves: list[CurvePoint] = field(default_factory=list)
+    timing: list[TimingPoint] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    final_metrics: FinalMetrics = field(default_factory=FinalMetrics)
+    time_to_target: list[TargetTime] | None = _optional()
+    error: str | None = None
+    resume: ResumeInfo | None = None
+
+    def curve(self, metric: str) -> list[tuple[int, float]]:
+        """(step, value) pairs of one curve metric, skipping evaluations that lack it."""
+        return [(p.step, value) for p in self.curves if (value := getattr(p, metric)) is not None]
+
+    def target_time(self, metric: str, target: float) -> TargetTime | None:
+        """The entry for (metric, target), or None when the run did not time that target."""
+        return next((t for t in self.time_to_target or [] if t.metric == metric and abs(t.target - target) < 1e-12),
+                    None)
+
+    def fail(self, message: str) -> None:
+        """The run ended in an error: its record keeps what was measured so far, and says why."""
+        self.status, self.error = "failed", message
+
+    _nested = {"precision": Precision.from_json, "data": DataInfo.from_json, "params": ParamCounts.from_json,
+               "curves": _list_of(CurvePoint), "timing": _list_of(TimingPoint), "events": _list_of(Event),
+               "final_metrics": FinalMetrics.from_json, "time_to_target": _list_of(TargetTime),
+               "resume": lambda v: None if v is None else ResumeInfo.from_json(v)}

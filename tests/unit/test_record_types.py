@@ -1,0 +1,169 @@
+"""The record's shape is defined once: the typed classes and record.schema.json agree field by field,
+records round-trip through the classes, records of schema version 1 still load, and no module outside
+chimera/records/ builds a record as a hand-made dict."""
+
+from __future__ import annotations
+
+import ast
+import json
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from chimera.errors import ChimeraError
+from chimera.records import record as types
+from chimera.records.store import load_record, load_schema, validate_record, write_record
+from tests.unit.record_factory import CELL_SHAPES, minimal_record, run_record
+
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED = sorted((REPO / "docs" / "results").rglob("record.json"))
+
+
+def _node(pointer: str) -> dict:
+    """The schema object at a path of property names, `[]` for array items, `*` for map values, `#x` for $defs."""
+    node = load_schema()
+    for part in pointer.split("/") if pointer else []:
+        if part == "[]":
+            node = node["items"]
+        elif part == "*":
+            node = node["additionalProperties"]
+        elif part.startswith("#"):
+            node = load_schema()["$defs"][part[1:]]
+        else:
+            node = node["properties"][part]
+        if "$ref" in node:
+            node = load_schema()["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    return node
+
+
+CLASSES = {  # each class and the schema object that describes its JSON
+    types.RunRecord: "", types.Precision: "precision", types.DataInfo: "data", types.TokenStats: "data/token_stats/*",
+    types.ParamCounts: "params", types.MoeLayerStats: "#evaluation/moe/[]", types.TimingPoint: "timing/[]",
+    types.Event: "events/[]", types.FinalMetrics: "final_metrics", types.TargetTime: "time_to_target/[]",
+    types.ResumeInfo: "resume",
+}
+
+
+def _json_fields(cls: type) -> tuple[set[str], set[str]]:
+    """(always written, written only when set) JSON keys of a class."""
+    always = {f.name for f in fields(cls) if not f.metadata.get("absent_when_none")}
+    return always, {f.name for f in fields(cls)} - always
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_every_class_and_its_schema_object_name_the_same_keys(cls):
+    node = _node(CLASSES[cls])
+    always, optional = _json_fields(cls)
+    assert set(node["properties"]) == always | optional
+    assert set(node.get("required", [])) == always
+    assert node["additionalProperties"] is False  # a key the class does not know is refused, not dropped
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_closed_sets_and_nullability_agree_with_the_type_hints(cls):
+    node = _node(CLASSES[cls])
+    hints = typing.get_type_hints(cls)
+    for name in (f.name for f in fields(cls)):
+        hint = hints[name]
+        schema = node["properties"][name]
+        args = typing.get_args(hint)
+        literal = next((a for a in (hint, *args) if typing.get_origin(a) is typing.Literal), None)
+        if literal is not None:
+            assert set(schema["enum"]) == set(typing.get_args(literal)), name
+        written_as_null = type(None) in args and not any(
+            f.metadata.get("absent_when_none") for f in fields(cls) if f.name == name)
+        if written_as_null:
+            allowed = schema.get("type", [])
+            assert "null" in allowed or None in schema.get("enum", []), f"{cls.__name__}.{name} can be null"
+
+
+def test_a_curve_point_and_its_schema_object_name_the_same_keys():
+    node = _node("#evaluation")
+    assert set(node["required"]) == {"step", "train_loss", "val_loss", "val_acc", "lr", "grad_norm"}
+    assert set(node["properties"]) == set(node["required"]) | {"clean_train_loss", "train_acc", "moe"}
+    measured = types.CurvePoint(step=1, train_loss=1.0, val_loss=1.0, val_acc=0.5, lr=1e-3, grad_norm=None,
+                                clean_train=types.SplitScore(loss=0.9, acc=0.6))
+    assert set(measured.to_json()) == set(node["properties"]) - {"moe"}
+    not_measured = types.CurvePoint(step=2, train_loss=1.0, val_loss=1.0, val_acc=0.5, lr=1e-3, grad_norm=None)
+    assert set(not_measured.to_json()) == set(node["required"])  # absent, not null: it was not measured
+
+
+def test_status_and_event_kinds_are_the_closed_sets_the_schema_allows():
+    assert set(_node("status")["enum"]) == set(types.STATUSES)
+    assert set(_node("events/[]/kind")["enum"]) == set(types.EVENT_KINDS)
+    assert "non_finite" in types.EVENT_KINDS  # the doctor's check reads it; the trainer emits it on divergence
+    with pytest.raises(ValueError, match="not one of"):
+        types.Event(step=1, kind="checkpoint")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("cell", CELL_SHAPES)
+def test_records_round_trip_through_json(cell, tmp_path):
+    record = run_record(cell, seed=1)
+    record.events.append(types.Event(step=25, kind="early_stop", detail="no val-loss gain"))
+    record.resume = types.ResumeInfo(resumed_from_step=10)
+    assert types.RunRecord.from_json(record.to_json()) == record
+    assert load_record(write_record(record, tmp_path)) == record
+
+
+def _version_1(record: types.RunRecord, *, mixed_precision: str) -> dict:
+    """The JSON a version-1 trainer wrote before precision was an axis."""
+    data = record.to_json()
+    data.update(schema_version=1, env={**data["env"], "mixed_precision": mixed_precision})
+    for key in ("precision", "error", "resume"):
+        del data[key]
+    return data
+
+
+def test_a_version_1_record_loads_upgraded_with_the_precision_its_environment_names(tmp_path):
+    (tmp_path / "record.json").write_text(json.dumps(_version_1(minimal_record(), mixed_precision="bf16")))
+    record = load_record(tmp_path)
+    assert record.schema_version == types.SCHEMA_VERSION == 2
+    assert record.precision == types.Precision(value="bf16", source="auto", requested="auto", accelerate_launch=None)
+    assert record.error is None and record.resume is None
+    assert record.curves == minimal_record().curves
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no committed records under docs/results")
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.parent.relative_to(REPO)))
+def test_the_committed_version_1_records_load_and_keep_every_key_and_value(path):
+    raw = json.loads(path.read_text())
+    assert raw["schema_version"] == 1  # written before the typed record: the upgrade path is what loads them
+    record = load_record(path)
+    again = record.to_json()
+    validate_record(again)
+    assert {k: v for k, v in again.items() if k not in ("schema_version", "precision")} == \
+        {k: v for k, v in raw.items() if k != "schema_version"}
+    assert record.precision.value == "fp32" and raw["env"]["mixed_precision"] == "no"
+
+
+def test_a_record_of_an_unknown_version_is_refused_in_one_line(tmp_path):
+    data = minimal_record().to_json() | {"schema_version": 99}
+    (tmp_path / "record.json").write_text(json.dumps(data))
+    with pytest.raises(ChimeraError, match="schema_version"):
+        load_record(tmp_path)
+
+
+RECORD_KEYS = {"schema_version", "run_id", "cell", "status", "world_size", "final_metrics", "curves", "timing",
+               "events", "params", "data", "env", "time_to_target", "resume"}
+# Token statistics and parameter counts are left out: data/ and model/ report their own measurements as
+# mappings (they import nothing from records/), and the trainer types them (TokenStats, ParamCounts).
+PIECES = [{"step", "kind"}, {"step", "val_loss", "lr"}, {"step", "step_time_s"}, {"metric", "target", "reached"},
+          {"val_loss", "val_acc", "test_acc"}, {"value", "source", "requested"}, {"resumed_from_step"},
+          {"resumable_from_step"}, {"fingerprints", "tokenizer_sha256"}]
+
+
+def test_no_module_outside_records_builds_a_record_as_a_hand_made_dict():
+    """A dict literal shaped like a record or one of its parts (a curve point, an event, final metrics...)."""
+    offenders = []
+    for path in sorted((REPO / "chimera").rglob("*.py")):
+        if path.parent.name == "records":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Dict) or all(isinstance(v, ast.Name) for v in node.values):
+                continue  # a table of names (e.g. the checkpoint's list name -> record class) builds nothing
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}
+            if len(keys & RECORD_KEYS) >= 3 or any(piece <= keys for piece in PIECES):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not offenders, f"record pieces built as dicts: {offenders}"
