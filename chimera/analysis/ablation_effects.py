@@ -49,6 +49,7 @@ class Metric:
     read: Callable[[RunRecord], float | None]
     better: str  # "higher", "lower" or "" (neither: clean train loss should stay up, not go to an extreme)
     spec: str  # format of values and effects
+    negligible: float = 5e-4  # an effect smaller than this is none, however steady (half the last shown digit)
 
 
 METRICS: tuple[Metric, ...] = (
@@ -64,7 +65,7 @@ def steps_to(target: float) -> Metric:
     def read(record: RunRecord) -> float | None:
         entry = record.target_time("val_acc", target)
         return float(entry.step) if entry and entry.reached else None
-    return Metric(f"steps_to_{target:g}", f"steps to val acc ≥ {target:g}", read, "lower", "+.0f")
+    return Metric(f"steps_to_{target:g}", f"steps to val acc ≥ {target:g}", read, "lower", "+.0f", negligible=0.5)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Effect:
     metric: str
     differences: tuple[float, ...]
     unpaired: int  # seeds where either run is missing, failed or lacks the number (e.g. target never reached)
+    negligible: float = 0.0  # the metric's smallest effect worth a mention
 
     @property
     def mean(self) -> float | None:
@@ -86,10 +88,10 @@ class Effect:
 
     @property
     def within_noise(self) -> bool:
-        if len(self.differences) < 2:
+        if len(self.differences) < 2 or abs(self.mean) < self.negligible:
             return True
         se = self.std / math.sqrt(len(self.differences))
-        return abs(self.mean) < NOISE_SE * se or self.mean == 0
+        return abs(self.mean) < NOISE_SE * se
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ def effect_of(change: str, metric: Metric, with_change: Mapping[int, RunRecord],
             unpaired += 1
         else:
             diffs.append(a - b)
-    return Effect(change=change, metric=metric.key, differences=tuple(diffs), unpaired=unpaired)
+    return Effect(change=change, metric=metric.key, differences=tuple(diffs), unpaired=unpaired,
+                  negligible=metric.negligible)
 
 
 def ablation_tables(by_cell: Mapping[str, Sequence[RunRecord]],
@@ -203,7 +206,8 @@ def summary(tables: Sequence[AblationTable], records: Sequence[RunRecord] = ()) 
     return {"runs": len(records), "profiles": sorted({r.profile for r in records}),
             "devices": sorted({str(e.get("device_name")) for e in env}),
             "torch": sorted({str(e.get("torch")) for e in env}),
-            "noise_rule": f"|mean| < {NOISE_SE:g} standard errors of the per-seed differences, or < 2 seeds",
+            "noise_rule": f"|mean| < {NOISE_SE:g} standard errors of the per-seed differences, or < 2 seeds, "
+                          "or below half the last digit shown",
             "tables": [{"start": t.start, "direction": t.direction, "seeds": list(t.seeds),
                         "effects": {change: {key: {"mean": e.mean, "std": e.std, "n": len(e.differences),
                                                    "unpaired": e.unpaired, "within_noise": e.within_noise}
@@ -264,8 +268,8 @@ def report_blocks(tables: Sequence[AblationTable], image: str | None) -> list[tu
               "setup against itself with one change set back to the baseline's value. Add one in: the baseline "
               "with one change of the fix against the baseline. The first row of each table is the start "
               f"cell's own values. `{NOISE_MARK}` marks an effect within seed noise ({NOISE_SE:g} standard "
-              "errors of the paired differences, or fewer than two seeds). Scale (rows, length, steps) is the "
-              "start cell's own in every variant."),
+              "errors of the paired differences, or fewer than two seeds) or too small to show. Scale (rows, "
+              "length, steps) is the start cell's own in every variant."),
     ]
     for table in tables:
         header, rows = table_rows(table)

@@ -155,20 +155,23 @@ REGULARISER_CHANGES = {"dropout": "dropout", "weight_decay": "weight-decay", "la
 
 @functools.cache
 def measured_regularisers(path: Path = ABLATION_SUMMARY) -> str | None:
-    """What this suite's own ablation measured for each regulariser: the fixed setup's test accuracy with it
-    minus without it (leave one out, mean over seeds, `≈` within seed noise); None when none is published."""
+    """What this suite's own ablation measured for each regulariser: the fixed setup's test accuracy and
+    generalisation gap (val - clean train loss) with it minus without it (leave one out, mean over seeds,
+    `≈` within seed noise); None when none is published."""
+    def said(effect: dict) -> str:
+        return f"{effect['mean']:+.3f}{' ≈' if effect['within_noise'] else ''}"
+
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         table = next(t for t in data["tables"] if t["direction"] == "without")
-        effects = {name: table["effects"][change]["test_acc"] for name, change in REGULARISER_CHANGES.items()
-                   if change in table["effects"]}
-        parts = [f"{name} {e['mean']:+.3f}{' ≈' if e['within_noise'] else ''}" for name, e in effects.items()
-                 if e["mean"] is not None]
+        parts = [f"{name}: test acc {said(e['test_acc'])}, gap {said(e['gap'])}"
+                 for name, change in REGULARISER_CHANGES.items()
+                 if (e := table["effects"].get(change)) and e["test_acc"]["mean"] is not None]
         seeds = len(table["seeds"])
     except (OSError, ValueError, KeyError, TypeError, StopIteration):
         return None
-    return (f"test acc with minus without each, {table['start']} leave one out, {seeds} seeds "
-            f"({path.name}): {', '.join(parts)}") if parts else None
+    return (f"with minus without each, {table['start']} leave one out, {seeds} seeds ({path.name}): "
+            f"{'; '.join(parts)}") if parts else None
 
 
 def check_regularisation(record: RunRecord, t: Thresholds) -> list[Finding]:

@@ -17,8 +17,8 @@ def test_the_audit_text_is_the_published_leave_one_out_effect_on_test_accuracy(t
     path.write_text(json.dumps(summary(ablation_tables(cells))))
     text = measured_regularisers(path)
     assert "fixed/dense leave one out, 3 seeds" in text
-    assert "dropout +0.100" in text and "dropout +0.100 ≈" not in text  # outside noise: no mark
-    assert "augmentation -0.007 ≈" in text  # within noise: marked
+    assert "dropout: test acc +0.100, gap " in text  # outside noise: no mark
+    assert "augmentation: test acc -0.007 ≈, gap " in text  # within noise: marked
     assert "weight_decay" not in text  # never measured, never cited
 
 
