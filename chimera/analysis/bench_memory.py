@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
 
 FIELDS = ("cpu_rss_peak_mib", "cpu_rss_growth_mib", "cuda_max_allocated_mib", "cuda_max_reserved_mib",
@@ -25,28 +26,41 @@ EXPLANATION = ("Peak memory of one training-step benchmark, measured over that b
                "benchmark runs found; a dash where the figure was not measured.")
 
 
-def bench_memory(bench_dir: Path, profiles: set[str] | None = None) -> dict[tuple[str, str], dict[str, float]]:
-    """{(cell, precision): {field: median MiB}} over every train-step benchmark that measured its own peak,
-    at one of `profiles`' shapes (None: any), never with the gate proof's injected slowdown."""
-    found: dict[tuple[str, str], dict[str, list[float]]] = {}
+def train_step_infos(bench_dir: Path, profiles: set[str] | None = None,
+                     unreadable: list[Path] | None = None) -> Iterator[dict]:
+    """The `extra_info` of every suite train-step benchmark under `bench_dir` (group "train-step": not the BERT
+    peer, the data pipeline or an MoE layer, which also name a cell), at one of `profiles`' shapes (None: any),
+    never with the gate proof's injected slowdown. Files that cannot be read go to `unreadable`."""
     for path in sorted(Path(bench_dir).rglob("*.json")) if Path(bench_dir).is_dir() else []:
         try:
             benchmarks = json.loads(path.read_text(encoding="utf-8")).get("benchmarks", [])
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            continue  # the report's throughput reader already notes unreadable files
+            if unreadable is not None:
+                unreadable.append(path)
+            continue
         for bench in benchmarks if isinstance(benchmarks, list) else []:
             info = (bench.get("extra_info") if isinstance(bench, dict) else None) or {}
-            if bench.get("group") != "train-step" or info.get("injected_matmuls") or "cpu_rss_peak_mib" not in info:
+            if bench.get("group") != "train-step" or info.get("injected_matmuls"):
                 continue
-            if profiles is not None and info.get("bench_profile") not in profiles:
-                continue
-            key = (str(info.get("cell")), str(info.get("precision") or "fp32"))
-            values = found.setdefault(key, {"runs": []})
-            values["runs"].append(1.0)
-            for name in FIELDS:
-                if isinstance(info.get(name), (int, float)):
-                    values.setdefault(name, []).append(float(info[name]))
-    return {key: {name: (len(v) if name == "runs" else statistics.median(v)) for name, v in values.items()}
+            if profiles is None or info.get("bench_profile") in profiles:
+                yield info
+
+
+def bench_memory(bench_dir: Path, profiles: set[str] | None = None) -> dict[tuple[str, str], dict[str, float]]:
+    """{(cell, precision): {field: median MiB, "runs": count}} over every train-step benchmark that measured
+    its own peak (see `train_step_infos` for which)."""
+    found: dict[tuple[str, str], dict[str, list[float]]] = {}
+    runs: dict[tuple[str, str], int] = {}
+    for info in train_step_infos(bench_dir, profiles):
+        if "cpu_rss_peak_mib" not in info:
+            continue
+        key = (str(info.get("cell")), str(info.get("precision") or "fp32"))
+        runs[key] = runs.get(key, 0) + 1
+        values = found.setdefault(key, {})
+        for name in FIELDS:
+            if isinstance(info.get(name), (int, float)):
+                values.setdefault(name, []).append(float(info[name]))
+    return {key: {**{name: statistics.median(v) for name, v in values.items()}, "runs": runs[key]}
             for key, values in found.items()}
 
 

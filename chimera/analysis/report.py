@@ -48,28 +48,15 @@ class ReportFiles:
 
 
 def bench_throughput(bench_dir: Path, profiles: set[str] | None = None) -> tuple[dict[str, float], list[str]]:
-    """Median train-step `extra_info.samples_per_s` per `extra_info.cell` over all pytest-benchmark JSON files.
-
-    Only the suite's own training step counts (group "train-step": not the BERT peer, the data
-    pipeline or an MoE layer, which also name a cell), measured at one of `profiles`' shapes (the
-    records' profiles; None = any) and never with the gate proof's injected slowdown.
-    """
+    """Median train-step `extra_info.samples_per_s` per `extra_info.cell` over all pytest-benchmark JSON files
+    (the suite's own training step at the records' profiles: `bench_memory.train_step_infos`), and a note
+    for each file that could not be read."""
     found: dict[str, list[float]] = {}
-    notes: list[str] = []
-    for path in sorted(Path(bench_dir).rglob("*.json")) if Path(bench_dir).is_dir() else []:
-        try:
-            benchmarks = json.loads(path.read_text(encoding="utf-8")).get("benchmarks", [])
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            notes.append(f"skipped unreadable benchmark file `{path}`")
-            continue
-        for bench in benchmarks if isinstance(benchmarks, list) else []:
-            info = (bench.get("extra_info") if isinstance(bench, dict) else None) or {}
-            if bench.get("group") != "train-step" or info.get("injected_matmuls"):
-                continue
-            if profiles is not None and info.get("bench_profile") not in profiles:
-                continue
-            if isinstance(info.get("cell"), str) and isinstance(info.get("samples_per_s"), (int, float)):
-                found.setdefault(info["cell"], []).append(float(info["samples_per_s"]))
+    unreadable: list[Path] = []
+    for info in bench_memory.train_step_infos(bench_dir, profiles, unreadable):
+        if isinstance(info.get("cell"), str) and isinstance(info.get("samples_per_s"), (int, float)):
+            found.setdefault(info["cell"], []).append(float(info["samples_per_s"]))
+    notes = [f"skipped unreadable benchmark file `{path}`" for path in unreadable]
     return {cell: statistics.median(values) for cell, values in found.items()}, notes
 
 
