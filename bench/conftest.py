@@ -175,8 +175,14 @@ def bench_profile(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def bench_rounds(bench_profile: str) -> Rounds:
-    return TINY_ROUNDS if os.environ.get(ROUNDS_ENV) == "tiny" else ROUNDS[bench_profile]
+def bench_tiny() -> bool:
+    """$CHIMERA_BENCH_ROUNDS=tiny: prove the benchmarks run (smoke runs), not measure; long ones cut their budget."""
+    return os.environ.get(ROUNDS_ENV) == "tiny"
+
+
+@pytest.fixture(scope="session")
+def bench_rounds(bench_profile: str, bench_tiny: bool) -> Rounds:
+    return TINY_ROUNDS if bench_tiny else ROUNDS[bench_profile]
 
 
 @pytest.fixture(scope="session")
