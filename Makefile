@@ -12,6 +12,16 @@ CUDA_IMAGE  ?= chimera-bench:cuda
 CPU_IMAGE   ?= chimera-bench:cpu
 RESULTS     ?= bench/results
 PROFILE     ?= ci
+# Where training targets write their run folders (RUNS/PROFILE, RUNS/ablation-PROFILE, RUNS/bands-PROFILE).
+RUNS        ?= runs
+# Extra flags for every training target (matrix, ablation, bands), e.g. a smoke run's
+# TRAIN_ARGS="--set train.max_steps=20 --set data.train_samples=64" (scripts/readme_smoke.py).
+TRAIN_ARGS  ?=
+# Seeds of the ablation and of the convergence bands.
+ABLATION_SEEDS ?= 0 1 2
+BANDS_SEEDS ?= 0 1 2 3 4
+# Where `make ablation` and `make bands` publish what the doctor and the loss gate read (the package's own data).
+PUBLISH     ?= chimera
 TARGET      ?= cpu
 # Where the CPU image's torch comes from (PyPI's Linux torch is the CUDA build); empty: pip's own configuration.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
@@ -79,11 +89,12 @@ lint: setup ## ruff on the Python sources, hadolint on the Dockerfiles
 	$(VENV)/bin/hadolint docker/Dockerfile
 
 matrix: setup ## train every cell of the ci profile -> runs/ci/
-	$(VENV)/bin/chimera matrix --profile $(PROFILE) --out runs/$(PROFILE) $(DATA_ARG)
+	$(VENV)/bin/chimera matrix --profile $(PROFILE) --out $(RUNS)/$(PROFILE) $(DATA_ARG) $(TRAIN_ARGS)
 
+REPORT      ?= report
 report: setup ## tables and plots from runs/ci (trains the matrix first if missing) -> report/
-	test -d runs/$(PROFILE) || $(MAKE) matrix
-	$(VENV)/bin/chimera report runs/$(PROFILE) --out report
+	test -d $(RUNS)/$(PROFILE) || $(MAKE) matrix
+	$(VENV)/bin/chimera report $(RUNS)/$(PROFILE) --out $(REPORT)
 
 bench-cpu: setup ## benchmarks on this machine's CPU, full shapes -> bench/results/cpu/bench.json
 	mkdir -p $(RESULTS)/cpu
@@ -106,13 +117,15 @@ bench-gate-proof: setup ## 5 unchanged short passes + 1 with an injected slowdow
 	PYTHON=$(PY) bash bench/prove_gate.sh $(BASELINE)
 
 bands: setup ## ci matrix with seeds 0-4 -> runs/bands-ci, then the convergence bands chimera/gates/bands/ci.json
-	for seed in 0 1 2 3 4; do $(VENV)/bin/chimera matrix --profile ci --seed $$seed --out runs/bands-ci --quiet $(DATA_ARG) || exit 1; done
-	$(VENV)/bin/chimera bands build runs/bands-ci --out chimera/gates/bands/ci.json
+	for seed in $(BANDS_SEEDS); do $(VENV)/bin/chimera matrix --profile $(PROFILE) --seed $$seed --out $(RUNS)/bands-$(PROFILE) --quiet $(DATA_ARG) $(TRAIN_ARGS) || exit 1; done
+	mkdir -p $(PUBLISH)/gates/bands
+	$(VENV)/bin/chimera bands build $(RUNS)/bands-$(PROFILE) --min-seeds $(words $(BANDS_SEEDS)) --out $(PUBLISH)/gates/bands/$(PROFILE).json
 
 ablation: setup ## which change of the fix matters: fixed/dense and its 18 variants, seeds 0-2 -> runs/ablation-ci/, report, the effects the doctor cites
-	$(VENV)/bin/chimera matrix --profile $(PROFILE) --ablation fixed/dense --seeds 0 1 2 --out runs/ablation-$(PROFILE) --quiet $(DATA_ARG)
-	$(VENV)/bin/chimera report runs/ablation-$(PROFILE) --out runs/ablation-$(PROFILE)/report
-	cp runs/ablation-$(PROFILE)/report/ablation.json chimera/analysis/ablation-$(PROFILE).json
+	$(VENV)/bin/chimera matrix --profile $(PROFILE) --ablation fixed/dense --seeds $(ABLATION_SEEDS) --out $(RUNS)/ablation-$(PROFILE) --quiet $(DATA_ARG) $(TRAIN_ARGS)
+	$(VENV)/bin/chimera report $(RUNS)/ablation-$(PROFILE) --out $(RUNS)/ablation-$(PROFILE)/report
+	mkdir -p $(PUBLISH)/analysis
+	cp $(RUNS)/ablation-$(PROFILE)/report/ablation.json $(PUBLISH)/analysis/ablation-$(PROFILE).json
 
 check-bands: setup ## loss gate: the runs under runs/$(PROFILE) against chimera/gates/bands/$(PROFILE).json
 	$(VENV)/bin/chimera check-bands runs/$(PROFILE)
@@ -121,6 +134,7 @@ docker-cuda: ## build the CUDA image (docker/Dockerfile, TARGET=cuda; DOCKER=pod
 	$(CUDA_BUILD)
 
 bench-cuda: ## benchmarks on NVIDIA GPUs in a container, building the image if missing -> bench/results/cuda/
+	@command -v nvidia-smi >/dev/null || { echo "bench-cuda needs an NVIDIA GPU with its driver and container toolkit on this host (no nvidia-smi here); on a CPU: make bench-cpu-docker" >&2; exit 1; }
 	$(DOCKER) image inspect $(CUDA_IMAGE) >/dev/null 2>&1 || { $(CUDA_BUILD); }
 	EXTRA_RUN_ARGS="--gpus all" $(DOCKER_RUN) $(RESULTS)/cuda $(CUDA_IMAGE)
 

@@ -1,0 +1,244 @@
+"""Run every command the README tells a user to run, each in a short form that fails on a crash.
+
+    python scripts/readme_smoke.py --records runs/ci-evidence/records/ci     # what CI runs (make smoke)
+    python scripts/readme_smoke.py --list                                    # README command -> smoke step
+    python scripts/readme_smoke.py --only bench-cpu history ...              # some entries only
+
+Why: a README command can rot while every test stays green (the time-to-quality benchmark crashed on the
+typed record for a whole release because no CI step ran it). Each entry below names the README commands
+it covers, verbatim, and the shell steps that run them at toy sizes (TINY: 64 rows, one layer of width
+32, 20 steps) or with tiny benchmark rounds. A step fails on an exit code it does not allow or a Python
+traceback in its output; a command this hardware cannot run (CUDA, MPS) must be refused with the message
+the entry names. tests/unit/test_readme_smoke.py fails when a README command has no entry here.
+
+--records: a folder of real ci-profile records (the ci matrix `make test` trains; CI keeps them in its
+evidence folder): the doctor, the loss gate and the history read those, since toy runs prove nothing to
+a loss gate. Scratch files go to --out (default: a temporary folder, kept). Exit 1 if any step failed,
+or (with --strict, as in CI) was skipped because a tool such as the container engine is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+
+TINY = " ".join(f"--set {kv}" for kv in (
+    "data.train_samples=64", "data.val_samples=32", "data.test_samples=32", "data.max_length=16",
+    "data.vocab_size=256", "model.d_model=32", "model.d_ff=64", "model.n_layers=1", "train.batch_size=16",
+    "train.warmup_steps=2", "train.max_steps=20", "train.eval_every=5"))
+TRAIN = "$CHIMERA train --cell fixed/dense --profile ci --data-dir $DATA --device cpu --quiet $TINY"
+
+# A README command is an inline code span or a line of a fenced block that starts like one of these.
+COMMAND_START = re.compile(r"^(make|chimera|tox|pytest|python|pip|accelerate launch|tensorboard --|bash|DOCKER=\S+|"
+                           r"CHIMERA_[A-Z_]+=\S+|\.venv/bin/\S+|scripts/\S+\.(sh|py) )(\s|$)")
+TRACEBACK = "Traceback (most recent call last)"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One shell command, run in the repository root with SMOKE, RECORDS, DATA, TINY, VENV, PY, CHIMERA set."""
+
+    run: str
+    ok: tuple[int, ...] = (0,)  # exit codes that mean "ran as it should"
+    expect: str = ""  # text the output must hold (a refusal's reason)
+    needs: str = ""  # a program that must be on PATH, else the step is skipped (and --strict fails)
+
+
+@dataclass(frozen=True)
+class Smoke:
+    name: str
+    covers: tuple[str, ...]  # README commands, exactly as the README writes them
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+    why_not_run: str = ""  # instead of steps: the step that runs it elsewhere (only `make test`, which CI runs itself)
+
+
+SMOKES: tuple[Smoke, ...] = (
+    Smoke("test", ("make test",), why_not_run=".ci/run runs `make test` itself, verbatim, before this script"),
+    Smoke("test-fast", ("make test-fast",), (Step("make test-fast"),)),
+    Smoke("env", ("chimera env",), (Step("$CHIMERA env"),)),
+    Smoke("matrix", ("make matrix", "chimera matrix --profile ci [--cells ...] [--precision P]"), (
+        Step('make matrix RUNS=$SMOKE/runs TRAIN_ARGS="$TINY --quiet --precision fp32"'),)),
+    Smoke("report", ("make report", "chimera report", "chimera report RUN_DIR --out report/"), (
+        Step("make report RUNS=$SMOKE/runs REPORT=$SMOKE/report"),)),
+    Smoke("doctor", ("chimera doctor", "chimera doctor RECORD\\|RUN_DIR ... [--json]", ".venv/bin/chimera doctor runs/ci"), (
+        Step("$CHIMERA doctor $RECORDS", ok=(0, 1)),  # 1: the baseline's memorisation is an error-level finding
+        Step("$CHIMERA doctor $SMOKE/runs/ci --json > $SMOKE/doctor.json", ok=(0, 1)))),
+    Smoke("check-bands", ("chimera check-bands", "chimera check-bands RUN_DIR"), (
+        Step("$CHIMERA check-bands $RECORDS"),)),
+    Smoke("train", ("chimera train --cell fixed/dense --profile ci [--data-dir D] [--out runs/] [--seed N] "
+                    "[--set train.lr=2e-4 ...] [--device auto\\|cpu\\|cuda\\|mps] [--precision auto\\|fp32\\|bf16\\|fp16]",
+                    "chimera train --cell CELL --profile full --seed S --data-dir ../shared/data/ag_news"), (
+        Step(f"{TRAIN} --out $SMOKE/train --seed 1 --set train.lr=2e-4 --precision fp32"),)),
+    Smoke("resume", ("chimera train ... --resume RUN_DIR",), (
+        Step(f"$PY tests/fault_injection.py --signal TERM --at-step 13 -- train --cell fixed/dense --profile ci "
+             f"--data-dir $DATA --device cpu --quiet $TINY --out $SMOKE/resume", ok=(130, 143)),
+        Step(f"{TRAIN} --out $SMOKE/resume --resume $SMOKE/resume/fixed-dense-ci-s0"))),
+    Smoke("reproduce", ("chimera reproduce RECORD.json",), (
+        Step("$CHIMERA reproduce $SMOKE/train/fixed-dense-ci-s1/record.json --out $SMOKE/reproduced --data-dir $DATA "
+             "--quiet"),)),
+    Smoke("trackers", ("chimera train\\|matrix ... --log-with tensorboard [mlflow ...]", "tensorboard --logdir runs/",
+                       "pip install -e '.[trackers]'"), (
+        Step("$VENV/bin/pip install --quiet --no-deps -e '.[trackers]'"),
+        Step(f"{TRAIN} --out $SMOKE/tracked --log-with tensorboard"),
+        Step("$VENV/bin/tensorboard --inspect --logdir $SMOKE/tracked", expect="val_loss"))),
+    Smoke("accelerate-launch", ("accelerate launch", "accelerate launch --mixed_precision ..."), (
+        Step("$VENV/bin/accelerate launch --cpu --num_processes 1 --mixed_precision no -m chimera train "
+             "--cell fixed/dense --profile ci --data-dir $DATA --quiet $TINY --out $SMOKE/launched"),)),
+    Smoke("ablation", ("make ablation", "chimera matrix --profile ci --ablation fixed/dense --seeds 0 1 2"), (
+        Step('make ablation RUNS=$SMOKE/runs PUBLISH=$SMOKE/publish ABLATION_SEEDS=0 TRAIN_ARGS="$TINY --cells '
+             'fixed/dense baseline/dense fixed/dense-without-dropout baseline/dense-with-dropout"'),)),
+    Smoke("bands", ("make bands", "chimera matrix --profile ci --seed S --data-dir ../shared/data/ag_news",
+                    "chimera report runs/bands-ci"), (
+        Step('make bands RUNS=$SMOKE/runs PUBLISH=$SMOKE/publish BANDS_SEEDS="0 1" '
+             'TRAIN_ARGS="$TINY --cells fixed/dense reference/bow"'),
+        Step("$CHIMERA report $SMOKE/runs/bands-ci --out $SMOKE/bands-report"))),
+    Smoke("committed-results", ("chimera report docs/results/ablation-ci", "chimera report docs/results/full",
+                                "python scripts/results_table.py docs/results/full"), (
+        Step("$CHIMERA report docs/results/ablation-ci --out $SMOKE/ablation-report"),
+        Step("$CHIMERA report docs/results/full --out $SMOKE/full-report"),
+        Step("$PY scripts/results_table.py docs/results/full"))),
+    Smoke("bench-cpu", ("make bench-cpu", "pytest bench/test_bench_moe.py --benchmark-only",
+                        "pytest bench/test_bench_ttq.py --benchmark-only",
+                        "CHIMERA_DEVICE=cpu pytest bench/test_bench_gemm.py bench/test_bench_train_step.py "
+                        "bench/test_bench_peer.py --benchmark-only"), (
+        # every module of bench/ (the same files these commands name), full shapes, tiny rounds and step budgets
+        Step("CHIMERA_BENCH_ROUNDS=tiny make bench-cpu RESULTS=$SMOKE/bench"),)),
+    Smoke("bench-summary", ("python bench/summarise.py --cells FILE",), (
+        Step("$PY bench/summarise.py --cells $SMOKE/bench/cpu/bench.json"),)),
+    Smoke("bench-compare", ("chimera bench compare", "chimera bench compare NEW.json BASELINE.json"), (
+        Step("$CHIMERA bench compare bench/baselines/cpu.json bench/baselines/cpu.json"),)),
+    Smoke("history", ("chimera history add FILE_OR_FOLDER... [--store S]", "chimera history add runs/ci bench/results/ci/bench.json",
+                      "chimera history", "chimera history [show] [--cells P] [--bands B]",
+                      "chimera report RUN_DIR --history S"), (
+        Step("$CHIMERA history add $RECORDS $SMOKE/bench/cpu/bench.json --store $SMOKE/history.sqlite"),
+        Step("$CHIMERA history show --store $SMOKE/history.sqlite"),
+        Step("$CHIMERA report $RECORDS --history $SMOKE/history.sqlite --out $SMOKE/report-history"))),
+    Smoke("bench-cpu-docker", ("DOCKER=podman make docker-cpu bench-cpu-docker",), (
+        Step('DOCKER=podman EXTRA_RUN_ARGS="-e CHIMERA_BENCH_ROUNDS=tiny" make docker-cpu bench-cpu-docker '
+             'RESULTS=$SMOKE/bench TORCH_INDEX=', needs="podman"),)),
+    Smoke("bench-cuda", ("make bench-cuda",), (
+        Step("make bench-cuda", ok=(2,), expect="bench-cuda needs an NVIDIA GPU"),)),
+    Smoke("bench-cuda-native", ("make bench-cuda-native",), (
+        Step("make bench-cuda-native CUDA_PY=$PY", ok=(2,), expect="sees no CUDA device"),)),
+    Smoke("bench-mps", ("make bench-mps",), (
+        Step("make bench-mps", ok=(2,), expect="bench-mps needs an Apple silicon Mac"),)),
+    Smoke("gpu-check", ("scripts/gpu_check.sh --prepare", "scripts/gpu_check.sh --device cuda --budget full"), (
+        Step("bash scripts/gpu_check.sh --prepare --no-download --kit $SMOKE/kit --data-dir $DATA"),
+        Step("bash scripts/gpu_check.sh --device cuda --budget full --kit $SMOKE/kit --out $SMOKE/gpu-check", ok=(2,),
+             expect="CUDA is not available"))),
+    Smoke("repro", ("tox -e repro",), (
+        Step('CHIMERA_REPRO_SET="${TINY//--set /}" CHIMERA_REPRO_CELLS="fixed/dense baseline/moe" $VENV/bin/tox -e repro'),)),
+)
+
+
+def readme_commands(text: str) -> set[str]:
+    """The commands a README shows: code spans and fenced-block lines that start like a command."""
+    found = set()
+    for block in re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M):
+        found |= {line.split(" #")[0].strip() for line in block.splitlines()}
+    prose = re.sub(r"^```[a-z]*\n.*?^```", "", text, flags=re.S | re.M)
+    found |= {" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose)}
+    return {command for command in found if COMMAND_START.match(command)}
+
+
+def uncovered(text: str) -> set[str]:
+    return readme_commands(text) - {command for smoke in SMOKES for command in smoke.covers}
+
+
+def _environment(out: Path, records: Path | None, data: str) -> dict[str, str]:
+    venv = REPO / ".venv"
+    return {**os.environ, "SMOKE": str(out), "RECORDS": str(records or out / "no-records"), "DATA": data,
+            "TINY": TINY, "VENV": str(venv), "PY": str(venv / "bin" / "python"), "CHIMERA": str(venv / "bin" / "chimera"),
+            "CHIMERA_DATA_DIR": data, "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run_step(step: Step, env: dict[str, str], log: Path) -> tuple[str, str]:
+    """("ok" | "FAILED" | "skipped", why)."""
+    if step.needs and not shutil.which(step.needs):
+        return "skipped", f"{step.needs} not found"
+    started = time.monotonic()
+    with log.open("a", encoding="utf-8") as sink:
+        sink.write(f"\n$ {step.run}\n")
+        sink.flush()
+        done = subprocess.run(["bash", "-c", step.run], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+        sink.write(done.stdout)
+    took = f"{time.monotonic() - started:.0f} s"
+    if done.returncode not in step.ok:
+        return "FAILED", f"exit {done.returncode} (allowed {', '.join(map(str, step.ok))}), {took}"
+    if TRACEBACK in done.stdout:
+        return "FAILED", f"a Python traceback in its output, {took}"
+    if step.expect and step.expect not in done.stdout:
+        return "FAILED", f"its output lacks {step.expect!r}, {took}"
+    return "ok", took
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--records", type=Path, help="folder of real ci-profile records (doctor, loss gate, history)")
+    parser.add_argument("--data-dir", default=os.environ.get("CHIMERA_DATA_DIR") or str(REPO.parent / "shared/data/ag_news"),
+                        help="AG News folder (default $CHIMERA_DATA_DIR, else ../shared/data/ag_news)")
+    parser.add_argument("--out", type=Path, help="scratch folder (default: a new temporary folder)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run these entries only")
+    parser.add_argument("--strict", action="store_true", help="a skipped step fails the run (CI)")
+    parser.add_argument("--list", action="store_true", help="print README command -> entry and exit")
+    args = parser.parse_args(argv)
+
+    missing = uncovered(README.read_text(encoding="utf-8"))
+    if args.list:
+        for smoke in SMOKES:
+            for command in smoke.covers:
+                print(f"{smoke.name:18} {command}")
+        print("\n".join(f"{'(none)':18} {command}" for command in sorted(missing)))
+        return 0
+    if missing:
+        print("README commands with no smoke entry: " + "; ".join(sorted(missing)), file=sys.stderr)
+        return 1
+    names = {smoke.name for smoke in SMOKES}
+    if args.only and set(args.only) - names:
+        parser.error(f"--only: unknown {sorted(set(args.only) - names)}; entries: {', '.join(sorted(names))}")
+    if args.records is not None and not any(args.records.rglob("record.json")):
+        parser.error(f"--records {args.records}: no record.json under it")
+    if not Path(args.data_dir).is_dir():
+        parser.error(f"--data-dir {args.data_dir}: not a folder")
+
+    out = (args.out or Path(tempfile.mkdtemp(prefix="chimera-smoke-"))).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "smoke.log"
+    env = _environment(out, args.records.resolve() if args.records else None, str(Path(args.data_dir).resolve()))
+    failed = skipped = 0
+    for smoke in SMOKES:
+        if args.only and smoke.name not in args.only:
+            continue
+        if smoke.why_not_run:
+            print(f"{smoke.name:18} not run here: {smoke.why_not_run}", flush=True)
+            continue
+        if args.records is None and "$RECORDS" in " ".join(step.run for step in smoke.steps):
+            print(f"{smoke.name:18} skipped: needs --records", flush=True)
+            skipped += 1
+            continue
+        for step in smoke.steps:
+            verdict, why = run_step(step, env, log)
+            print(f"{smoke.name:18} {verdict:7} {why}   $ {step.run[:110]}", flush=True)
+            failed += verdict == "FAILED"
+            skipped += verdict == "skipped"
+            if verdict != "ok":
+                break
+    print(f"readme smoke: {failed} failed, {skipped} skipped; log {log}")
+    return 1 if failed or (args.strict and skipped) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
