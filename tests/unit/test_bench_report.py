@@ -1,8 +1,9 @@
 """The one typed reader of pytest-benchmark JSON (chimera/records/bench_report.py): a real file reads back
-whole, and a corrupt or foreign one is one line naming the file and the key."""
+whole, a corrupt or foreign one is one line naming the file and the key, and no other module parses the shape."""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -125,3 +126,29 @@ def test_the_reader_and_the_gate_load_neither_torch_nor_numpy():
             "print(json.dumps(sorted(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert not {"torch", "numpy", "accelerate"} & set(json.loads(done.stdout))
+
+
+# Hand-written parsers of the shape: indexing or .get() of the file's top-level keys on loaded JSON.
+SHAPE_KEYS = {"benchmarks", "machine_info"}
+
+
+def _parses_the_shape(node: ast.AST) -> bool:
+    if isinstance(node, ast.Subscript):
+        return isinstance(node.slice, ast.Constant) and node.slice.value in SHAPE_KEYS
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+            and bool(node.args) and isinstance(node.args[0], ast.Constant) and node.args[0].value in SHAPE_KEYS)
+
+
+def test_no_module_but_the_reader_parses_a_benchmark_json_by_hand():
+    offenders = []
+    for path in sorted([*(REPO / "chimera").rglob("*.py"), *(REPO / "bench").rglob("*.py")]):
+        if path == REPO / "chimera" / "records" / "bench_report.py":
+            continue
+        offenders += [f"{path.relative_to(REPO)}:{node.lineno}" for node in
+                      ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if _parses_the_shape(node)]
+    assert not offenders, f"read benchmark JSON through chimera.records.bench_report, not by hand: {offenders}"
+
+
+def test_the_scan_would_catch_the_old_hand_written_readers():
+    old = 'data.get("benchmarks")\njson.loads(text)["machine_info"]["chimera"]\nfor b in data["benchmarks"]: pass\n'
+    assert sum(_parses_the_shape(node) for node in ast.walk(ast.parse(old))) == 3
