@@ -8,14 +8,16 @@ CUDA's or MPS's own figure where it ran there; bench/memory.py), and the figure 
 (speed-up over the BERT peer, data-pipeline rate over the step's consumption, MoE ratios,
 time-to-quality ratio at val acc 0.75), then the machine: CPU, threads, torch, load average at start
 and end. `--cells`: the train steps only, one row per cell and precision, with the BERT peer's speed-up.
-Standard library only, so it runs wherever the JSON is.
+The file is read by chimera.records.bench_report (standard library only: no torch needed).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from chimera.errors import ChimeraError
+from chimera.records.bench_report import BenchEntry, BenchMemory, BenchReport, load_bench_report
 
 GOAL_FIELDS = ("speedup_vs_peer", "data_to_step_ratio", "top2_vs_2x_dense", "top2_vs_dense_2ff",
                "mixtral_eager_speedup", "mixtral_grouped_mm_speedup", "ratio_at_0.75")
@@ -30,70 +32,75 @@ def _fmt(value, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def session_info(data: dict) -> dict:
-    """The session block (load average, calibration); files written before it existed kept it in
-    machine_info.chimera (bench/machine.py)."""
-    block = data.get("chimera")
-    return block if isinstance(block, dict) else (data.get("machine_info") or {}).get("chimera") or {}
-
-
-def memory_text(extra: dict) -> str:
+def memory_text(memory: BenchMemory) -> str:
     """`RSS peak (+growth) MiB`, then the device's own peak; blank when nothing was measured."""
-    if "cpu_rss_peak_mib" not in extra:  # files from before per-benchmark memory: the old process-wide figure
-        old = extra.get("peak_memory_mib")
+    if not memory.measured_alone:  # files from before per-benchmark memory: the old process-wide figure
+        old = memory.peak_memory_mib
         return "" if old is None else f"{old:,.0f} (process high-water mark)"
-    text = f"{extra['cpu_rss_peak_mib']:,.0f} (+{extra.get('cpu_rss_growth_mib', 0):,.0f})"
-    if "cuda_max_allocated_mib" in extra:
-        text += f"; CUDA {extra['cuda_max_allocated_mib']:,.0f} / {extra.get('cuda_max_reserved_mib', 0):,.0f}"
-    if "mps_driver_peak_mib" in extra:
-        text += f"; MPS {extra['mps_driver_peak_mib']:,.0f}"
+    text = f"{memory.cpu_rss_peak_mib:,.0f} (+{memory.cpu_rss_growth_mib or 0:,.0f})"
+    if memory.cuda_max_allocated_mib is not None:
+        text += f"; CUDA {memory.cuda_max_allocated_mib:,.0f} / {memory.cuda_max_reserved_mib or 0:,.0f}"
+    if memory.mps_driver_peak_mib is not None:
+        text += f"; MPS {memory.mps_driver_peak_mib:,.0f}"
     return text
 
 
-def _header_line(path: Path, data: dict) -> str:
-    info = (data.get("machine_info") or {}).get("chimera") or {}
-    session = session_info(data)
-    return (f"`{path}`: {info.get('cpu_name', '?')}, {info.get('torch_num_threads', '?')} threads, torch "
-            f"{info.get('torch', '?')}, profile {info.get('bench_profile', '?')}, load average "
-            f"{session.get('load_average_at_start')} → {session.get('load_average_at_end')}")
+def _load(value: tuple[float, ...] | None) -> str:
+    """A load average as the JSON wrote it: `[1.2, 1.0, 0.9]`, or `None`."""
+    return "None" if value is None else str(list(value))
+
+
+def _header_line(report: BenchReport) -> str:
+    machine, session = report.machine, report.session
+    return (f"`{report.path}`: {machine.cpu_name or '?'}, {_or_q(machine.torch_num_threads)} threads, torch "
+            f"{machine.torch or '?'}, profile {machine.profile or '?'}, load average "
+            f"{_load(session.load_average_at_start)} → {_load(session.load_average_at_end)}")
+
+
+def _or_q(value) -> str:
+    return "?" if value is None else str(value)
 
 
 def summarise(path: Path) -> str:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    lines = [_header_line(path, data), "",
+    report = load_bench_report(path)
+    lines = [_header_line(report), "",
              "| benchmark | median ms | IQR ms | samples/s | MFU | peak memory MiB | goal figure |",
              "|---|---|---|---|---|---|---|"]
     shown: dict[str, float] = {}  # the MoE cases carry the ratios known so far: print each once
-    for bench in data["benchmarks"]:
-        stats, extra = bench["stats"], bench.get("extra_info") or {}
-        fresh = {k: extra[k] for k in GOAL_FIELDS if isinstance(extra.get(k), (int, float))
-                 and not (k.startswith(("top2", "mixtral")) and shown.get(k) == extra[k])}
+    for bench in report.benchmarks:
+        fresh = {k: v for k in GOAL_FIELDS if (v := bench.number(k)) is not None
+                 and not (k.startswith(("top2", "mixtral")) and shown.get(k) == v)}
         shown.update(fresh)
         goal = ", ".join(f"{k} {v:.2f}" for k, v in fresh.items())
-        if "gflop_per_s" in extra:
-            goal = f"{extra['gflop_per_s']:.0f} GFLOP/s" + (f", {goal}" if goal else "")
-        lines.append(f"| {bench['name']} | {stats['median'] * 1e3:.1f} | {_fmt(stats.get('iqr', 0) * 1e3, '.1f')} | "
-                     f"{_fmt(extra.get('samples_per_s'), ',.0f')} | {_fmt(extra.get('mfu'), '.0%')} | "
-                     f"{memory_text(extra)} | {goal} |")
+        if bench.gflop_per_s is not None:
+            goal = f"{bench.gflop_per_s:.0f} GFLOP/s" + (f", {goal}" if goal else "")
+        median_ms, iqr_ms = _median_s(report, bench) * 1e3, (bench.iqr_s or 0) * 1e3
+        lines.append(f"| {bench.name} | {median_ms:.1f} | {_fmt(iqr_ms, '.1f')} | "
+                     f"{_fmt(bench.samples_per_s, ',.0f')} | {_fmt(bench.mfu, '.0%')} | "
+                     f"{memory_text(bench.memory)} | {goal} |")
     return "\n".join([*lines, "", MEMORY_NOTE])
+
+
+def _median_s(report: BenchReport, bench: BenchEntry) -> float:
+    if bench.median_s is None:
+        raise ChimeraError(f"{report.path}: {bench.name} has no stats.median (was it run with --benchmark-disable?)")
+    return bench.median_s
 
 
 def summarise_cells(path: Path) -> str:
     """README's table: one row per train-step cell and precision; the peer's speed-up where it ran."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    peer = {(e.get("precision"), e.get("cell")): e["speedup_vs_peer"] for b in data["benchmarks"]
-            if isinstance((e := b.get("extra_info") or {}).get("speedup_vs_peer"), (int, float))}
-    lines = [_header_line(path, data), "",
+    report = load_bench_report(path)
+    peer = {(b.precision, b.cell): b.speedup_vs_peer for b in report.benchmarks if b.speedup_vs_peer is not None}
+    lines = [_header_line(report), "",
              "| cell | precision | step | samples/s | MFU | peak memory MiB | vs HF `BertForSequenceClassification` |",
              "|---|---|---|---|---|---|---|"]
-    for bench in data["benchmarks"]:
-        extra = bench.get("extra_info") or {}
-        if bench.get("group") != "train-step" or "cell" not in extra:
+    for bench in report.benchmarks:
+        if bench.group != "train-step" or bench.cell is None:
             continue
-        speedup = peer.get((extra.get("precision"), extra["cell"]))
-        lines.append(f"| {extra['cell']} | {extra.get('precision', '')} | {bench['stats']['median'] * 1e3:.0f} ms | "
-                     f"{_fmt(extra.get('samples_per_s'), ',.0f')} | {_fmt(extra.get('mfu'), '.0%')} | "
-                     f"{memory_text(extra)} | {'' if speedup is None else f'{speedup:.2f}×'} |")
+        speedup = peer.get((bench.precision, bench.cell))
+        lines.append(f"| {bench.cell} | {bench.precision or ''} | {_median_s(report, bench) * 1e3:.0f} ms | "
+                     f"{_fmt(bench.samples_per_s, ',.0f')} | {_fmt(bench.mfu, '.0%')} | "
+                     f"{memory_text(bench.memory)} | {'' if speedup is None else f'{speedup:.2f}×'} |")
     return "\n".join([*lines, "", MEMORY_NOTE])
 
 
@@ -102,4 +109,7 @@ if __name__ == "__main__":
     cells = args[:1] == ["--cells"]
     if len(args) != 1 + cells:
         sys.exit("usage: python bench/summarise.py [--cells] BENCH.json")
-    print((summarise_cells if cells else summarise)(Path(args[-1])))
+    try:
+        print((summarise_cells if cells else summarise)(Path(args[-1])))
+    except ChimeraError as exc:
+        sys.exit(f"summarise: error: {exc}")

@@ -4,15 +4,16 @@ Each train-step benchmark's `extra_info` carries the peak memory of that benchma
 (bench/memory.py): `cpu_rss_peak_mib` (peak RSS while it ran, the kernel's high-water mark reset at
 its start), `cpu_rss_growth_mib` (over the RSS at its start), and on a GPU `cuda_max_allocated_mib` /
 `cuda_max_reserved_mib` or `mps_driver_peak_mib`. Files written before that carry only a process-wide
-`peak_memory_mib` and are left out. Standard library only.
+`peak_memory_mib` and are left out. Files are read by chimera.records.bench_report (standard library only).
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
+
+from chimera.records.bench_report import BenchEntry, find_bench_reports
 
 FIELDS = ("cpu_rss_peak_mib", "cpu_rss_growth_mib", "cuda_max_allocated_mib", "cuda_max_reserved_mib",
           "mps_driver_peak_mib")
@@ -26,40 +27,34 @@ EXPLANATION = ("Peak memory of one training-step benchmark, measured over that b
                "benchmark runs found; a dash where the figure was not measured.")
 
 
-def train_step_infos(bench_dir: Path, profiles: set[str] | None = None,
-                     unreadable: list[Path] | None = None) -> Iterator[dict]:
-    """The `extra_info` of every suite train-step benchmark under `bench_dir` (group "train-step": not the BERT
-    peer, the data pipeline or an MoE layer, which also name a cell), at one of `profiles`' shapes (None: any),
-    never with the gate proof's injected slowdown. Files that cannot be read go to `unreadable`."""
-    for path in sorted(Path(bench_dir).rglob("*.json")) if Path(bench_dir).is_dir() else []:
-        try:
-            benchmarks = json.loads(path.read_text(encoding="utf-8")).get("benchmarks", [])
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            if unreadable is not None:
-                unreadable.append(path)
-            continue
-        for bench in benchmarks if isinstance(benchmarks, list) else []:
-            info = (bench.get("extra_info") if isinstance(bench, dict) else None) or {}
-            if bench.get("group") != "train-step" or info.get("injected_matmuls"):
+def train_step_entries(bench_dir: Path, profiles: set[str] | None = None,
+                       unreadable: list[Path] | None = None) -> Iterator[BenchEntry]:
+    """Every suite train-step benchmark under `bench_dir` (group "train-step": not the BERT peer, the data
+    pipeline or an MoE layer, which also name a cell), at one of `profiles`' shapes (None: any), never with
+    the gate proof's injected slowdown. Files that cannot be read go to `unreadable`."""
+    for report in find_bench_reports(bench_dir, unreadable):
+        for entry in report.benchmarks:
+            if entry.group != "train-step" or entry.injected_matmuls:
                 continue
-            if profiles is None or info.get("bench_profile") in profiles:
-                yield info
+            if profiles is None or entry.profile in profiles:
+                yield entry
 
 
 def bench_memory(bench_dir: Path, profiles: set[str] | None = None) -> dict[tuple[str, str], dict[str, float]]:
     """{(cell, precision): {field: median MiB, "runs": count}} over every train-step benchmark that measured
-    its own peak (see `train_step_infos` for which)."""
+    its own peak (see `train_step_entries` for which)."""
     found: dict[tuple[str, str], dict[str, list[float]]] = {}
     runs: dict[tuple[str, str], int] = {}
-    for info in train_step_infos(bench_dir, profiles):
-        if "cpu_rss_peak_mib" not in info:
+    for entry in train_step_entries(bench_dir, profiles):
+        if not entry.memory.measured_alone:
             continue
-        key = (str(info.get("cell")), str(info.get("precision") or "fp32"))
+        key = (str(entry.cell), entry.precision or "fp32")
         runs[key] = runs.get(key, 0) + 1
         values = found.setdefault(key, {})
         for name in FIELDS:
-            if isinstance(info.get(name), (int, float)):
-                values.setdefault(name, []).append(float(info[name]))
+            value = getattr(entry.memory, name)
+            if value is not None:
+                values.setdefault(name, []).append(value)
     return {key: {**{name: statistics.median(v) for name, v in values.items()}, "runs": runs[key]}
             for key, values in found.items()}
 

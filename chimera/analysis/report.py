@@ -49,13 +49,13 @@ class ReportFiles:
 
 def bench_throughput(bench_dir: Path, profiles: set[str] | None = None) -> tuple[dict[str, float], list[str]]:
     """Median train-step `extra_info.samples_per_s` per `extra_info.cell` over all pytest-benchmark JSON files
-    (the suite's own training step at the records' profiles: `bench_memory.train_step_infos`), and a note
+    (the suite's own training step at the records' profiles: `bench_memory.train_step_entries`), and a note
     for each file that could not be read."""
     found: dict[str, list[float]] = {}
     unreadable: list[Path] = []
-    for info in bench_memory.train_step_infos(bench_dir, profiles, unreadable):
-        if isinstance(info.get("cell"), str) and isinstance(info.get("samples_per_s"), (int, float)):
-            found.setdefault(info["cell"], []).append(float(info["samples_per_s"]))
+    for entry in bench_memory.train_step_entries(bench_dir, profiles, unreadable):
+        if entry.cell is not None and entry.samples_per_s is not None:
+            found.setdefault(entry.cell, []).append(entry.samples_per_s)
     notes = [f"skipped unreadable benchmark file `{path}`" for path in unreadable]
     return {cell: statistics.median(values) for cell, values in found.items()}, notes
 

@@ -6,11 +6,11 @@ the load average the benchmark files recorded, so a disturbed measurement is see
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from chimera.analysis.step_spread import DISTURBED_RATIO, step_spread
+from chimera.records.bench_report import find_bench_reports
 from chimera.records.record import RunRecord
 
 SPREAD_HEADER = ("run", "intervals", "median step (ms)", "p10-p90 (ms)", "slowest ÷ median", "verdict")
@@ -36,15 +36,13 @@ def spread_blocks(loaded: Sequence[tuple[Path, RunRecord]]) -> list[tuple]:
 def bench_load_note(bench_dir: Path) -> str | None:
     """The load average each benchmark file recorded at its start and end, beside its CPU count."""
     parts = []
-    for path in sorted(Path(bench_dir).rglob("*.json")) if Path(bench_dir).is_dir() else []:
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))["machine_info"]["chimera"]
-            start, end = info["load_average_at_start"][0], info["load_average_at_end"][0]
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, IndexError):
+    for report in find_bench_reports(bench_dir):
+        start, end = report.session.load_average_at_start, report.session.load_average_at_end
+        if not start or not end:
             continue
-        cpus = info.get("os_cpu_count") or info.get("cpu_count")
-        loaded = cpus and max(start, end) > cpus
-        parts.append(f"`{path.name}` {start:g} at start, {end:g} at end"
+        cpus = report.machine.os_cpu_count or report.machine.cpu_count
+        loaded = cpus and max(start[0], end[0]) > cpus
+        parts.append(f"`{report.path.name}` {start[0]:g} at start, {end[0]:g} at end"
                      + (f" on {cpus} CPUs" if cpus else "") + (" (**loaded**: more runnable tasks than CPUs)"
                                                                 if loaded else ""))
     return ("Load average (1 min) recorded with the benchmark results: " + "; ".join(parts) + ".") if parts else None

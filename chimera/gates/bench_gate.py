@@ -10,8 +10,9 @@ slower moves only the numerator. A benchmark regresses when new_norm / baseline_
 one present in the baseline but missing from the new file also fails (a skipped check is not a pass).
 Like is compared with like: each benchmark's precision (extra_info.precision; older files: fp32) must be
 the same in both files, else the comparison is refused (exit 2) rather than read as a speed change.
-Exit codes: 0 pass, 1 regression, 2 unreadable or incomparable input. Imports only the standard
-library and chimera.errors, so it runs anywhere the JSON files are.
+Exit codes: 0 pass, 1 regression, 2 unreadable or incomparable input. Files are read by
+chimera.records.bench_report; like it, this imports only the standard library and chimera.errors/fileio,
+so it runs anywhere the JSON files are.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import fnmatch
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from chimera.errors import ChimeraError
-from chimera.fileio import read_json
+from chimera.records.bench_report import BenchEntry, BenchReport, load_bench_report
 
 DEFAULT_THRESHOLD = 0.15
 DEFAULT_GROUPS = ("train-step",)
@@ -61,53 +62,38 @@ class BenchFile:
 
 def load_bench_file(path: Path | str) -> BenchFile:
     """Read a pytest-benchmark JSON; ChimeraError naming the file and the problem when unusable."""
-    path = Path(path)
-    data = read_json(path, "benchmark file", fix="write it again with pytest --benchmark-json=FILE")
-    benchmarks = data.get("benchmarks") if isinstance(data, dict) else None
-    if not isinstance(benchmarks, list):
-        raise ChimeraError(f"{path}: not a pytest-benchmark file (no 'benchmarks' list); "
-                           "write one with pytest --benchmark-json=FILE")
+    return bench_file_of(load_bench_report(path))
+
+
+def bench_file_of(report: BenchReport) -> BenchFile:
+    """The gate's view of a read benchmark file; ChimeraError when it cannot be judged (no timing, no calibration)."""
+    path = report.path
     medians: dict[str, float] = {}
     groups: dict[str, str] = {}
     precisions: dict[str, str] = {}
     calibration: list[float] = []
-    for entry in benchmarks:
-        name, median = _name_and_median(entry, path)
-        if _is_fp32_calibration(entry):
+    for entry in report.benchmarks:
+        median = _median(entry, path)
+        if entry.group == CALIBRATION_GROUP and (entry.dtype or "fp32") == "fp32":
             calibration.append(median)
         else:
-            medians[name], groups[name], precisions[name] = median, entry.get("group") or "", _precision(entry)
+            medians[entry.name], groups[entry.name] = median, entry.group or ""
+            precisions[entry.name] = entry.resolved_precision
     if len(calibration) != 1:
         found = "no" if not calibration else f"{len(calibration)}"
         raise ChimeraError(f"{path}: {found} fp32 calibration GEMM benchmark(s) (group {CALIBRATION_GROUP!r}), "
                            "need exactly one: run bench/test_bench_gemm.py in the same pytest pass")
-    chimera_info = (data.get("machine_info") or {}).get("chimera") or {}
     return BenchFile(path=path, medians=medians, groups=groups, precisions=precisions, calibration_s=calibration[0],
-                     profile=chimera_info.get("bench_profile"), device=chimera_info.get("device"))
+                     profile=report.machine.profile, device=report.machine.device)
 
 
-def _name_and_median(entry: Any, path: Path) -> tuple[str, float]:
-    try:
-        name, median = entry["name"], float(entry["stats"]["median"])
-    except (TypeError, KeyError, ValueError):
-        raise ChimeraError(f"{path}: a benchmark entry without name or stats.median (was it run with "
-                           "--benchmark-disable?)") from None
-    if not median > 0:
-        raise ChimeraError(f"{path}: {name} has median {median}; expected a positive time")
-    return name, median
-
-
-def _precision(entry: dict) -> str:
-    """A benchmark's precision: extra_info.precision, else (files written before precision was an axis)
-    its accelerate mixed_precision, where "no" (and its absence) is fp32."""
-    extra = entry.get("extra_info") or {}
-    mixed = extra.get("mixed_precision") or "no"
-    return extra.get("precision") or ("fp32" if mixed == "no" else mixed)
-
-
-def _is_fp32_calibration(entry: dict) -> bool:
-    extra = entry.get("extra_info") or {}
-    return entry.get("group") == CALIBRATION_GROUP and extra.get("dtype", "fp32") == "fp32"
+def _median(entry: BenchEntry, path: Path) -> float:
+    if entry.median_s is None:
+        raise ChimeraError(f"{path}: benchmark {entry.name} without stats.median (was it run with "
+                           "--benchmark-disable?)")
+    if not entry.median_s > 0:
+        raise ChimeraError(f"{path}: {entry.name} has median {entry.median_s}; expected a positive time")
+    return entry.median_s
 
 
 def compare(new_json: Path | str, baseline_json: Path | str, threshold: float = DEFAULT_THRESHOLD,

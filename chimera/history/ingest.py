@@ -16,11 +16,11 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from chimera.errors import ChimeraError
 from chimera.fileio import read_json
-from chimera.gates.bench_gate import BenchFile, load_bench_file
+from chimera.gates.bench_gate import BenchFile, bench_file_of
+from chimera.records.bench_report import BenchReport, looks_like_bench_report
 from chimera.records.record import RunRecord
 from chimera.records.store import RECORD_NAME, validate_record
 from chimera.records.upgrade import upgrade
@@ -117,8 +117,8 @@ def ingest_file(path: Path, *, commit: str | None = None) -> Ingested:
     data = read_json(path, "results file", fix="it is damaged: restore it or leave it out")
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
-    if isinstance(data, dict) and "benchmarks" in data:
-        return _bench(path, data, digest, raw.decode("utf-8"), commit)
+    if looks_like_bench_report(data):
+        return _bench(BenchReport.from_json(data, path), digest, raw.decode("utf-8"), commit)
     if isinstance(data, dict) and "run_id" in data and "schema_version" in data:
         data = upgrade(data)  # records of earlier schema versions load as load_record reads them
         validate_record(data, where=str(path))
@@ -141,18 +141,15 @@ def _record(path: Path, record: RunRecord, digest: str, body: str, commit: str |
     return Ingested(source=source, run=run)
 
 
-def _bench(path: Path, data: dict[str, Any], digest: str, body: str, commit: str | None) -> Ingested:
-    parsed: BenchFile = load_bench_file(path)  # the speed gate's own reading: refuses what it could not judge
-    machine_info = data.get("machine_info") or {}
-    info = machine_info.get("chimera") or {}
-    commit_info = data.get("commit_info") or {}
-    machine, label = machine_fingerprint(info.get("device"), info.get("device_name"))
-    source = Source(sha256=digest, kind=BENCH, path=str(path), commit=commit_info.get("id") or commit or
-                    UNKNOWN_COMMIT, dirty=commit_info.get("dirty"), when=commit_info.get("time") or
-                    data.get("datetime"), machine=machine, machine_label=label, body=body)
-    extra = {entry.get("name"): entry.get("extra_info") or {} for entry in data["benchmarks"]}
-    rows = tuple(BenchRow(name=name, group=parsed.groups[name], cell=extra[name].get("cell"),
-                          profile=extra[name].get("bench_profile") or parsed.profile,
+def _bench(report: BenchReport, digest: str, body: str, commit: str | None) -> Ingested:
+    parsed: BenchFile = bench_file_of(report)  # the speed gate's own reading: refuses what it could not judge
+    machine, label = machine_fingerprint(report.machine.device, report.machine.device_name)
+    source = Source(sha256=digest, kind=BENCH, path=str(report.path), commit=report.commit.id or commit or
+                    UNKNOWN_COMMIT, dirty=report.commit.dirty, when=report.commit.time or report.datetime,
+                    machine=machine, machine_label=label, body=body)
+    entries = {entry.name: entry for entry in report.benchmarks}
+    rows = tuple(BenchRow(name=name, group=parsed.groups[name], cell=entries[name].cell,
+                          profile=entries[name].profile or parsed.profile,
                           precision=parsed.precisions[name], median_s=median)
                  for name, median in sorted(parsed.medians.items()))
     return Ingested(source=source, benchmarks=rows, calibration_s=parsed.calibration_s)

@@ -14,6 +14,7 @@ from chimera import fileio
 from chimera.errors import ChimeraError
 from chimera.gates import bench_gate
 from chimera.gates.bench_gate import compare, format_table, run_compare
+from chimera.records import bench_report
 
 STEPS = {"baseline/dense": 0.40, "baseline/moe": 0.80, "fixed/dense": 0.11, "fixed/moe": 0.25}
 
@@ -147,15 +148,19 @@ def test_main_exit_codes(tmp_path, capsys):
     assert "absent.json: no such benchmark file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", [bench_gate, fileio], ids=["bench_gate", "fileio"])
-def test_gate_imports_only_stdlib_chimera_errors_and_fileio(module):
+@pytest.mark.parametrize("module", [bench_gate, bench_report, fileio], ids=["bench_gate", "bench_report", "fileio"])
+def test_gate_imports_only_stdlib_chimera_errors_fileio_and_the_bench_reader(module):
     tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
     chimera_imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                        and node.module and node.module.startswith("chimera")}
-    assert chimera_imports <= {"chimera.errors", "chimera.fileio"}
-    third_party = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                   for alias in node.names} - {"argparse", "fnmatch", "json", "os", "sys", "tempfile"}
-    assert not third_party
+    assert chimera_imports <= {"chimera.errors", "chimera.fileio", "chimera.records.bench_report"}
+    stdlib = {"__future__", "argparse", "collections", "dataclasses", "fnmatch", "json", "os", "pathlib", "sys",
+              "tempfile", "types", "typing"}
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 and node.module and not node.module.startswith("chimera")}
+    assert imported <= stdlib, imported - stdlib
 
 
 def _step(name: str, median: float, **extra) -> dict:

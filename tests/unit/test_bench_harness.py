@@ -94,12 +94,12 @@ def test_a_named_precision_the_hardware_lacks_is_refused_not_emulated(requested,
 
 def test_the_cpu_baseline_names_the_fp32_train_steps_the_benchmarks_now_produce():
     """The speed gate matches benchmarks by name; train steps are named per precision (fp32-<cell>)."""
-    import json
     from pathlib import Path
 
     from bench.harness import transformer_cells
-    baseline = json.loads((Path(__file__).resolve().parents[2] / "bench/baselines/cpu.json").read_text())
-    steps = {b["name"]: b["extra_info"]["precision"] for b in baseline["benchmarks"] if b["group"] == "train-step"}
+    from chimera.records.bench_report import load_bench_report
+    baseline = load_bench_report(Path(__file__).resolve().parents[2] / "bench/baselines/cpu.json")
+    steps = {b.name: b.precision for b in baseline.benchmarks if b.group == "train-step"}
     assert steps == {f"test_train_step[fp32-{cell}]": "fp32" for cell in transformer_cells()}
 
 

@@ -4,7 +4,6 @@ gate's table in the job summary, pass or fail."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from chimera.gates import bench_gate
+from chimera.records.bench_report import load_bench_report
 from chimera.records.store import write_record
 from tests.helpers import copy_records
 from tests.unit.record_factory import run_record
@@ -100,7 +100,7 @@ def test_the_evidence_script_fills_every_uploaded_path(tmp_path):
     assert "612 (+41)" in (evidence / "bench" / "container.md").read_text()
     report = (evidence / "report" / "report.md").read_text()
     assert "| fixed/dense | fp32 | 612 | 41 |" in report and (evidence / "report" / "report.html").is_file()
-    assert json.loads((evidence / "bench" / "container.json").read_text())["benchmarks"]
+    assert load_bench_report(evidence / "bench" / "container.json").benchmarks
 
 
 def test_the_evidence_script_refuses_a_missing_folder(tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from chimera.records.bench_report import load_bench_report
 from chimera.records.store import validate_record
 from tests.helpers import quiet_env, write_synthetic_ag_news
 
@@ -54,15 +55,14 @@ def test_the_summary_has_every_step_ok_and_says_why_a_precision_was_skipped(resu
 
 
 def test_benchmarks_are_recorded_per_precision_with_the_peer(results):
-    bench = json.loads((results / "bench.json").read_text())
-    names = {b["name"]: b["extra_info"].get("precision") for b in bench["benchmarks"]}
+    bench = load_bench_report(results / "bench.json")
+    names = {b.name: b.precision for b in bench.benchmarks}
     assert names["test_calibration_gemm[fp32]"] == "fp32"
     assert names["test_train_step[fp32-fixed/dense]"] == "fp32"
     assert names["test_peer_bert_step[fp32-fixed/dense]"] == "fp32"
-    assert bench["machine_info"]["chimera"]["precisions"][0] == "fp32"
-    assert bench["chimera"]["calibration_gemm"]["dtype"] == "fp32"  # the session block (bench/machine.py)
-    memory = [b["extra_info"] for b in bench["benchmarks"] if "cpu_rss_peak_mib" in b["extra_info"]]
-    assert len(memory) == len(bench["benchmarks"])  # every benchmark measured its own peak
+    assert bench.machine_info["chimera"]["precisions"][0] == "fp32"
+    assert bench.session.calibration_gemm["dtype"] == "fp32"  # the session block (bench/machine.py)
+    assert all(b.memory.measured_alone for b in bench.benchmarks)  # every benchmark measured its own peak
     assert (results / "bench.md").read_text().count("test_") >= 3
 
 

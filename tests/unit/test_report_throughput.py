@@ -76,3 +76,13 @@ def test_the_load_each_benchmark_file_recorded_is_shown_and_a_loaded_machine_mar
     assert "`busy.json` 2.1 at start, 3.5 at end on 2 CPUs (**loaded**: more runnable tasks than CPUs)" in note
     assert note.endswith("`quiet.json` 0.4 at start, 1.1 at end on 2 CPUs.")  # files in name order
     assert note.count("**loaded**") == 1
+
+
+def test_the_load_note_reads_the_session_block_where_bench_now_writes_it(tmp_path):
+    """bench/machine.py moved the load averages to a top-level `chimera` block; the CPU count stays in machine_info."""
+    (tmp_path / "new.json").write_text(json.dumps({
+        "machine_info": {"chimera": {"os_cpu_count": 2}}, "benchmarks": [],
+        "chimera": {"load_average_at_start": [0.5, 1, 1], "load_average_at_end": [2.5, 1, 1]}}))
+    (tmp_path / "record.json").write_text(json.dumps({"run_id": "x"}))  # not a benchmark file: left out
+    assert bench_load_note(tmp_path) == ("Load average (1 min) recorded with the benchmark results: `new.json` 0.5 at "
+                                         "start, 2.5 at end on 2 CPUs (**loaded**: more runnable tasks than CPUs).")
