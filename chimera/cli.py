@@ -280,7 +280,7 @@ def _env() -> int:
     choice = resolve_precision("auto", os.environ.get(ACCELERATE_ENV))
     policy = choice.policy_for(info)
     native, not_native = native_precisions(info)
-    print(json.dumps({"environment": describe_environment(info, policy), "policy": vars(policy),
+    print(json.dumps({"environment": describe_environment(info, policy).to_json(), "policy": vars(policy),
                       "precision": choice.record(policy).to_json(), "native_precisions": native,
                       "not_native": not_native}, indent=2))
     return 0

@@ -307,12 +307,31 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+TOP_LEVEL = ("cell", "profile", "seed", "device")  # a RunConfig's keys besides its SECTIONS
+
+
 def config_from_dict(data: dict[str, Any], *, where: str = "record.config") -> RunConfig:
-    """Inverse of `config_to_dict`, with the same validation as the matrix file."""
-    top = {k: v for k, v in data.items() if k not in SECTIONS}
-    sections = {name: build_section(cls, data.get(name, {}), where=f"{where}.{name}") for name, cls in SECTIONS.items()}
-    known_top = {"cell", "profile", "seed", "device"}
-    unknown = set(top) - known_top
+    """Inverse of `config_to_dict`, with the same validation as the matrix file. Every key must be there: a
+    record's config is complete (the trainer writes it whole), so a missing key is an error naming it, never
+    a default that may differ from what ran (chimera.records.upgrade completes records written before a key
+    existed, with `with_defaults`)."""
+    unknown = set(data) - set(TOP_LEVEL) - set(SECTIONS)
     if unknown:
         raise ChimeraError(f"{where}: unknown key {sorted(unknown)[0]!r}")
-    return RunConfig(**top, **sections)
+    for key in (*TOP_LEVEL, *SECTIONS):
+        if key not in data:
+            raise ChimeraError(f"{where}: missing key {key!r}")
+    for name, cls in SECTIONS.items():
+        if not isinstance(data[name], dict):
+            raise ChimeraError(f"{where}.{name}: must be a table of keys, got {data[name]!r}")
+        missing = next((f.name for f in fields(cls) if f.name not in data[name]), None)
+        if missing is not None:
+            raise ChimeraError(f"{where}: missing key '{name}.{missing}'")
+    sections = {name: build_section(cls, data[name], where=f"{where}.{name}") for name, cls in SECTIONS.items()}
+    return RunConfig(**{key: data[key] for key in TOP_LEVEL}, **sections)
+
+
+def with_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A config as plain data with every missing section key at its default and the rest as it was: what a
+    config written before the key existed ran with (a key is added with the old behaviour as its default)."""
+    return {**data, **{name: {**dataclasses.asdict(cls()), **data.get(name, {})} for name, cls in SECTIONS.items()}}

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TextIO
 
 from chimera.analysis.record_diff import diff_records, format_diff
-from chimera.config import config_from_dict
 from chimera.errors import ChimeraError
 from chimera.records.record import RunRecord
 from chimera.records.store import RECORD_NAME, load_record
@@ -45,7 +44,7 @@ def rerun(old: RunRecord, *, where: str, out_dir: Path, data_dir: Path | None, c
     if old.status == "interrupted":
         raise ChimeraError(f"{where}: the run was interrupted, so its record is not a result; resume it "
                            f"with `chimera train ... --resume RUN_DIR` first")
-    config = config_from_dict(old.config, where=f"{where}: config")
+    config = old.config  # validated when the record loaded
     for key in ("cell", "profile", "seed"):
         if getattr(config, key) != getattr(old, key):
             raise ChimeraError(f"{where}: {key} is {getattr(old, key)!r} but config.{key} is {getattr(config, key)!r}")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chimera.records.record import RunRecord
 
 
 def run_chimera(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -29,10 +32,13 @@ def copy_records(runs: Path, keep: Path) -> list[Path]:
     return copies
 
 
-def load_cell(runs: Path, cell: str) -> dict:
+def load_cell(runs: Path, cell: str) -> RunRecord:
+    """The first record of `cell` under `runs`, typed (load_record validates it against the schema)."""
+    from chimera.records.store import load_record
+
     matches = sorted(runs.glob(f"{cell.replace('/', '-')}-*/record.json"))
     assert matches, f"no record for {cell} under {runs}"
-    return json.loads(matches[0].read_text())
+    return load_record(matches[0])
 
 
 # A real run in seconds: 256 training rows, a one-layer d32 encoder, 16 tokens. `train.warmup_steps`

@@ -202,10 +202,9 @@ def carrying_changes(table: AblationTable, metric: str) -> list[tuple[str, float
 def summary(tables: Sequence[AblationTable], records: Sequence[RunRecord] = ()) -> dict:
     """Plain data for ablation.json: where the runs come from, then per table, change and metric: mean, std,
     n, within_noise. The doctor cites the published copy (chimera/analysis/ablation-ci.json)."""
-    env = [r.env or {} for r in records]
     return {"runs": len(records), "profiles": sorted({r.profile for r in records}),
-            "devices": sorted({str(e.get("device_name")) for e in env}),
-            "torch": sorted({str(e.get("torch")) for e in env}),
+            "devices": sorted({r.env.device_name for r in records}),
+            "torch": sorted({str(r.env.torch) for r in records}),
             "noise_rule": f"|mean| < {NOISE_SE:g} standard errors of the per-seed differences, or < 2 seeds, "
                           "or below half the last digit shown",
             "tables": [{"start": t.start, "direction": t.direction, "seeds": list(t.seeds),

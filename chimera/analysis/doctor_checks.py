@@ -175,11 +175,10 @@ def measured_regularisers(path: Path = ABLATION_SUMMARY) -> str | None:
 
 
 def check_regularisation(record: RunRecord, t: Thresholds) -> list[Finding]:
-    config = record.config
-    model, train, augment = config.get("model", {}), config.get("train", {}), config.get("augment", {})
-    evidence = {"dropout": model.get("dropout"), "weight_decay": train.get("weight_decay"),
-                "label_smoothing": train.get("label_smoothing"), "augmentation": augment.get("enabled"),
-                "early_stopping": train.get("early_stopping"), "eval_every": train.get("eval_every"),
+    model, train = record.config.model, record.config.train
+    evidence = {"dropout": model.dropout, "weight_decay": train.weight_decay,
+                "label_smoothing": train.label_smoothing, "augmentation": record.config.augment.enabled,
+                "early_stopping": train.early_stopping, "eval_every": train.eval_every,
                 "evaluations": len(record.curves)}
     on = [name for name in ("dropout", "weight_decay", "label_smoothing", "augmentation", "early_stopping")
           if evidence[name]]
@@ -245,14 +244,13 @@ def check_grad_spikes(record: RunRecord, t: Thresholds) -> list[Finding]:
 
 
 def check_lr_schedule(record: RunRecord) -> list[Finding]:
-    train_cfg = record.config.get("train", {})
+    train = record.config.train
     points = record.curve("lr")
-    peak, schedule = train_cfg.get("lr"), train_cfg.get("schedule")
-    if not points or peak is None or schedule is None:
+    if not points:
         return []
-    warmup, max_steps = train_cfg.get("warmup_steps", 0), train_cfg.get("max_steps")
+    peak, schedule, warmup = train.lr, train.schedule, train.warmup_steps
     problems = []
-    zero_early = [s for s, v in points if v == 0 and s < (max_steps or points[-1][0])]
+    zero_early = [s for s, v in points if v == 0 and s < train.max_steps]
     if zero_early:
         problems.append(f"lr is 0 at step {zero_early[0]}, before the end")
     if max(v for _, v in points) > peak * (1 + 1e-6):
@@ -291,7 +289,7 @@ def check_tokenisation(record: RunRecord, t: Thresholds) -> list[Finding]:
 
 
 def check_moe(record: RunRecord, t: Thresholds) -> list[Finding]:
-    top_k = record.config.get("model", {}).get("top_k", 1)
+    top_k = record.config.model.top_k
     collapsed, dropping, last = [], [], {}
     for point in record.curves:
         for layer in point.moe or []:
@@ -356,13 +354,13 @@ def check_time_to_target(record: RunRecord) -> list[Finding]:
 
 def is_reference(record: RunRecord) -> bool:
     """A record of the linear reference model (the model family, not the cell's name, decides)."""
-    return record.config["model"].get("arch") == "bag_of_ngrams"
+    return record.config.model.arch == "bag_of_ngrams"
 
 
 def comparable_references(record: RunRecord, references: list[RunRecord]) -> list[RunRecord]:
     """Finished reference runs on the same rows: same profile and the same resolved data section."""
     return [r for r in references if is_reference(r) and r.status in ("completed", "stopped_early")
-            and r.profile == record.profile and r.config["data"] == record.config["data"]
+            and r.profile == record.profile and r.config.data == record.config.data
             and r.final_metrics.val_acc is not None]
 
 

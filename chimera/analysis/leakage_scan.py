@@ -113,14 +113,14 @@ def resolve_data_dir(record: RunRecord, data_dir: Path | str | None) -> Path | N
 
 
 def subsets_for_record(record: RunRecord, data_dir: Path | str | None) -> tuple[Any, Callable[[str], str]]:
-    """Re-derive the run's subsets exactly as the trainer did (same data config and seed)."""
-    from chimera.config import DataConfig  # config and the data module only load for a rescan
+    """Re-derive the run's subsets exactly as the trainer did (same data config and seed); the data module
+    only loads for a rescan."""
     from chimera.data.agnews import load_ag_news
     from chimera.data.subsets import make_subsets
     from chimera.data.text import normalise_text
 
     splits = load_ag_news(resolve_data_dir(record, data_dir))
-    subsets = make_subsets(splits, DataConfig(**record.config["data"]), record.seed)
+    subsets = make_subsets(splits, record.config.data, record.seed)
     return subsets, normalise_text
 
 

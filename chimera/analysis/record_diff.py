@@ -47,19 +47,20 @@ class RecordDiff:
 def diff_records(old_record: RunRecord, new_record: RunRecord) -> RecordDiff:
     """Every result, input and environment difference between two records (exact comparison).
 
-    Compared leaf by leaf in their JSON form: what is on disk is what must reproduce."""
+    Compared leaf by leaf in their JSON form: what is on disk is what must reproduce. Every key read here
+    is one the record always writes, except `time_to_target` (absent when the run timed no target)."""
     old, new = old_record.to_json(), new_record.to_json()
-    metrics = list(_walk("status", old.get("status"), new.get("status")))
-    metrics += _curve_differences(old.get("curves", []), new.get("curves", []))
-    old_final, new_final = (_without(r.get("final_metrics", {}), WALL_CLOCK_METRICS) for r in (old, new))
+    metrics = list(_walk("status", old["status"], new["status"]))
+    metrics += _curve_differences(old["curves"], new["curves"])
+    old_final, new_final = (_without(r["final_metrics"], WALL_CLOCK_METRICS) for r in (old, new))
     metrics += _walk("final_metrics", old_final, new_final)
     for i, (a, b) in enumerate(zip(old.get("time_to_target") or [], new.get("time_to_target") or [], strict=False)):
         metrics += _walk(f"time_to_target[{i}]", _without(a, ("train_s", "wall_s")), _without(b, ("train_s", "wall_s")))
-    inputs = [d for key in INPUT_KEYS for d in _walk(key, old.get(key), new.get(key))]
+    inputs = [d for key in INPUT_KEYS for d in _walk(key, old[key], new[key])]
     for key in ("fingerprints", "tokenizer_sha256", "sizes"):
-        inputs += _walk(f"data.{key}", old.get("data", {}).get(key), new.get("data", {}).get(key))
-    environment = list(_walk("world_size", old.get("world_size"), new.get("world_size")))
-    environment += _walk("env", old.get("env", {}), new.get("env", {}))
+        inputs += _walk(f"data.{key}", old["data"][key], new["data"][key])
+    environment = list(_walk("world_size", old["world_size"], new["world_size"]))
+    environment += _walk("env", old["env"], new["env"])
     return RecordDiff(metrics=metrics, inputs=inputs, environment=environment)
 
 

@@ -62,8 +62,9 @@ class Violation:
 
 
 def config_fingerprint(resolved: dict) -> str:
-    """sha256 of a record's resolved config without seed, device and the evaluation section (what is
-    measured and timed, never what is trained): what must match between seeds and checks."""
+    """sha256 of a resolved config in its JSON form (`RunRecord.config_json()`) without seed, device and the
+    evaluation section (what is measured and timed, never what is trained): what must match between seeds
+    and checks."""
     config = {k: v for k, v in resolved.items() if k not in ("seed", "device", "evaluation")}
     config["train"] = {k: v for k, v in config["train"].items() if k != "precision"}  # bands are per precision
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
@@ -122,11 +123,11 @@ def _cell_bands(cell: str, runs: list[RunRecord], *, min_seeds: int) -> dict:
     if len(runs) < min_seeds:
         raise ChimeraError(f"{cell}: {len(runs)} seed(s), need at least {min_seeds} for a band "
                            "(chimera matrix --seed N for more)")
-    fingerprints = {config_fingerprint(r.config) for r in runs}
+    fingerprints = {config_fingerprint(r.config_json()) for r in runs}
     if len(fingerprints) != 1:
         raise ChimeraError(f"{cell}: the runs have different configs (besides seed, device and evaluation settings); "
                            "build bands from runs of one config")
-    eval_every = int(runs[0].config["train"]["eval_every"])
+    eval_every = runs[0].config.train.eval_every
     metrics = {}
     for metric in METRICS:
         values = [getattr(r.final_metrics, metric) for r in runs]
@@ -161,8 +162,9 @@ def check_bands(records: list[RunRecord], bands: dict) -> list[Violation]:
         if record.status not in FINISHED:
             flag("status", record.status, "run did not finish")
             continue
-        if config_fingerprint(record.config) != cell["config_sha256"]:
-            flag("config", config_fingerprint(record.config)[:12], "config differs from the one the bands were built "
+        fingerprint = config_fingerprint(record.config_json())
+        if fingerprint != cell["config_sha256"]:
+            flag("config", fingerprint[:12], "config differs from the one the bands were built "
                  "from: rebuild the bands (chimera bands build) if the change is intended")
             continue
         for metric, band in cell["metrics"].items():

@@ -128,10 +128,10 @@ def ingest_file(path: Path, *, commit: str | None = None) -> Ingested:
 
 
 def _record(path: Path, record: RunRecord, digest: str, body: str, commit: str | None) -> Ingested:
-    env = record.env or {}
-    machine, label = machine_fingerprint(env.get("device_type"), env.get("device_name"))
-    source = Source(sha256=digest, kind=RECORD, path=str(path), commit=env.get("git_commit") or commit or
-                    UNKNOWN_COMMIT, dirty=env.get("git_dirty"), when=record.created_at, machine=machine,
+    env = record.env
+    machine, label = machine_fingerprint(env.device_type, env.device_name)
+    source = Source(sha256=digest, kind=RECORD, path=str(path), commit=env.git_commit or commit or
+                    UNKNOWN_COMMIT, dirty=env.git_dirty, when=record.created_at, machine=machine,
                     machine_label=label, body=body)
     m = record.final_metrics
     run = RunRow(run_id=record.run_id, cell=record.cell, profile=record.profile,

@@ -6,19 +6,31 @@ goes; every reader (doctor, report, gates, reproduce) gets one from `chimera.rec
 (tests/unit/test_record_types.py). Records written by an earlier `SCHEMA_VERSION` are upgraded on
 load (chimera.records.upgrade), so a record from last year still reads.
 
+`config` is the run's `chimera.config.RunConfig` itself and `env` a `RunEnv` (chimera.records.env), so a
+reader writes `record.config.train.lr` and a misspelt or missing field is an error, not a silent default.
+Why records import chimera.config, the one exception to "records import no other chimera module": the
+resolved config is what a record is *of*, and config.py already owns its shape and validation in frozen
+dataclasses that import nothing but chimera.errors (no torch, no trainer). A mirror of those classes here
+would be a second owner of the same shape that drifts; moving them here would make the matrix and the
+trainer depend on records for their own knobs. Loading runs `config_from_dict`, which refuses a missing or
+unknown key in one line naming it (the schema checks the same first).
+
 The classes are mutable because the trainer fills them as the run goes (and tests shape cases); an
 `Event` is frozen so its kind stays one of the closed set. On disk a key that a class marks
 `absent_when_none` is left out rather than written as null: a timing entry without clocks, a failed
 run's final train_acc; a curve point that did not measure the clean training subset lacks its two keys.
-Imports no other chimera module.
+Imports chimera.config and nothing else outside chimera/records/ (tests/unit/test_import_boundaries.py).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Literal, get_args
+
+from chimera.config import RunConfig, config_from_dict
+from chimera.records.env import RunEnv
 
 SCHEMA_VERSION = 2
 Status = Literal["completed", "stopped_early", "failed", "interrupted"]
@@ -36,9 +48,10 @@ def _optional(default: Any = None) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-ready data: dataclasses via their `to_json`, non-finite floats as null (JSON has no NaN)."""
+    """JSON-ready data: record classes via their `to_json`, the config's dataclasses field by field (as
+    chimera.config.config_to_dict writes them), non-finite floats as null (JSON has no NaN)."""
     if is_dataclass(value) and not isinstance(value, type):
-        return value.to_json()
+        return value.to_json() if hasattr(value, "to_json") else _plain(asdict(value))
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -269,8 +282,8 @@ class RunRecord(_JsonObject):
     status: Status = "failed"  # until the run says otherwise, a crash leaves a failed record
     created_at: str | None = _optional()
     world_size: int = 1
-    config: dict[str, Any]  # the resolved RunConfig (chimera.config.config_to_dict owns its shape)
-    env: dict[str, Any]  # free-form: library versions, device, threads, git commit, fingerprints
+    config: RunConfig  # resolved: the matrix, the profile and every --set, with the precision that ran
+    env: RunEnv  # library versions, device, threads, hardware fingerprint, git commit
     precision: Precision
     data: DataInfo
     params: ParamCounts = field(default_factory=ParamCounts)
@@ -291,11 +304,16 @@ class RunRecord(_JsonObject):
         return next((t for t in self.time_to_target or [] if t.metric == metric and abs(t.target - target) < 1e-12),
                     None)
 
+    def config_json(self) -> dict[str, Any]:
+        """The config as the record writes it (chimera.config.config_to_dict's form): for hashing and diffing."""
+        return _plain(self.config)
+
     def fail(self, message: str) -> None:
         """The run ended in an error: its record keeps what was measured so far, and says why."""
         self.status, self.error = "failed", message
 
-    _nested = {"precision": Precision.from_json, "data": DataInfo.from_json, "params": ParamCounts.from_json,
+    _nested = {"config": config_from_dict, "env": RunEnv.from_json, "precision": Precision.from_json,
+               "data": DataInfo.from_json, "params": ParamCounts.from_json,
                "curves": _list_of(CurvePoint), "timing": _list_of(TimingPoint), "events": _list_of(Event),
                "final_metrics": FinalMetrics.from_json, "time_to_target": _list_of(TargetTime),
                "resume": lambda v: None if v is None else ResumeInfo.from_json(v)}

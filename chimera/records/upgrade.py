@@ -10,19 +10,32 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chimera.config import precision_from_accelerate
+from chimera.config import SECTIONS, precision_from_accelerate, with_defaults
+from chimera.records.env import ADDED_AFTER_VERSION_1
 
 
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """Version 2 always names the precision the run trained in, and always carries `error` and `resume`
     (null when none). Version 1 records made before precision was an axis lack it: the device policy
     chose alone (auto), and said so only as env.mixed_precision. Version 2 also closes the set of event
-    kinds and types token_stats, which the trainer already wrote that way under version 1."""
+    kinds and types token_stats, which the trainer already wrote that way under version 1.
+
+    Version 2 types `env` and `config` with every key required. The hardware fingerprint and
+    cpu_bf16_supported came after some version-1 records: None there means not recorded; env.precision is
+    the precision block's value. A config key added after the record was written gets its default (the
+    behaviour before the key existed), except train.precision, which is the precision that ran."""
     data = {"error": None, "resume": None, **data, "schema_version": 2}
+    env = data.get("env")
     if not data.get("precision"):
-        mixed = (data.get("env") or {}).get("mixed_precision")
+        mixed = env.get("mixed_precision") if isinstance(env, dict) else None
         data["precision"] = {"value": precision_from_accelerate(mixed), "source": "auto", "requested": "auto",
                              "accelerate_launch": None}
+    ran = data["precision"].get("value") if isinstance(data["precision"], dict) else None
+    if isinstance(env, dict):
+        data["env"] = {**dict.fromkeys(ADDED_AFTER_VERSION_1), "precision": ran, **env}
+    config = data.get("config")
+    if isinstance(config, dict) and all(isinstance(config.get(name, {}), dict) for name in SECTIONS):
+        data["config"] = with_defaults({**config, "train": {"precision": ran, **config.get("train", {})}})
     return data
 
 

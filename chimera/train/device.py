@@ -21,6 +21,7 @@ import torch
 
 from chimera.config import ACCELERATE_PRECISION, FROM_ACCELERATE, PRECISIONS
 from chimera.errors import ChimeraError
+from chimera.records.env import VERSIONED_PACKAGES, RunEnv
 from chimera.records.record import Precision
 from chimera.train.fingerprint import fingerprint, probe_hardware
 
@@ -37,7 +38,6 @@ NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 # cuBLAS needs a fixed workspace for reproducible results under use_deterministic_algorithms
 # (CUDA >= 10.2; torch's reproducibility notes give ":4096:8" or ":16:8"); must be set before cuBLAS starts.
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
-VERSIONED_PACKAGES = ("torch", "accelerate", "datasets", "tokenizers", "nltk")
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding chimera/, if it is one
 
 
@@ -261,10 +261,10 @@ def configure_process(policy: DevicePolicy) -> None:
     torch.use_deterministic_algorithms(policy.deterministic_algorithms, warn_only=False)
 
 
-def describe_environment(info: DeviceInfo, policy: DevicePolicy) -> dict:
+def describe_environment(info: DeviceInfo, policy: DevicePolicy) -> RunEnv:
     """The environment fingerprint for `chimera env` and the run record's `env` (the hardware's fields:
     chimera/train/fingerprint.py)."""
-    return {
+    return RunEnv.from_json({
         "python": platform.python_version(),
         **{name: _version(name) for name in VERSIONED_PACKAGES},
         "device_type": info.type,
@@ -282,7 +282,7 @@ def describe_environment(info: DeviceInfo, policy: DevicePolicy) -> dict:
         "cpu_name": cpu_name(),
         **fingerprint(probe_hardware(cpu_flags())),
         **git_state(),
-    }
+    })
 
 
 def git_state(repo: Path = _PACKAGE_ROOT) -> dict:

@@ -16,7 +16,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from chimera.config import RunConfig, config_to_dict
+from chimera.config import RunConfig
 from chimera.data.agnews import load_ag_news
 from chimera.data.augment import Augmenter
 from chimera.data.loader import EPOCH_STRIDE, eval_loader, train_loader
@@ -139,7 +139,7 @@ def start_record(config: RunConfig, inputs: RunInputs, *, policy: DevicePolicy, 
         run_id=f"{slug}-{config.profile}-s{config.seed}-{now:%Y%m%dT%H%M%SZ}",
         cell=config.cell, profile=config.profile, seed=config.seed,
         created_at=now.isoformat(timespec="seconds"), world_size=world_size,
-        config=config_to_dict(config),
+        config=config,
         env=describe_environment(probe_device(policy.device), policy),
         precision=choice.record(policy),
         data=inputs.data_info,

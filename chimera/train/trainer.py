@@ -136,7 +136,7 @@ def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_d
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in inputs.eval_loaders.items()}
     state = LoopState(stopper=EarlyStopping(patience=config.train.patience, min_delta=config.train.min_delta))
     if resume:
-        step = checkpoint.restore(run_dir, accelerator, state, config=record.config)
+        step = checkpoint.restore(run_dir, accelerator, state, config=config_to_dict(config))
         record.resume = ResumeInfo(resumed_from_step=step)
         state.events.append(Event(step=step, kind="resumed"))
     started = time.perf_counter()
@@ -145,7 +145,7 @@ def _train(config: RunConfig, inputs: RunInputs, accelerator: Accelerator, run_d
             status = _loop(config, inputs, model, optimizer, schedule, eval_loaders, accelerator, state,
                            run_dir, quiet=quiet, stop_requested=stop_requested)
         if status == "interrupted":
-            checkpoint.save(run_dir, accelerator, state, config=record.config)
+            checkpoint.save(run_dir, accelerator, state, config=config_to_dict(config))
             record.status = "interrupted"
             state.events.append(Event(step=state.step, kind="interrupted"))
             record.resume = ResumeInfo(resumable_from_step=state.step, command=f"--resume {run_dir}")

@@ -16,7 +16,6 @@ stepped once per process per step (accelerate's default, turned off in the train
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from chimera.records.record import RunRecord
+from chimera.records.store import load_record
 from tests.helpers import TINY, quiet_env, run_chimera, sets
 
 pytestmark = pytest.mark.integration
@@ -51,21 +52,22 @@ def runs(data_slice, tmp_path_factory) -> dict:
                          capture_output=True, text=True, env=quiet_env(), timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     run_chimera(*_args(root / "one", data_slice, cache, 32), env=quiet_env())
-    load = {name: json.loads((root / name / RUN / "record.json").read_text()) for name in ("two", "one")}
+    load = {name: load_record(root / name / RUN) for name in ("two", "one")}
     return {**load, "output": two.stdout + two.stderr}
 
 
-def _largest_relative_gap(a: dict, b: dict) -> float:
-    gaps = [abs(p[k] - q[k]) / abs(p[k]) for p, q in zip(a["curves"], b["curves"], strict=True) for k in LOSSES]
-    gaps += [abs(a["final_metrics"][k] - b["final_metrics"][k]) / abs(a["final_metrics"][k])
+def _largest_relative_gap(a: RunRecord, b: RunRecord) -> float:
+    gaps = [abs(getattr(p, k) - getattr(q, k)) / abs(getattr(p, k)) for p, q in zip(a.curves, b.curves, strict=True)
+            for k in LOSSES]
+    gaps += [abs(getattr(a.final_metrics, k) - getattr(b.final_metrics, k)) / abs(getattr(a.final_metrics, k))
              for k in ("train_loss", "val_loss", "test_loss")]
     return max(gaps)
 
 
 def test_torchrun_gives_one_two_process_run_not_two_independent_ones(runs):
-    assert runs["two"]["world_size"] == 2 and runs["one"]["world_size"] == 1
-    assert runs["two"]["status"] == "completed" and runs["two"]["final_metrics"]["steps"] == 40
-    assert runs["two"]["data"]["fingerprints"] == runs["one"]["data"]["fingerprints"]
+    assert runs["two"].world_size == 2 and runs["one"].world_size == 1
+    assert runs["two"].status == "completed" and runs["two"].final_metrics.steps == 40
+    assert runs["two"].data.fingerprints == runs["one"].data.fingerprints
 
 
 def test_only_the_main_process_logs(runs):
@@ -75,15 +77,16 @@ def test_only_the_main_process_logs(runs):
 
 def test_two_processes_match_one_process_with_the_same_global_batch(runs):
     two, one = runs["two"], runs["one"]
-    assert [p["step"] for p in two["curves"]] == [p["step"] for p in one["curves"]]
-    assert [p["lr"] for p in two["curves"]] == [p["lr"] for p in one["curves"]]
+    assert [p.step for p in two.curves] == [p.step for p in one.curves]
+    assert [p.lr for p in two.curves] == [p.lr for p in one.curves]
     assert _largest_relative_gap(two, one) < TOLERANCE
 
 
 def test_evaluation_counts_every_row_exactly_once(runs):
     """300 validation rows in batches of 256: process 1 gets the last 44 rows topped up with 212 repeats of
     the first ones; a gather that kept them would weigh those rows twice and move the mean."""
-    for two, one in zip(runs["two"]["curves"], runs["one"]["curves"], strict=True):
+    for two, one in zip(runs["two"].curves, runs["one"].curves, strict=True):
         for key, rows in (("val_acc", 300), ("train_acc", 256)):  # clean_train: min(val, train) rows
-            assert abs(two[key] * rows - round(two[key] * rows)) < 1e-9, (key, two[key])
-        assert abs(two["val_loss"] - one["val_loss"]) <= TOLERANCE * one["val_loss"]
+            value = getattr(two, key)
+            assert abs(value * rows - round(value * rows)) < 1e-9, (key, value)
+        assert abs(two.val_loss - one.val_loss) <= TOLERANCE * one.val_loss

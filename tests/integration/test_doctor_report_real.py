@@ -11,7 +11,6 @@ import pytest
 
 from chimera.analysis.report import render_report
 from chimera.analysis.report_figures import DPI, FIGSIZES, TRAIN_COLOUR, VAL_COLOUR
-from chimera.records.record import RunRecord
 from tests.helpers import load_cell, run_chimera
 from tests.report_checks import assert_figure, assert_row_matches, assert_stat, matrix_table
 
@@ -59,11 +58,10 @@ def test_report_renders_from_the_ci_matrix(ci_runs, tmp_path):
     assert list(table) == list(CELLS)
     for cell in CELLS:
         record = load_cell(ci_runs, cell)
-        assert_row_matches(table[cell], [RunRecord.from_json(record)])
-        assert_stat(table[cell]["throughput (samples/s)"], [record["final_metrics"]["train_samples_per_s"]],
-                    abs_=0.5)
+        assert_row_matches(table[cell], [record])
+        assert_stat(table[cell]["throughput (samples/s)"], [record.final_metrics.train_samples_per_s], abs_=0.5)
     assert "**ERROR** `memorisation`" in markdown.split("### baseline/dense", 1)[1].split("###", 1)[0]
-    reference_acc = load_cell(ci_runs, "reference/bow")["final_metrics"]["val_acc"]
+    reference_acc = load_cell(ci_runs, "reference/bow").final_metrics.val_acc
     for cell in ("fixed/dense", "fixed/moe"):  # trained on the reference's rows: it stands beside them
         assert_stat(table[cell]["linear reference val acc (same rows)"], [reference_acc])
     time_rows = markdown.split("## Time to quality", 1)[1].split("\n## ", 1)[0]

@@ -12,8 +12,6 @@ import math
 
 import pytest
 
-from chimera.records.record import RunRecord
-from chimera.records.store import validate_record
 from tests.helpers import load_cell
 
 pytestmark = pytest.mark.integration
@@ -42,39 +40,38 @@ CELLS = ["baseline/dense", "baseline/moe", "fixed/dense", "fixed/moe", "referenc
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_every_cell_writes_a_schema_valid_finished_record(ci_runs, cell):
-    record = load_cell(ci_runs, cell)
-    validate_record(record)
-    assert record["status"] in ("completed", "stopped_early")
-    assert record["world_size"] == 1
-    assert all(math.isfinite(v) for v in (record["final_metrics"]["val_loss"], record["final_metrics"]["test_loss"]))
-    assert [e["target"] for e in record["time_to_target"]] == [0.70, 0.75, 0.80]
+    record = load_cell(ci_runs, cell)  # validated against the schema as it loads
+    assert record.status in ("completed", "stopped_early")
+    assert record.world_size == 1
+    assert all(math.isfinite(v) for v in (record.final_metrics.val_loss, record.final_metrics.test_loss))
+    assert [e.target for e in record.time_to_target] == [0.70, 0.75, 0.80]
     if cell.endswith("/moe"):
-        assert record["params"]["active"] < record["params"]["total"]
-        for point in record["curves"]:
-            assert point["moe"], "every evaluation of a MoE cell carries routing statistics"
-            for layer in point["moe"]:
-                assert math.isclose(sum(layer["tokens_per_expert"]), 1.0, abs_tol=1e-4)
+        assert record.params.active < record.params.total
+        for point in record.curves:
+            assert point.moe, "every evaluation of a MoE cell carries routing statistics"
+            for layer in point.moe:
+                assert math.isclose(sum(layer.tokens_per_expert), 1.0, abs_tol=1e-4)
 
 
 @pytest.mark.parametrize("cell", ["fixed/dense", "fixed/moe"])
 def test_fixed_cell_keeps_clean_train_loss_above_0_1_and_generalises(ci_runs, cell):
     record = load_cell(ci_runs, cell)
-    curves = record["curves"]
-    assert min(p["clean_train_loss"] for p in curves) > FIXED_MIN_CLEAN_TRAIN
-    best = next(p for p in curves if p["step"] == record["final_metrics"]["best_step"])
-    assert best["val_loss"] - best["clean_train_loss"] <= FIXED_MAX_GAP_AT_BEST
-    assert curves[0]["val_loss"] - record["final_metrics"]["val_loss"] >= FIXED_MIN_VAL_DROP
-    assert record["final_metrics"]["val_acc"] >= CHANCE_ACC + FIXED_MIN_ACC_OVER_CHANCE
+    curves = record.curves
+    assert min(v for _, v in record.curve("clean_train_loss")) > FIXED_MIN_CLEAN_TRAIN
+    best = next(p for p in curves if p.step == record.final_metrics.best_step)
+    assert best.val_loss - best.clean_train_loss <= FIXED_MAX_GAP_AT_BEST
+    assert curves[0].val_loss - record.final_metrics.val_loss >= FIXED_MIN_VAL_DROP
+    assert record.final_metrics.val_acc >= CHANCE_ACC + FIXED_MIN_ACC_OVER_CHANCE
 
 
 @pytest.mark.parametrize("cell", ["baseline/dense", "baseline/moe"])
 def test_baseline_cell_memorises_while_val_loss_diverges(ci_runs, cell):
     record = load_cell(ci_runs, cell)
-    curves = record["curves"]
-    late = sorted(p["clean_train_loss"] for p in curves[-3:])
+    curves = record.curves
+    late = sorted(p.clean_train_loss for p in curves[-3:])
     assert late[1] < BASELINE_MAX_LATE_TRAIN  # the median of the last three evaluations
-    assert curves[-1]["val_loss"] >= min(p["val_loss"] for p in curves) + BASELINE_MIN_VAL_RISE
-    assert not record["config"]["train"]["early_stopping"]
+    assert curves[-1].val_loss >= min(p.val_loss for p in curves) + BASELINE_MIN_VAL_RISE
+    assert not record.config.train.early_stopping
 
 
 def test_fresh_ci_matrix_falls_inside_the_reference_convergence_bands(ci_runs):
@@ -87,11 +84,11 @@ def test_fresh_ci_matrix_falls_inside_the_reference_convergence_bands(ci_runs):
 
 def test_reference_cell_beats_the_majority_class_by_a_wide_margin(ci_runs):
     record = load_cell(ci_runs, "reference/bow")
-    val_counts = record["data"]["label_counts"]["val"]
+    val_counts = record.data.label_counts["val"]
     majority = max(val_counts.values()) / sum(val_counts.values())
-    assert record["params"]["non_embedding"] == 64 * 4 + 4  # one linear layer on the pooled n-grams
-    assert record["final_metrics"]["val_acc"] >= majority + REFERENCE_MIN_ACC_OVER_MAJORITY
-    assert record["final_metrics"]["test_acc"] >= majority + REFERENCE_MIN_ACC_OVER_MAJORITY
+    assert record.params.non_embedding == 64 * 4 + 4  # one linear layer on the pooled n-grams
+    assert record.final_metrics.val_acc >= majority + REFERENCE_MIN_ACC_OVER_MAJORITY
+    assert record.final_metrics.test_acc >= majority + REFERENCE_MIN_ACC_OVER_MAJORITY
 
 
 def test_every_record_times_its_targets_from_its_own_curves_and_clocks(ci_runs):
@@ -99,10 +96,9 @@ def test_every_record_times_its_targets_from_its_own_curves_and_clocks(ci_runs):
 
     for cell in CELLS:
         record = load_cell(ci_runs, cell)
-        targets = [("val_acc", t) for t in record["config"]["evaluation"]["target_val_acc"]]
-        batch = record["config"]["train"]["batch_size"]
-        typed = RunRecord.from_json(record)
-        recomputed = time_to_target(typed.curves, typed.timing, targets, samples_per_step=batch)
-        assert record["time_to_target"] == [entry.to_json() for entry in recomputed]
-        walls = [t["wall_s"] for t in record["timing"]]
-        assert walls == sorted(walls) and all(t["wall_s"] >= t["train_s"] > 0 for t in record["timing"])
+        targets = [("val_acc", t) for t in record.config.evaluation.target_val_acc]
+        batch = record.config.train.batch_size
+        recomputed = time_to_target(record.curves, record.timing, targets, samples_per_step=batch)
+        assert record.time_to_target == recomputed
+        walls = [t.wall_s for t in record.timing]
+        assert walls == sorted(walls) and all(t.wall_s >= t.train_s > 0 for t in record.timing)

@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from chimera.records.store import load_record, write_record
 from tests.helpers import TINY, quiet_env, run_chimera, sets
 
 pytestmark = pytest.mark.integration
@@ -28,22 +28,19 @@ def original(data_slice, tmp_path_factory) -> Path:
 
 def test_reproducing_a_doctored_record_reports_exactly_the_doctored_metric(original, data_slice, tmp_path):
     """One run proves both halves: everything else reproduces bit for bit, and a difference is printed."""
-    record = json.loads(original.read_text())
-    honest = record["curves"][1]["val_loss"]
-    record["curves"][1]["val_loss"] = honest + 1e-12
-    doctored = tmp_path / "doctored" / "record.json"
-    doctored.parent.mkdir()
-    doctored.write_text(json.dumps(record))
+    record = load_record(original)
+    honest = record.curves[1].val_loss
+    record.curves[1].val_loss = honest + 1e-12
+    doctored = write_record(record, tmp_path / "doctored")
 
     done = run_chimera("reproduce", str(doctored), "--out", str(tmp_path / "out"), "--data-dir", str(data_slice),
                        "--quiet", check=False, env=quiet_env())
     assert done.returncode == 1, done.stderr[-2000:]
-    step = record["curves"][1]["step"]
+    step = record.curves[1].step
     assert "1 metric(s) differ" in done.stdout, done.stdout
     assert f"curves[step={step}].val_loss: {honest + 1e-12!r} -> {honest!r}" in done.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [RUN]  # written under --out only
-    fresh = json.loads((tmp_path / "out" / RUN / "record.json").read_text())
-    assert fresh["curves"][1]["val_loss"] == honest
+    assert load_record(tmp_path / "out" / RUN).curves[1].val_loss == honest
 
 
 def test_data_that_changed_on_disk_is_refused_before_training(original, data_slice, tmp_path):

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from chimera.analysis.record_diff import diff_records
-from chimera.records.record import RunRecord
+from chimera.records.record import ResumeInfo, RunRecord
+from chimera.records.store import load_record
 from tests.helpers import TINY, quiet_env, run_chimera, sets
 
 pytestmark = pytest.mark.integration
@@ -41,8 +42,8 @@ def _with_fault(fault: list[str], args: list[str]) -> subprocess.CompletedProces
                           capture_output=True, text=True, env=quiet_env(), timeout=600)
 
 
-def _record(run_dir: Path) -> dict:
-    return json.loads((run_dir / "record.json").read_text())
+def _record(run_dir: Path) -> RunRecord:
+    return load_record(run_dir)
 
 
 def _checkpoint_step(run_dir: Path) -> int:
@@ -55,20 +56,20 @@ def cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(data_slice, cache, tmp_path_factory) -> dict:
+def uninterrupted(data_slice, cache, tmp_path_factory) -> RunRecord:
     out = tmp_path_factory.mktemp("uninterrupted")
     run_chimera(*_train_args(out, data_slice, cache), env=quiet_env())
     record = _record(out / RUN)
     # the shape the kill points below were chosen for (see the module docstring)
-    assert record["status"] == "stopped_early" and record["final_metrics"]["steps"] == 45, record["events"]
-    assert record["final_metrics"]["best_step"] == 35
+    assert record.status == "stopped_early" and record.final_metrics.steps == 45, record.events
+    assert record.final_metrics.best_step == 35
     return record
 
 
-def _assert_same_result(resumed: dict, uninterrupted: dict) -> None:
-    diff = diff_records(RunRecord.from_json(uninterrupted), RunRecord.from_json(resumed))
+def _assert_same_result(resumed: RunRecord, uninterrupted: RunRecord) -> None:
+    diff = diff_records(uninterrupted, resumed)
     assert diff.metrics == [], "\n".join(d.describe() for d in diff.metrics)
-    assert resumed["curves"] == uninterrupted["curves"]  # belt and braces: the whole list, exactly
+    assert resumed.curves == uninterrupted.curves  # belt and braces: the whole list, exactly
 
 
 def test_sigterm_checkpoints_and_the_resumed_run_equals_the_uninterrupted_one(data_slice, cache, tmp_path,
@@ -78,7 +79,7 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_the_uninterrupted_one(da
     assert killed.returncode == 130, killed.stderr[-2000:]
     run_dir = tmp_path / RUN
     interrupted = _record(run_dir)
-    assert interrupted["status"] == "interrupted" and interrupted["resume"]["resumable_from_step"] == 13
+    assert interrupted.status == "interrupted" and interrupted.resume.resumable_from_step == 13
     assert _checkpoint_step(run_dir) == 13
 
     other = run_chimera(*args, "--set", "train.lr=0.003", "--resume", str(run_dir), check=False, env=quiet_env())
@@ -86,8 +87,8 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_the_uninterrupted_one(da
 
     run_chimera(*args, "--resume", str(run_dir), env=quiet_env())
     resumed = _record(run_dir)
-    assert resumed["resume"] == {"resumed_from_step": 13}
-    assert [e["kind"] for e in resumed["events"]] == ["resumed", "early_stop"]
+    assert resumed.resume == ResumeInfo(resumed_from_step=13)
+    assert [e.kind for e in resumed.events] == ["resumed", "early_stop"]
     _assert_same_result(resumed, uninterrupted)
     assert not (run_dir / "checkpoint").exists() and not (run_dir / "run.lock").exists()
 
@@ -105,7 +106,7 @@ def test_sigkill_during_a_checkpoint_write_resumes_from_the_previous_one(data_sl
 
     run_chimera(*args, "--resume", str(run_dir), env=quiet_env())
     resumed = _record(run_dir)
-    assert resumed["resume"] == {"resumed_from_step": 30}
+    assert resumed.resume == ResumeInfo(resumed_from_step=30)
     _assert_same_result(resumed, uninterrupted)
 
 

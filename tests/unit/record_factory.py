@@ -3,8 +3,13 @@ schema-valid by construction, as the trainer's are), with curves shaped on purpo
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import numpy as np
 
+from chimera.config import AugmentConfig, DataConfig, EvaluationConfig, ModelConfig, RunConfig, TrainConfig
+from chimera.records.env import RunEnv
 from chimera.records.record import (
     SPLITS,
     CurvePoint,
@@ -21,17 +26,22 @@ from chimera.records.record import (
 from chimera.records.time_to_target import time_to_target
 
 FINGERPRINT = "0" * 64
-ENV = {"python": "3.11", "torch": "2.13.0", "accelerate": "1.15.0", "datasets": "5", "tokenizers": "0.23",
-       "nltk": "3.10", "device_type": "cpu", "device_name": "cpu", "cpu_count": 2}
+ENV = RunEnv(python="3.11", torch="2.13.0", accelerate="1.15.0", datasets="5", tokenizers="0.23", nltk="3.10",
+             platform="Linux-6.8-x86_64", device_type="cpu", device_name="cpu", cuda_bf16_supported=False,
+             cpu_bf16_supported=False, cpu_count=2, torch_num_threads=2, mixed_precision="no", precision="fp32",
+             deterministic_algorithms=True, float32_matmul_precision="highest", fused_adamw=False,
+             cpu_name="AMD EPYC", cpu_flags=("avx2", "fma"), ram_gib=16.0, gpu_count=0, gpu_names=(),
+             gpu_capabilities=(), gpu_memory_gib=(), torch_cuda=None, cudnn_version=None, cuda_driver=None,
+             git_commit="0" * 40, git_dirty=False)
+CONFIG = RunConfig(cell="fixed/dense", profile="ci", seed=0, device="cpu", train=TrainConfig(precision="fp32"))
 
 
 def minimal_record() -> RunRecord:
     """The smallest schema-valid record (one evaluation)."""
     return RunRecord(
         run_id="fixed-dense-ci-s0", cell="fixed/dense", profile="ci", seed=0, status="completed", world_size=1,
-        config={"cell": "fixed/dense", "profile": "ci", "seed": 0, "device": "cpu",
-                "data": {}, "augment": {}, "model": {}, "train": {}},
-        env=dict(ENV),
+        config=CONFIG,
+        env=ENV,
         precision=Precision(value="fp32", source="auto", requested="auto", accelerate_launch=None),
         data=DataInfo(source="x", sizes={k: 8 for k in SPLITS}, label_counts={}, leakage={},
                       fingerprints={k: FINGERPRINT for k in SPLITS}, tokenizer_sha256=FINGERPRINT, token_stats={}),
@@ -73,18 +83,17 @@ def run_record(cell: str = "fixed/dense", seed: int = 0, *, memorises: bool | No
     slug = cell.replace("/", "-")
     record.run_id, record.cell, record.seed = f"{slug}-ci-s{seed}", cell, seed
     top_k, experts, layers = 2, 4, 2
-    record.config.update(
-        cell=cell, seed=seed,
-        data={"train_samples": 512, "val_samples": 512, "test_samples": 1024, "max_length": 32,
-              "vocab_size": 4096},
-        augment={"enabled": not memorises},
-        model={"d_model": 128, "n_layers": layers, "dropout": 0.1 if memorises else 0.4,
-               "ffn": "moe" if moe else "dense", "num_experts": experts, "top_k": top_k},
-        train={"lr": 3e-4, "weight_decay": 0.01 if memorises else 0.1,
-               "label_smoothing": 0.0 if memorises else 0.1, "schedule": "constant", "warmup_steps": 0,
-               "max_steps": steps[-1], "eval_every": eval_every, "early_stopping": not memorises,
-               "batch_size": 32},
-        evaluation={"target_val_acc": list(TARGETS), "target_val_loss": [], "clean_train_every": 1})
+    record.config = replace(
+        record.config, cell=cell, seed=seed,
+        data=DataConfig(train_samples=512, val_samples=512, test_samples=1024, max_length=32, vocab_size=4096),
+        augment=AugmentConfig(enabled=not memorises),
+        model=ModelConfig(d_model=128, n_layers=layers, dropout=0.1 if memorises else 0.4,
+                          ffn="moe" if moe else "dense", num_experts=experts, top_k=top_k),
+        train=TrainConfig(lr=3e-4, weight_decay=0.01 if memorises else 0.1,
+                          label_smoothing=0.0 if memorises else 0.1, schedule="constant", warmup_steps=0,
+                          max_steps=steps[-1], eval_every=eval_every, early_stopping=not memorises,
+                          batch_size=32, precision="fp32"),
+        evaluation=EvaluationConfig(target_val_acc=TARGETS, target_val_loss=(), clean_train_every=1))
     record.data.sizes.update(train=512, val=512, clean_train=512, test=1024)
     record.data.token_stats.update({split: TokenStats(unk_rate=0.01, truncation_rate=0.2, mean_tokens=24.0)
                                     for split in ("train", "val", "test")})
@@ -114,3 +123,12 @@ def run_record(cell: str = "fixed/dense", seed: int = 0, *, memorises: bool | No
 def moe_layer(layer: int, shares: list[float], dropped: float = 0.0) -> MoeLayerStats:
     return MoeLayerStats(layer=layer, tokens_per_expert=shares, router_entropy=1.2, dropped_fraction=dropped,
                          balance_loss=1.0, z_loss=0.5)
+
+
+def change_config(record: RunRecord, **changes: Any) -> RunRecord:
+    """`record` with its (frozen) config changed as a test needs: a section's fields as a dict
+    (`train={"lr": 1.0}`), a top-level field as its value; each change is validated as the config's own."""
+    updates = {key: replace(getattr(record.config, key), **value) if isinstance(value, dict) else value
+               for key, value in changes.items()}
+    record.config = replace(record.config, **updates)
+    return record

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import json
 
 import pytest
 
@@ -21,9 +20,10 @@ from chimera.ablation import (
     parse_variant_name,
     variant_name,
 )
-from chimera.config import RunConfig, config_from_dict
+from chimera.config import RunConfig
 from chimera.errors import ChimeraError
 from chimera.matrix import load_matrix
+from chimera.records.store import load_record
 from tests.helpers import TINY, quiet_env, run_chimera, sets, write_synthetic_ag_news
 
 # The published names (README, records, reports): renaming one orphans every record made with it.
@@ -132,9 +132,9 @@ def test_a_variant_trains_and_its_record_resolves_to_the_configuration_it_claims
                 "--cache-dir", str(tmp_path / "cache"), *sets(*TINY), env=quiet_env())
     (record_path,) = (tmp_path / "runs").glob("*/record.json")
     assert record_path.parent.name == "baseline-dense-with-dropout-ci-s4"
-    record = json.loads(record_path.read_text())
-    ran = f"train.precision={record['config']['train']['precision']}"  # the record keeps what `auto` chose
-    claimed = load_matrix().resolve(record["cell"], record["profile"], seed=record["seed"], overrides=[*TINY, ran])
-    assert config_from_dict(record["config"]) == claimed
+    record = load_record(record_path)
+    ran = f"train.precision={record.config.train.precision}"  # the record keeps what `auto` chose
+    claimed = load_matrix().resolve(record.cell, record.profile, seed=record.seed, overrides=[*TINY, ran])
+    assert record.config == claimed
     assert claimed.model.dropout == load_matrix().resolve("fixed/dense", "ci").model.dropout
-    assert record["status"] in ("completed", "stopped_early")
+    assert record.status in ("completed", "stopped_early")

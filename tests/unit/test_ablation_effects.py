@@ -19,13 +19,13 @@ from chimera.analysis.ablation_effects import (
 from chimera.analysis.report import render_report
 from chimera.records.record import RunRecord
 from chimera.records.store import write_record
-from tests.unit.record_factory import run_record
+from tests.unit.record_factory import change_config, run_record
 
 
 def with_numbers(cell: str, seed: int, test_acc: float, *, status: str = "completed") -> RunRecord:
     record = copy.deepcopy(run_record("fixed/dense" if "fixed" in cell else "baseline/dense", seed))
     record.cell, record.run_id, record.status = cell, f"{cell.replace('/', '-')}-ci-s{seed}", status
-    record.config["cell"] = cell
+    change_config(record, cell=cell)
     record.final_metrics.test_acc = test_acc
     return record
 

@@ -17,7 +17,7 @@ from chimera.gates import bands as bands_module
 from chimera.gates.bands import check_bands, compute_bands, load_bands, run_bands, run_check_bands
 from chimera.records.record import Precision, RunRecord
 from chimera.records.store import write_record
-from tests.unit.record_factory import run_record
+from tests.unit.record_factory import change_config, run_record
 
 CELLS = ("baseline/dense", "fixed/dense")
 
@@ -78,7 +78,7 @@ def test_unknown_cell_other_profile_unfinished_run_and_changed_config_are_violat
     failed = run_record("fixed/dense", 2)
     failed.status = "failed"
     changed = run_record("fixed/dense", 3)
-    changed.config["train"]["lr"] = 1.0
+    change_config(changed, train={"lr": 1.0})
     got = [(v.seed, v.metric) for v in check_bands([other_cell, other_profile, failed, changed], built)]
     assert got == [(0, "cell"), (1, "profile"), (2, "status"), (3, "config")]
 
@@ -86,7 +86,7 @@ def test_unknown_cell_other_profile_unfinished_run_and_changed_config_are_violat
 def test_seed_and_device_do_not_count_as_a_config_change():
     built = compute_bands(seeds())
     run = run_record("fixed/dense", 42)
-    run.config["device"] = "cuda"
+    change_config(run, device="cuda")
     assert check_bands([run], built) == []
 
 
@@ -94,7 +94,7 @@ def test_seed_and_device_do_not_count_as_a_config_change():
     (lambda rs: setattr(rs[0], "status", "failed"), "finished runs"),
     (lambda rs: setattr(rs[1], "seed", 0), "appear twice"),
     (lambda rs: setattr(rs[2], "profile", "full"), "several profiles"),
-    (lambda rs: rs[3].config["model"].update(dropout=0.0), "different configs"),
+    (lambda rs: change_config(rs[3], model={"dropout": 0.0}), "different configs"),
     (lambda rs: setattr(rs[4].final_metrics, "val_acc", None), "missing in some runs"),
 ])
 def test_bad_inputs_to_compute_bands_are_user_errors(change, message):
@@ -166,7 +166,7 @@ def test_packaged_ci_bands_still_hash_the_configs_the_matrix_resolves_at_any_pre
 
 def _in_precision(record: RunRecord, precision: str) -> RunRecord:
     record.precision = Precision(value=precision, source="config", requested=precision, accelerate_launch=None)
-    record.config["train"]["precision"] = precision
+    change_config(record, train={"precision": precision})
     return record
 
 

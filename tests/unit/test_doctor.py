@@ -20,10 +20,11 @@ from chimera.analysis.leakage_scan import (
     resolve_data_dir,
     subsets_for_record,
 )
+from chimera.config import DataConfig, ModelConfig
 from chimera.errors import ChimeraError
 from chimera.records.record import Event, ResumeInfo, RunRecord, TokenStats
 from chimera.records.store import validate_record, write_record
-from tests.unit.record_factory import moe_layer, run_record
+from tests.unit.record_factory import change_config, moe_layer, run_record
 
 
 def by_code(findings):
@@ -144,7 +145,7 @@ def test_moe_collapse_and_drops_are_flagged():
 
 def test_lr_zero_before_the_end_of_a_decaying_schedule_is_a_warning():
     record = run_record("fixed/dense")
-    record.config["train"].update(schedule="cosine", max_steps=10_000)
+    change_config(record, train={"schedule": "cosine", "max_steps": 10_000})
     assert by_code(diagnose(record))["lr_schedule"].severity == "info"
     record.curves[4].lr = 0.0
     assert by_code(diagnose(record))["lr_schedule"].severity == "warning"
@@ -152,7 +153,7 @@ def test_lr_zero_before_the_end_of_a_decaying_schedule_is_a_warning():
 
 def test_warmup_that_never_ramps_is_a_warning():
     record = run_record("fixed/dense")
-    record.config["train"].update(warmup_steps=100)  # lr at steps 25-75 equals the peak
+    change_config(record, train={"warmup_steps": 100})  # lr at steps 25-75 equals the peak
     found = by_code(diagnose(record))["lr_schedule"]
     # the info finding's title says "warmup steps" too: only the severity tells the two apart
     assert found.severity == "warning" and "reaches the peak inside the 100-step warmup" in found.title
@@ -174,8 +175,7 @@ def test_tokenisation_and_capacity_thresholds():
 def test_regularisation_audit_warns_when_nothing_is_on_and_the_data_is_memorised():
     record = run_record("baseline/dense")
     assert by_code(diagnose(record))["regularisation"].severity == "info"
-    record.config["model"]["dropout"] = 0.0
-    record.config["train"]["weight_decay"] = 0.0
+    change_config(record, model={"dropout": 0.0}, train={"weight_decay": 0.0})
     assert by_code(diagnose(record))["regularisation"].severity == "warning"
 
 
@@ -246,8 +246,8 @@ def test_rescan_re_derives_the_runs_subsets_and_finds_near_duplicates_the_split_
         rows = "".join(f"{text},{i % 4}\n" for i, text in enumerate(texts))
         (tmp_path / f"{split}.csv").write_text("text,label\n" + rows)
     record = run_record("fixed/dense")
-    record.config["data"] = {"train_samples": 16, "val_samples": 16, "test_samples": 0, "max_length": 16,
-                                "vocab_size": 128}
+    change_config(record, data=DataConfig(train_samples=16, val_samples=16, test_samples=0, max_length=16,
+                                          vocab_size=128))
     record.data.source = str(tmp_path)
     subsets, _ = subsets_for_record(record, None)
     record.data.fingerprints = {name: getattr(subsets, name).fingerprint()
@@ -273,8 +273,8 @@ def test_a_finished_run_that_never_reached_its_lowest_target_is_told_so():
 def _reference(val_acc: float, **data_changes) -> RunRecord:
     reference = run_record("fixed/dense", seed=3)
     reference.cell, reference.run_id = "reference/bow", "reference-bow-ci-s3"
-    reference.config.update(cell="reference/bow", model={"arch": "bag_of_ngrams", "d_model": 64})
-    reference.config["data"].update(data_changes)
+    change_config(reference, cell="reference/bow", model=ModelConfig(arch="bag_of_ngrams", d_model=64),
+                  data=data_changes)
     reference.final_metrics.val_acc = val_acc
     return reference
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from chimera.analysis.doctor import diagnose
+from chimera.records.record import RunRecord
 from chimera.records.store import load_record
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 
@@ -24,15 +25,14 @@ def data(tmp_path_factory) -> Path:
 
 
 def _train(tmp_path: Path, data: Path, *extra: str, fault: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess,
-                                                                                           dict]:
+                                                                                           RunRecord]:
     args = ["train", "--cell", "baseline/dense", "--profile", "ci", "--device", "cpu", "--quiet", "--out",
             str(tmp_path), "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"),
             *sets(*SYNTHETIC_TINY, "train.eval_every=1"), *extra]
     command = [str(REPO / "tests/fault_injection.py"), *fault, "--"] if fault else ["-m", "chimera"]
     done = subprocess.run([sys.executable, *command, *args], capture_output=True, text=True, env=quiet_env(),
                           timeout=300)
-    record = json.loads((tmp_path / "baseline-dense-ci-s0" / "record.json").read_text())
-    return done, record
+    return done, load_record(tmp_path / "baseline-dense-ci-s0")
 
 
 def _one_line(stderr: str) -> str:
@@ -46,11 +46,11 @@ def test_a_huge_learning_rate_stops_at_the_first_non_finite_step_and_says_why(tm
     assert done.returncode == 1
     line = _one_line(done.stderr)
     assert "non-finite loss" in line and "at step 3" in line and "learning rate" in line
-    assert record["status"] == "failed" and "at step 3" in record["error"]
-    assert [p["step"] for p in record["curves"]] == [1, 2]  # the curves up to the bad step
-    assert record["final_metrics"]["steps"] == 2  # no silent continuation: the bad step never updated weights
-    assert [(e["step"], e["kind"]) for e in record["events"]] == [(3, "non_finite")]  # what the doctor reads
-    found = [f for f in diagnose(load_record(tmp_path / "baseline-dense-ci-s0")) if f.code == "non_finite"]
+    assert record.status == "failed" and "at step 3" in record.error
+    assert [p.step for p in record.curves] == [1, 2]  # the curves up to the bad step
+    assert record.final_metrics.steps == 2  # no silent continuation: the bad step never updated weights
+    assert [(e.step, e.kind) for e in record.events] == [(3, "non_finite")]  # what the doctor reads
+    found = [f for f in diagnose(record) if f.code == "non_finite"]
     assert [(f.severity, f.evidence["non_finite_events"]) for f in found] == [("error", 1)]
 
 
@@ -59,8 +59,8 @@ def test_out_of_memory_writes_a_failed_record_with_the_fix(tmp_path, data):
     assert done.returncode == 1
     line = _one_line(done.stderr)
     assert "out of memory at step 4" in line and "train.batch_size" in line
-    assert record["status"] == "failed" and record["error"].startswith("out of memory at step 4")
-    assert len(record["curves"]) == 3
+    assert record.status == "failed" and record.error.startswith("out of memory at step 4")
+    assert len(record.curves) == 3
 
 
 @pytest.mark.parametrize("stays_full", [False, True], ids=["disk-frees-up", "disk-stays-full"])
@@ -80,5 +80,5 @@ def test_a_full_disk_mid_run_ends_with_one_line_and_keeps_the_previous_checkpoin
     if stays_full:
         assert "could not be written either" in line and not (run_dir / "record.json").exists()
     else:
-        record = json.loads((run_dir / "record.json").read_text())
-        assert record["status"] == "failed" and "No space left on device" in record["error"]
+        record = load_record(run_dir)
+        assert record.status == "failed" and "No space left on device" in record.error

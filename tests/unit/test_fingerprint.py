@@ -49,11 +49,11 @@ def test_the_driver_version_is_read_from_proc_for_both_kernel_modules(tmp_path, 
 def test_this_machines_environment_carries_the_fingerprint_flat_and_the_record_stays_valid():
     info = DeviceInfo("cpu", "AMD EPYC", cpu_count=2)
     env = describe_environment(info, choose_policy(info))
-    assert isinstance(env["cpu_flags"], list) and env["ram_gib"] > 0 and env["cpu_name"]
+    assert isinstance(env.cpu_flags, tuple) and env.ram_gib > 0 and env.cpu_name
     if not torch.cuda.is_available():
-        assert env["gpu_count"] == 0 and env["cuda_driver"] is None and env["cudnn_version"] is None
-    assert env["torch_cuda"] == torch.version.cuda
-    assert all(not isinstance(v, dict) for v in env.values())  # a flat addition to the mapping
+        assert env.gpu_count == 0 and env.cuda_driver is None and env.cudnn_version is None
+    assert env.torch_cuda == torch.version.cuda
+    assert all(not isinstance(v, dict) for v in env.to_json().values())  # a flat addition to the mapping
     record = minimal_record()
-    record.env |= json.loads(json.dumps(env))
-    validate_record(record.to_json())
+    record.env = env
+    validate_record(json.loads(json.dumps(record.to_json())))

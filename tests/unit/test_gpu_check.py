@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from chimera.records.bench_report import load_bench_report
-from chimera.records.store import validate_record
+from chimera.records.store import load_record
 from tests.helpers import quiet_env, write_synthetic_ag_news
 
 pytestmark = pytest.mark.slow  # runs the GPU check script end to end (minutes)
@@ -68,9 +68,8 @@ def test_benchmarks_are_recorded_per_precision_with_the_peer(results):
 
 def test_each_native_precision_ran_and_the_rerun_was_identical(results):
     for folder in (results / "runs").iterdir():
-        record = json.loads((folder / "fixed-dense-ci-s0/record.json").read_text())
-        validate_record(record)
-        assert record["precision"]["value"] == folder.name and record["precision"]["source"] == "config"
+        record = load_record(folder / "fixed-dense-ci-s0")  # validated as it loads
+        assert record.precision.value == folder.name and record.precision.source == "config"
     assert "identical" in (results / "logs").glob("determinism-*.log").__next__().read_text()
 
 

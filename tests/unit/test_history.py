@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,7 @@ def record_at(cell: str, seed: int, commit: str | None, when: str, *, val_shift:
               device_name: str = "AMD EPYC") -> RunRecord:
     record = run_record(cell, seed)
     record.created_at = when
-    record.env.update(git_commit=commit, git_dirty=False, device_type="cpu", device_name=device_name)
+    record.env = replace(record.env, git_commit=commit, git_dirty=False, device_type="cpu", device_name=device_name)
     record.final_metrics.val_loss += val_shift
     return record
 

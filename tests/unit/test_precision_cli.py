@@ -3,14 +3,14 @@ and a precision the hardware cannot run is one line and exit 2 before anything i
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from chimera.records.store import validate_record
+from chimera.records.record import Precision, RunRecord
+from chimera.records.store import load_record
 from chimera.train.device import probe_device
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 
@@ -39,10 +39,8 @@ def _chimera(tmp_path: Path, data: Path, *extra: str, launch: str | None = None,
     return subprocess.run([*runner, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
-def _record(tmp_path: Path) -> dict:
-    record = json.loads((tmp_path / "fixed-dense-ci-s0" / "record.json").read_text())
-    validate_record(record)
-    return record
+def _record(tmp_path: Path) -> RunRecord:
+    return load_record(tmp_path / "fixed-dense-ci-s0")  # validated against the schema as it loads
 
 
 def _refused(done: subprocess.CompletedProcess, tmp_path: Path, fragment: str) -> None:
@@ -62,10 +60,10 @@ def test_the_record_says_which_precision_ran_and_who_chose_it(tmp_path, data, la
     done = _chimera(tmp_path, data, *extra, launch=launch)
     assert done.returncode == 0, done.stderr
     record = _record(tmp_path)
-    assert record["precision"] == {"value": value, "source": source, "requested": "auto" if not extra else "fp32",
-                                   "accelerate_launch": launch}
-    assert record["config"]["train"]["precision"] == value  # the record alone reruns it at this precision
-    assert record["env"]["precision"] == value and record["env"]["mixed_precision"] == "no"
+    assert record.precision == Precision(value=value, source=source, requested="auto" if not extra else "fp32",
+                                         accelerate_launch=launch)
+    assert record.config.train.precision == value  # the record alone reruns it at this precision
+    assert record.env.precision == value and record.env.mixed_precision == "no"
 
 
 @needs_avx2_only
@@ -107,4 +105,4 @@ def test_accelerate_launch_mixed_precision_no_is_recorded_as_its_choice(tmp_path
     done = _chimera(tmp_path, data, accelerate_launch=("--cpu", "--num_processes", "1", "--num_machines", "1",
                                                        "--mixed_precision", "no", "--dynamo_backend", "no"))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert _record(tmp_path)["precision"]["source"] == "accelerate"
+    assert _record(tmp_path).precision.source == "accelerate"

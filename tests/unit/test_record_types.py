@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from chimera import config as config_types
 from chimera.errors import ChimeraError
 from chimera.records import record as types
+from chimera.records.env import ADDED_AFTER_VERSION_1, RunEnv
 from chimera.records.store import load_record, load_schema, validate_record, write_record
 from tests.unit.record_factory import CELL_SHAPES, minimal_record, run_record
 
@@ -42,7 +44,8 @@ CLASSES = {  # each class and the schema object that describes its JSON
     types.RunRecord: "", types.Precision: "precision", types.DataInfo: "data", types.TokenStats: "data/token_stats/*",
     types.ParamCounts: "params", types.MoeLayerStats: "#evaluation/moe/[]", types.TimingPoint: "timing/[]",
     types.Event: "events/[]", types.FinalMetrics: "final_metrics", types.TargetTime: "time_to_target/[]",
-    types.ResumeInfo: "resume",
+    types.ResumeInfo: "resume", RunEnv: "env", config_types.RunConfig: "config",
+    **{cls: f"config/{name}" for name, cls in config_types.SECTIONS.items()},
 }
 
 
@@ -125,6 +128,50 @@ def test_a_version_1_record_loads_upgraded_with_the_precision_its_environment_na
     assert record.curves == minimal_record().curves
 
 
+def test_a_version_1_record_from_before_the_fingerprint_and_precision_axis_gets_none_and_the_precision_that_ran(
+        tmp_path):
+    data = _version_1(minimal_record(), mixed_precision="no")
+    data["env"] = {k: v for k, v in data["env"].items() if k not in (*ADDED_AFTER_VERSION_1, "precision")}
+    del data["config"]["train"]["precision"], data["config"]["model"]["ngram_buckets"]
+    (tmp_path / "record.json").write_text(json.dumps(data))
+    record = load_record(tmp_path)
+    assert all(getattr(record.env, name) is None for name in ADDED_AFTER_VERSION_1)  # not recorded, not guessed
+    assert record.env.precision == record.config.train.precision == record.precision.value == "fp32"
+    assert record.config.model.ngram_buckets == config_types.ModelConfig().ngram_buckets  # added with its default
+
+
+@pytest.mark.parametrize(("part", "key"), [("env", "cpu_count"), ("env", "git_commit"), ("config", "device")])
+def test_a_version_2_record_missing_an_env_or_config_key_is_refused_in_one_line_naming_it(tmp_path, part, key):
+    data = minimal_record().to_json()
+    del data[part][key]
+    (tmp_path / "record.json").write_text(json.dumps(data))
+    with pytest.raises(ChimeraError, match=f"/{part}: '{key}' is a required property") as caught:
+        load_record(tmp_path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_version_2_record_missing_a_config_key_is_refused_by_the_class_too_never_defaulted():
+    data = minimal_record().to_json()
+    del data["config"]["train"]["lr"]
+    with pytest.raises(ChimeraError, match="record.config: missing key 'train.lr'"):
+        types.RunRecord.from_json(data)
+    del data["env"]["ram_gib"]
+    with pytest.raises(ValueError, match="record env: missing key 'ram_gib'"):
+        RunEnv.from_json(data["env"])
+
+
+@pytest.mark.parametrize("part", ["env", "config", "config/train"])
+def test_a_version_2_record_with_an_unknown_env_or_config_key_is_refused(tmp_path, part):
+    data = minimal_record().to_json()
+    node = data
+    for name in part.split("/"):
+        node = node[name]
+    node["mixed_precisionn"] = "no"
+    (tmp_path / "record.json").write_text(json.dumps(data))
+    with pytest.raises(ChimeraError, match="Additional properties are not allowed"):
+        load_record(tmp_path)
+
+
 @pytest.mark.skipif(not COMMITTED, reason="no committed records under docs/results")
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.parent.relative_to(REPO)))
 def test_the_committed_version_1_records_load_and_keep_every_key_and_value(path):
@@ -133,11 +180,26 @@ def test_the_committed_version_1_records_load_and_keep_every_key_and_value(path)
     record = load_record(path)
     again = record.to_json()
     validate_record(again)
-    assert {k: v for k, v in again.items() if k not in ("schema_version", "precision")} == \
-        {k: v for k, v in raw.items() if k not in ("schema_version", "precision")}
+    assert {k: v for k, v in again.items() if k not in ("schema_version", "precision", "config", "env")} == \
+        {k: v for k, v in raw.items() if k not in ("schema_version", "precision", "config", "env")}
+    # config and env keep every key and value, exactly (as JSON text: 1 and 1.0 differ there); the upgrade
+    # only adds what the record lacked: the hardware fields as None, the precision that ran
+    for part, may_add in (("env", {*ADDED_AFTER_VERSION_1, "precision"}), ("config", {"train.precision"})):
+        written, original = _flat(again[part]), _flat(raw[part])
+        assert json.dumps({k: written[k] for k in original}) == json.dumps(original)
+        assert set(written) - set(original) <= may_add
+    assert record.env.precision == record.config.train.precision == record.precision.value
     assert record.precision.value == "fp32" and raw["env"]["mixed_precision"] == "no"
     if "precision" in raw:  # written once precision was an axis: kept as it was, not re-derived
         assert again["precision"] == raw["precision"]
+
+
+def _flat(node: dict, prefix: str = "") -> dict:
+    """A config or env as dotted key -> value (lists are values)."""
+    out = {}
+    for key, value in node.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
 
 
 def test_a_record_of_an_unknown_version_is_refused_in_one_line(tmp_path):

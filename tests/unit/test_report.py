@@ -12,9 +12,10 @@ import pytest
 
 from chimera.analysis.report import render_report
 from chimera.analysis.report_figures import DPI, FIGSIZES, TRAIN_COLOUR, VAL_COLOUR
+from chimera.config import ModelConfig
 from chimera.records.store import write_record
 from tests.report_checks import assert_figure, assert_row_matches, assert_stat, matrix_table, stat
-from tests.unit.record_factory import CELL_SHAPES, TARGETS, run_record
+from tests.unit.record_factory import CELL_SHAPES, TARGETS, change_config, run_record
 
 CELLS = list(CELL_SHAPES)  # baseline/dense, baseline/moe, fixed/dense, fixed/moe
 SEEDS = (0, 1)
@@ -154,7 +155,7 @@ def test_the_reference_cell_sits_in_the_matrix_and_beside_every_cell_on_the_same
     records = write_matrix(tmp_path / "runs", cells=["fixed/dense"], seeds=(0, 1))
     reference = run_record("fixed/dense", 0)
     reference.cell, reference.run_id = "reference/bow", "reference-bow-ci-s0"
-    reference.config.update(cell="reference/bow", model={"arch": "bag_of_ngrams", "d_model": 64})
+    change_config(reference, cell="reference/bow", model=ModelConfig(arch="bag_of_ngrams", d_model=64))
     reference.final_metrics.val_acc = 0.99  # better than every transformer run
     write_record(reference, tmp_path / "runs" / "reference-bow-ci-s0")
     files = render_report(tmp_path / "runs", tmp_path / "report", bench_dir=tmp_path / "no-bench")

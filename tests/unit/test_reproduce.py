@@ -14,7 +14,7 @@ from chimera.analysis.record_diff import diff_records, format_diff
 from chimera.errors import ChimeraError
 from chimera.records.record import Event, ResumeInfo, RunRecord
 from chimera.reproduce import reproduce_main
-from tests.unit.record_factory import run_record
+from tests.unit.record_factory import change_config, run_record
 
 
 @pytest.fixture
@@ -81,8 +81,7 @@ def test_a_bool_is_not_a_number(old):
 
 def test_environment_and_input_differences_explain_but_do_not_count_as_metrics(old):
     new = copy.deepcopy(old)
-    new.env["torch"] = "2.12.0"
-    new.env["torch_num_threads"] = 8
+    new.env = replace(new.env, torch="2.12.0", torch_num_threads=8)
     new.world_size = 2
     new.data.tokenizer_sha256 = "f" * 64
     diff = diff_records(old, new)
@@ -115,7 +114,7 @@ def test_an_interrupted_record_is_not_reproduced(tmp_path, old):
 def test_a_record_cannot_send_the_rerun_outside_the_output_folder(tmp_path, old, field, value, fragment):
     record = copy.deepcopy(old)
     setattr(record, field, value)
-    record.config[field] = value
+    change_config(record, **{field: value})
     with pytest.raises(ChimeraError, match=fragment):
         reproduce_main(_write(tmp_path, record), out_dir=tmp_path / "out", data_dir=None, out=io.StringIO())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["given"]
@@ -123,6 +122,6 @@ def test_a_record_cannot_send_the_rerun_outside_the_output_folder(tmp_path, old,
 
 def test_a_record_whose_config_disagrees_with_its_header_is_refused(tmp_path, old):
     record = copy.deepcopy(old)
-    record.config["seed"] = 3
+    change_config(record, seed=3)
     with pytest.raises(ChimeraError, match="seed"):
         reproduce_main(_write(tmp_path, record), out_dir=tmp_path / "out", data_dir=None, out=io.StringIO())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from chimera.config import RunConfig
 from chimera.errors import ChimeraError
+from chimera.records.store import load_record
 from chimera.train.run_folder import LOCK, run_dir_for, run_lock
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 
@@ -61,5 +61,4 @@ def test_two_runs_into_the_same_folder_at_once_do_not_both_write(tmp_path):
     assert [code for code, _ in results] == [0, 2], results
     second = results[1][1]
     assert "run folder is in use by another process" in second or "already holds a record" in second, results
-    record = json.loads((tmp_path / "out" / "baseline-dense-ci-s0" / "record.json").read_text())
-    assert record["status"] == "completed"
+    assert load_record(tmp_path / "out" / "baseline-dense-ci-s0").status == "completed"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -97,7 +96,7 @@ def test_a_resumed_run_clock_skips_the_time_it_was_stopped(tmp_path):
     run_dir = tmp_path / "baseline-dense-ci-s0"
     killed = _train(tmp_path, data, fault=("--signal", "TERM", "--at-step", "22"))
     assert killed.returncode == 130, killed.stderr[-2000:]
-    before = json.loads((run_dir / "record.json").read_text())["timing"]
+    before = [t.to_json() for t in load_record(run_dir).timing]  # the interrupted run's record
     pause = 10.0  # longer than the resumed process lives, so a clock that spanned it could not pass below
     time.sleep(pause)
     started = time.perf_counter()

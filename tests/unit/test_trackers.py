@@ -6,13 +6,15 @@ The last test is the acceptance check: a real run's TensorBoard event files hold
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from chimera import cli
+from chimera.records.record import RunRecord
+from chimera.records.store import load_record
 from chimera.train.tracking import PROJECT, TRACKERS_DIR, check_log_with, evaluation_values, flat_config
 from tests.helpers import SYNTHETIC_TINY, quiet_env, run_chimera, sets, write_synthetic_ag_news
 
@@ -62,8 +64,8 @@ def _train(tmp_path: Path, data: Path, capsys, *extra: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-def _record(tmp_path: Path) -> dict:
-    return json.loads((tmp_path / "runs" / "baseline-dense-ci-s0" / "record.json").read_text())
+def _record(tmp_path: Path) -> RunRecord:
+    return load_record(tmp_path / "runs" / "baseline-dense-ci-s0")
 
 
 def test_every_evaluation_reaches_the_tracker_with_its_step_and_the_records_numbers(
@@ -74,17 +76,17 @@ def test_every_evaluation_reaches_the_tracker_with_its_step_and_the_records_numb
     run_dir = tmp_path / "runs" / "baseline-dense-ci-s0"
     assert recording_tracker[0] == ("init", PROJECT, str(run_dir / TRACKERS_DIR), {})
     config = recording_tracker[1][1]
-    assert config["train.lr"] == record["config"]["train"]["lr"] and config["cell"] == "baseline/dense"
+    assert config["train.lr"] == record.config.train.lr and config["cell"] == "baseline/dense"
     assert all(v is None or isinstance(v, (bool, int, float, str)) for v in config.values())
     logs = [(step, values) for kind, *rest in recording_tracker if kind == "log" for step, values in [rest]]
     evaluations, final = logs[:-1], logs[-1]
-    assert [step for step, _ in evaluations] == [p["step"] for p in record["curves"]]
-    for (_, values), point in zip(evaluations, record["curves"], strict=True):
-        assert values["val_loss"] == point["val_loss"] and values["val_acc"] == point["val_acc"]
-        assert values["lr"] == point["lr"]
-        assert ("clean_train_loss" in values) == ("clean_train_loss" in point)
-    assert final[0] == record["final_metrics"]["steps"]
-    assert final[1]["final/test_acc"] == record["final_metrics"]["test_acc"]
+    assert [step for step, _ in evaluations] == [p.step for p in record.curves]
+    for (_, values), point in zip(evaluations, record.curves, strict=True):
+        assert values["val_loss"] == point.val_loss and values["val_acc"] == point.val_acc
+        assert values["lr"] == point.lr
+        assert ("clean_train_loss" in values) == (point.clean_train is not None)
+    assert final[0] == record.final_metrics.steps
+    assert final[1]["final/test_acc"] == record.final_metrics.test_acc
     assert recording_tracker[-1] == ("finish",) and recording_tracker.count(("finish",)) == 1
 
 
@@ -92,9 +94,9 @@ def test_a_failed_run_still_finishes_its_trackers(tmp_path, data, capsys, record
     code, err = _train(tmp_path, data, capsys, "--log-with", "recording", "--set", "train.lr=1e6",
                        "--set", "train.eval_every=1")
     assert code == 1 and "non-finite loss" in err
-    assert _record(tmp_path)["status"] == "failed"
+    assert _record(tmp_path).status == "failed"
     logged = [rest[0] for kind, *rest in recording_tracker if kind == "log"]
-    assert logged == [p["step"] for p in _record(tmp_path)["curves"]]  # the evaluations before the failure
+    assert logged == [p.step for p in _record(tmp_path).curves]  # the evaluations before the failure
     assert recording_tracker[-1] == ("finish",)
 
 
@@ -108,10 +110,9 @@ def test_without_log_with_no_tracker_starts_and_tracking_never_changes_the_resul
     code, err = _train(tmp_path / "tracked", data, capsys, "--log-with", "recording")
     assert code == 0, err
     plain, tracked = _record(tmp_path / "plain"), _record(tmp_path / "tracked")
-    assert tracked["curves"] == plain["curves"]
-    clocks = ("wall_s", "train_samples_per_s")
-    assert {k: v for k, v in tracked["final_metrics"].items() if k not in clocks} == \
-        {k: v for k, v in plain["final_metrics"].items() if k not in clocks}
+    assert tracked.curves == plain.curves
+    clocks = {"wall_s": 0.0, "train_samples_per_s": None}
+    assert replace(tracked.final_metrics, **clocks) == replace(plain.final_metrics, **clocks)
 
 
 @pytest.mark.parametrize(("name", "fragment"), [
@@ -178,11 +179,11 @@ def test_a_ci_run_with_tensorboard_writes_the_records_val_loss_curve(tmp_path, d
                 "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"), "--log-with", "tensorboard",
                 *sets(*SYNTHETIC_TINY), env={**quiet_env(), "PYTHONPATH": str(Path(cli.__file__).parents[1])})
     run_dir = out / "fixed-dense-ci-s0"
-    record = json.loads((run_dir / "record.json").read_text())
+    record = load_record(run_dir)
     logged = _scalars(run_dir / TRACKERS_DIR / PROJECT, "val_loss")
-    expected = [(p["step"], p["val_loss"]) for p in record["curves"]]
+    expected = record.curve("val_loss")
     assert len(expected) >= 4 and [step for step, _ in logged] == [step for step, _ in expected]
     # TensorBoard stores scalars as float32: equal to the record's float64 rounded to float32, bit for bit
     assert [np.float32(v) for _, v in logged] == [np.float32(v) for _, v in expected]
     final = _scalars(run_dir / TRACKERS_DIR / PROJECT, "final/val_acc")
-    assert final == [(record["final_metrics"]["steps"], pytest.approx(record["final_metrics"]["val_acc"], abs=1e-6))]
+    assert final == [(record.final_metrics.steps, pytest.approx(record.final_metrics.val_acc, abs=1e-6))]
