@@ -19,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from chimera import __version__
 from chimera.errors import ChimeraError
 from chimera.paths import check_path_arguments
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chimera", description="Chimera Bench: train and benchmark small transformer classifiers on "
         "AG News ({baseline, fixed} x {dense, moe}) and check that they generalise.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train one matrix cell and write its run record",
