@@ -23,7 +23,8 @@ BANDS_SEEDS ?= 0 1 2 3 4
 # Where `make ablation` and `make bands` publish what the doctor and the loss gate read (the package's own data).
 PUBLISH     ?= chimera
 TARGET      ?= cpu
-# Where the CPU image's torch comes from (PyPI's Linux torch is the CUDA build); empty: pip's own configuration.
+# Where the CPU image's torch and setup's come from (PyPI's Linux torch is the CUDA build); empty: pip's own
+# configuration. `make setup` adds it only on Linux without an NVIDIA GPU, and only if it answers within 5 s.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 # AG News folder; default $CHIMERA_DATA_DIR, else ../shared/data/ag_news if present, else the Hugging Face hub.
 DATA_DIR    ?= $(or $(CHIMERA_DATA_DIR),$(wildcard $(abspath ../shared/data/ag_news)))
@@ -70,9 +71,11 @@ help: ## list the targets
 
 setup: $(VENV)/.installed ## .venv with the pinned CPU set and dev tools, chimera (editable) and WordNet
 
-$(VENV)/.installed: requirements-cpu.txt requirements-dev.txt pyproject.toml scripts/prepare_wordnet.sh
+$(VENV)/.installed: requirements-cpu.txt requirements-dev.txt pyproject.toml scripts/prepare_wordnet.sh \
+                    scripts/torch_index_args.sh
 	$(PYTHON_BOOT) -m venv $(VENV)
-	$(VENV)/bin/pip install -r requirements-cpu.txt -r requirements-dev.txt
+	$(VENV)/bin/pip install $$(PYTHON_BOOT=$(PYTHON_BOOT) bash scripts/torch_index_args.sh $(TORCH_INDEX)) \
+	  -r requirements-cpu.txt -r requirements-dev.txt
 	$(VENV)/bin/pip install -e . --no-deps
 	PYTHON=$(PY) bash scripts/prepare_wordnet.sh
 	touch $@

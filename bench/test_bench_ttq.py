@@ -1,6 +1,6 @@
 """Time to quality against the peer a user would write instead: our trainer vs transformers' Trainer + BERT.
 
-    CHIMERA_DATA_DIR=../shared/data/ag_news pytest bench/test_bench_ttq.py --benchmark-only -s
+    CHIMERA_DATA_DIR=path/to/ag_news pytest bench/test_bench_ttq.py --benchmark-only -s
 
 Step speed (test_bench_peer.py) says nothing about how soon a setup is *useful*; MLPerf Training's
 answer is time to a target quality, evaluations included. One pedantic round trains OURS (fixed/dense,

@@ -1,10 +1,10 @@
 """Command-line front door: parse, call one function, map errors to exit codes.
 
-    chimera train --cell fixed/dense --profile ci --data-dir ../shared/data/ag_news --out runs/
+    chimera train --cell fixed/dense --profile ci --data-dir path/to/ag_news --out runs/
     chimera matrix --profile ci --out runs/ci
     chimera env
     chimera reproduce runs/ci/fixed-dense-ci-s0/record.json --out runs/reproduced
-    chimera history add runs/ci bench/results/ci.json && chimera history
+    chimera history add runs/ci bench/results/ci/bench.json && chimera history
 
 Exit codes: 0 success; 1 a run failed, a check found a problem or a reproduction differs; 2 bad input
 (one-line message, no traceback); 130 interrupted (a resumable checkpoint was written).
@@ -19,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from chimera import __version__
 from chimera.errors import ChimeraError
 from chimera.paths import check_path_arguments
 
@@ -80,11 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chimera", description="Chimera Bench: train and benchmark small transformer classifiers on "
         "AG News ({baseline, fixed} x {dense, moe}) and check that they generalise.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train one matrix cell and write its run record",
                            description="Train one cell; writes OUT/<cell>-<profile>-s<seed>/record.json.")
-    train.add_argument("--cell", required=True, help="baseline/dense, baseline/moe, fixed/dense or fixed/moe")
+    train.add_argument("--cell", required=True, help="a cell of the matrix file: baseline/dense, baseline/moe, "
+                       "fixed/dense, fixed/moe or reference/bow")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR",
                        help="continue an interrupted run from its last checkpoint (same result as uninterrupted)")
     _add_run_options(train)

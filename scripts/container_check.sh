@@ -2,7 +2,7 @@
 # The CPU image end to end, as CI runs it: build, inspect, then benchmarks, a training cell and the
 # doctor inside it as uid 1000, with AG News read-only and results on a bind mount.
 #
-#   DOCKER=podman DATA_DIR=../shared/data/ag_news scripts/container_check.sh [OUT]    # OUT default runs/container
+#   DOCKER=podman DATA_DIR=path/to/ag_news scripts/container_check.sh [OUT]    # OUT default runs/container
 #
 # Fails (non-zero) on any failure inside the container. Checks on the host: the benchmark JSON loads
 # with the speed gate's reader and holds every benchmark of the committed baseline (speed itself is

@@ -3,7 +3,7 @@
 #
 #   sudo scripts/setup_podman.sh       # then: DOCKER=podman make docker-cpu bench-cpu-docker
 #
-# Measured on the CI machines (../shared/FACTS.md, "Containers"): crun, podman's default runtime, refuses
+# Measured on the CI machines: crun, podman's default runtime, refuses
 # the kernel's hybrid cgroups; runc with the cgroupfs manager works; the default ulimits exceed what the
 # sandbox permits; and only the host network reaches PyPI and Debian's mirror. Those four settings go
 # into /etc/containers/containers.conf (an existing file is left alone unless it is ours). A machine

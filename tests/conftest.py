@@ -42,7 +42,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def ci_runs(data_dir, tmp_path_factory) -> Path:
-    """The ci-profile matrix (all four cells, seed 0), trained once per test session in a fresh process.
+    """The ci-profile matrix (every cell, seed 0), trained once per test session in a fresh process.
 
     Set CHIMERA_TEST_RUNS to a folder holding such a matrix to reuse it while developing. CHIMERA_KEEP_RUNS=DIR
     copies its records to DIR as soon as they exist, before any test judges them (.ci/run keeps them as evidence).

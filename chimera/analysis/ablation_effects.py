@@ -6,24 +6,26 @@ the initialisation and the batch order cancel out of the difference:
     leave one out (the fixed setup minus one change):  effect = fixed - fixed-without-change
     add one in (the baseline plus one change):          effect = baseline-with-change - baseline
 
-so in both tables an effect is "with the change minus without it". It is reported as the mean ± sample
-std of the per-seed differences, and marked as within seed noise when its mean is less than two standard
-errors from zero (or fewer than two seeds pair up). Records in, tables out: nothing here trains.
+so in both tables an effect is "with the change minus without it". It is reported as the mean of the
+per-seed differences ± the half width of its 95% confidence interval (t_{0.975, n-1} · s / sqrt(n)), and
+marked as within seed noise when that interval contains zero: a two-sided paired t-test at the 5% level
+(or fewer than two seeds pair up). At 3 seeds the interval is 4.3 standard errors wide on each side, so
+an effect must be steady across seeds to count. Records in, tables out: nothing here trains.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from chimera.ablation import ADD_IN, CHANGES, LEAVE_OUT, parse_variant_name
+from chimera.analysis.student_t import ci_half_width
 from chimera.records.record import RunRecord
 
 NOISE_MARK = "≈"  # after an effect within seed noise
-NOISE_SE = 2.0  # within noise: |mean| < NOISE_SE standard errors of the paired differences
+CONFIDENCE = 0.95  # within noise: the two-sided CONFIDENCE interval of the mean paired difference contains 0
 
 
 def _best_val_loss(record: RunRecord) -> float | None:
@@ -87,11 +89,17 @@ class Effect:
         return statistics.stdev(self.differences) if len(self.differences) > 1 else None
 
     @property
+    def ci(self) -> float | None:
+        """Half width of the CONFIDENCE interval of the mean (Student's t, n - 1 degrees of freedom)."""
+        return ci_half_width(self.std, len(self.differences), CONFIDENCE) if len(self.differences) > 1 else None
+
+    @property
     def within_noise(self) -> bool:
+        """The paired t-test does not reject "no effect" (|mean| <= the interval's half width), or the effect
+        is below the metric's negligible size, or fewer than two seeds pair up."""
         if len(self.differences) < 2 or abs(self.mean) < self.negligible:
             return True
-        se = self.std / math.sqrt(len(self.differences))
-        return abs(self.mean) < NOISE_SE * se
+        return abs(self.mean) <= self.ci
 
 
 @dataclass(frozen=True)
@@ -152,12 +160,13 @@ def ablation_tables(by_cell: Mapping[str, Sequence[RunRecord]],
 
 
 def format_effect(effect: Effect, spec: str) -> str:
-    """`+0.031 ± 0.004`, then `≈` when within seed noise, and `(k of n seeds)` when some did not pair."""
+    """`+0.031 ± 0.010` (mean ± 95% interval), then `≈` when within seed noise, and `(k of n seeds)` when some
+    did not pair."""
     if effect.mean is None:
         return "not reached" if effect.unpaired else "—"
     text = format(effect.mean, spec)
-    if effect.std is not None:
-        text += f" ± {format(effect.std, spec.lstrip('+'))}"
+    if effect.ci is not None:
+        text += f" ± {format(effect.ci, spec.lstrip('+'))}"
     if effect.within_noise:
         text += f" {NOISE_MARK}"
     if effect.unpaired:
@@ -171,7 +180,7 @@ def _start_value(values: Sequence[float | None], spec: str) -> str:
         return "not reached" if values else "—"
     text = format(statistics.mean(present), spec.lstrip("+"))
     if len(present) > 1:
-        text += f" ± {format(statistics.stdev(present), spec.lstrip('+'))}"
+        text += f" ± {format(ci_half_width(statistics.stdev(present), len(present), CONFIDENCE), spec.lstrip('+'))}"
     return text if len(present) == len(values) else f"{text} ({len(present)} of {len(values)} seeds)"
 
 
@@ -201,14 +210,17 @@ def carrying_changes(table: AblationTable, metric: str) -> list[tuple[str, float
 
 def summary(tables: Sequence[AblationTable], records: Sequence[RunRecord] = ()) -> dict:
     """Plain data for ablation.json: where the runs come from, then per table, change and metric: mean, std,
-    n, within_noise. The doctor cites the published copy (chimera/analysis/ablation-ci.json)."""
+    ci (the interval's half width), n, within_noise. The doctor cites the published copy
+    (chimera/analysis/ablation-ci.json)."""
     return {"runs": len(records), "profiles": sorted({r.profile for r in records}),
-            "devices": sorted({r.env.device_name for r in records}),
+            "devices": sorted({str(r.env.device_name) for r in records}),
             "torch": sorted({str(r.env.torch) for r in records}),
-            "noise_rule": f"|mean| < {NOISE_SE:g} standard errors of the per-seed differences, or < 2 seeds, "
-                          "or below half the last digit shown",
+            "noise_rule": f"paired t-test: the two-sided {CONFIDENCE:.0%} interval of the mean per-seed difference, "
+                          "mean ± t_{(1+c)/2, n-1} · std / sqrt(n), contains 0; or < 2 seeds; or |mean| below "
+                          "half the last digit shown",
             "tables": [{"start": t.start, "direction": t.direction, "seeds": list(t.seeds),
-                        "effects": {change: {key: {"mean": e.mean, "std": e.std, "n": len(e.differences),
+                        "effects": {change: {key: {"mean": e.mean, "std": e.std, "ci": e.ci,
+                                                   "n": len(e.differences),
                                                    "unpaired": e.unpaired, "within_noise": e.within_noise}
                                              for key, e in by_metric.items()}
                                     for change, by_metric in t.effects.items()}}
@@ -217,8 +229,8 @@ def summary(tables: Sequence[AblationTable], records: Sequence[RunRecord] = ()) 
 
 def effects_figure(tables: Sequence[AblationTable], path: Path, metrics: Sequence[str] = ("test_acc", "best_val_loss"),
                    ) -> Path:
-    """One row per table, one column per metric: each change's mean effect with its seed std as an error bar;
-    hollow markers are within seed noise."""
+    """One row per table, one column per metric: each change's mean effect with its 95% interval as an error
+    bar; hollow markers are within seed noise (the bar crosses zero, or the effect is negligible)."""
     from matplotlib.figure import Figure  # only when a report is drawn
 
     fig = Figure(figsize=(5.0 * len(metrics), 0.45 * len(CHANGES) * len(tables) + 1.5), dpi=100, layout="constrained")
@@ -233,7 +245,7 @@ def effects_figure(tables: Sequence[AblationTable], path: Path, metrics: Sequenc
                 if effect.mean is None:
                     continue
                 colour = "tab:blue" if table.direction == LEAVE_OUT else "tab:orange"
-                ax.errorbar(effect.mean, y, xerr=effect.std or 0.0, fmt="o", color=colour,
+                ax.errorbar(effect.mean, y, xerr=effect.ci or 0.0, fmt="o", color=colour,
                             markerfacecolor="white" if effect.within_noise else colour, capsize=3)
             ax.axvline(0.0, color="grey", linewidth=0.8)
             ax.set_yticks(range(len(changes)), changes)
@@ -263,11 +275,13 @@ def report_blocks(tables: Sequence[AblationTable], image: str | None) -> list[tu
     blocks: list[tuple] = [
         ("h2", "Ablation: which change of the fix matters"),
         ("p", "Each effect is *with the change minus without it*, paired by seed (same data subsets, "
-              "initialisation and batch order), as mean ± sample std over the seeds. Leave one out: the fixed "
-              "setup against itself with one change set back to the baseline's value. Add one in: the baseline "
-              "with one change of the fix against the baseline. The first row of each table is the start "
-              f"cell's own values. `{NOISE_MARK}` marks an effect within seed noise ({NOISE_SE:g} standard "
-              "errors of the paired differences, or fewer than two seeds) or too small to show. Scale (rows, "
+              f"initialisation and batch order), as mean ± the half width of its {CONFIDENCE:.0%} confidence "
+              "interval over the seeds (Student's t with n − 1 degrees of freedom: ± 4.30 standard errors at 3 "
+              "seeds). Leave one out: the fixed setup against itself with one change set back to the baseline's "
+              "value. Add one in: the baseline with one change of the fix against the baseline. The first row of "
+              "each table is the start cell's own values (mean ± the same interval). "
+              f"`{NOISE_MARK}` marks an effect within seed noise (the interval contains zero: a paired t-test "
+              "does not reject it at the 5% level, or fewer than two seeds) or too small to show. Scale (rows, "
               "length, steps) is the start cell's own in every variant."),
     ]
     for table in tables:

@@ -1,6 +1,6 @@
 """The training loop, in plain Python on `accelerate`: one cell, one seed, one run record.
 
-    chimera train --cell fixed/dense --profile ci --data-dir ../shared/data/ag_news --out runs/
+    chimera train --cell fixed/dense --profile ci --data-dir path/to/ag_news --out runs/
 
 Scale out without code changes: `torchrun --nproc_per_node 2 -m chimera train ...` or
 `accelerate launch -m chimera train ...` (the global batch is batch_size × world_size).

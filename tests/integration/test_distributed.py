@@ -1,6 +1,6 @@
 """Two CPU processes (torchrun, gloo) train like one process with the same global batch.
 
-    CHIMERA_DATA_DIR=../shared/data/ag_news pytest tests/integration/test_distributed.py
+    CHIMERA_DATA_DIR=path/to/ag_news pytest tests/integration/test_distributed.py
 
 `torchrun --nproc_per_node 2 -m chimera train --set train.batch_size=16` against one process with
 batch 32: the same rows per optimiser step (accelerate deals whole batches round-robin), the same

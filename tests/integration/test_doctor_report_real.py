@@ -1,6 +1,6 @@
 """Doctor and report on real ci-profile records: the baseline cells memorise, the fixed cells pass.
 
-    CHIMERA_DATA_DIR=../shared/data/ag_news pytest -m integration tests/integration/test_doctor_report_real.py
+    CHIMERA_DATA_DIR=path/to/ag_news pytest -m integration tests/integration/test_doctor_report_real.py
 """
 
 from __future__ import annotations

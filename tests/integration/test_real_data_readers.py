@@ -1,6 +1,6 @@
 """Both offline layouts of the real AG News read to the same splits.
 
-    CHIMERA_DATA_DIR=../shared/data/ag_news pytest tests/integration/test_real_data_readers.py
+    CHIMERA_DATA_DIR=path/to/ag_news pytest tests/integration/test_real_data_readers.py
 
 The original char-CNN layout is expected beside the hub-schema folder, as `ag_news_csv/`.
 """

@@ -1,5 +1,6 @@
 """The ablation table's numbers are paired per-seed differences of the records, signed "with minus without",
-marked when within seed noise, and the report shows them (table, figure, ablation.json) beside the matrix."""
+marked when a paired t-test finds them within seed noise, and the report shows them (table, figure, ablation.json)
+beside the matrix."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def test_effects_are_paired_by_seed_signed_with_minus_without_and_noise_is_marke
     dropout = leave_out.effects["dropout"]["test_acc"]
     assert dropout.differences == pytest.approx((0.10, 0.11, 0.09))
     assert dropout.mean == pytest.approx(0.10) and dropout.std == pytest.approx(0.01) and not dropout.within_noise
+    assert dropout.ci == pytest.approx(4.3027 * 0.01 / 3 ** 0.5, rel=1e-4)  # t_{0.975, 2} · s / √n
     depth = leave_out.effects["depth"]["test_acc"]
     assert depth.differences == pytest.approx((0.01, -0.01, 0.0)) and depth.within_noise
     lr = add_in.effects["lr"]["test_acc"]
@@ -60,14 +62,17 @@ def test_effects_are_paired_by_seed_signed_with_minus_without_and_noise_is_marke
     assert [c for c, _ in carrying_changes(leave_out, "test_acc")] == ["dropout"]
 
 
-def test_formatting_shows_mean_std_the_noise_mark_and_unpaired_seeds():
+def test_formatting_shows_mean_interval_the_noise_mark_and_unpaired_seeds():
     cells = family({"fixed/dense-without-dropout": [0.70, 0.71]})  # seed 2 never ran
     leave_out = ablation_tables(cells)[0]
     text = format_effect(leave_out.effects["dropout"]["test_acc"], "+.3f")
-    assert text == "+0.105 ± 0.007 (2 of 3 seeds)"  # two seeds still pair, and the table says so
+    # two seeds still pair, and the table says so; at 1 degree of freedom the interval is 12.7 standard errors
+    # wide each side (12.7 · 0.005), which +0.105 still clears
+    assert text == "+0.105 ± 0.064 (2 of 3 seeds)"
     assert format_effect(leave_out.effects["depth"]["test_acc"], "+.3f").endswith("≈")
     header, rows = table_rows(leave_out)
-    assert header[0] == "change" and rows[0][0] == "fixed/dense itself" and rows[0][2] == "0.810 ± 0.010"
+    assert header[0] == "change" and rows[0][0] == "fixed/dense itself"
+    assert rows[0][2] == "0.810 ± 0.025"  # ± 4.303 · 0.01 / √3
 
 
 def test_failed_runs_do_not_pair_and_targets_never_reached_say_so():
@@ -100,7 +105,7 @@ def test_the_report_has_the_ablation_section_figure_and_summary_and_keeps_varian
     markdown = files.markdown.read_text()
     section = markdown.split("## Ablation: which change of the fix matters")[1].split("## Doctor findings")[0]
     assert "### fixed/dense, leave one out" in section and "### baseline/dense, add one in" in section
-    assert "| dropout | " in section and "+0.100 ± 0.010 |" in section
+    assert "| dropout | " in section and "+0.100 ± 0.025 |" in section
     matrix = markdown.split("## Matrix")[1].split("## Time to quality")[0]
     assert "| fixed/dense |" in matrix and "without-dropout" not in matrix
     assert files.images["ablation"].stat().st_size > 10_000
