@@ -40,8 +40,9 @@ TINY = " ".join(f"--set {kv}" for kv in (
 TRAIN = "$CHIMERA train --cell fixed/dense --profile ci --data-dir $DATA --device cpu --quiet $TINY"
 
 # A README command is an inline code span or a line of a fenced block that starts like one of these.
-COMMAND_START = re.compile(r"^(make|chimera|tox|pytest|python|pip|accelerate launch|tensorboard --|bash|DOCKER=\S+|"
-                           r"CHIMERA_[A-Z_]+=\S+|\.venv/bin/\S+|scripts/\S+\.(sh|py) )(\s|$)")
+# At least one argument: a bare `make` or `tensorboard` names a tool, not a command.
+COMMAND_START = re.compile(r"^(make|chimera|tox|pytest|python|pip|accelerate launch|tensorboard|bash|DOCKER=\S+|"
+                           r"CHIMERA_[A-Z_]+=\S+|\.venv/bin/\S+|scripts/\S+\.(sh|py))\s+\S")
 TRACEBACK = "Traceback (most recent call last)"
 
 
@@ -66,23 +67,26 @@ class Smoke:
 SMOKES: tuple[Smoke, ...] = (
     Smoke("test", ("make test",), why_not_run=".ci/run runs `make test` itself, verbatim, before this script"),
     Smoke("test-fast", ("make test-fast",), (Step("make test-fast"),)),
-    Smoke("env", ("chimera env",), (Step("$CHIMERA env"),)),
+    Smoke("setup", ("make setup",), (Step("make setup"),)),  # a no-op after `make test`: proves it stays one
+    Smoke("env", ("chimera env", "chimera --version"), (Step("$CHIMERA env"), Step("$CHIMERA --version"))),
     Smoke("matrix", ("make matrix", "chimera matrix --profile ci [--cells ...] [--precision P]"), (
         Step('make matrix RUNS=$SMOKE/runs TRAIN_ARGS="$TINY --quiet --precision fp32"'),)),
     Smoke("report", ("make report", "chimera report", "chimera report RUN_DIR --out report/"), (
         Step("make report RUNS=$SMOKE/runs REPORT=$SMOKE/report"),)),
-    Smoke("doctor", ("chimera doctor", "chimera doctor RECORD\\|RUN_DIR ... [--json]", ".venv/bin/chimera doctor runs/ci"), (
+    Smoke("doctor", ("chimera doctor", "chimera doctor RECORD\\|RUN_DIR ... [--json]",
+                     ".venv/bin/chimera doctor runs/ci"), (
         Step("$CHIMERA doctor $RECORDS", ok=(0, 1)),  # 1: the baseline's memorisation is an error-level finding
         Step("$CHIMERA doctor $SMOKE/runs/ci --json > $SMOKE/doctor.json", ok=(0, 1)))),
     Smoke("check-bands", ("chimera check-bands", "chimera check-bands RUN_DIR"), (
         Step("$CHIMERA check-bands $RECORDS"),)),
     Smoke("train", ("chimera train --cell fixed/dense --profile ci [--data-dir D] [--out runs/] [--seed N] "
-                    "[--set train.lr=2e-4 ...] [--device auto\\|cpu\\|cuda\\|mps] [--precision auto\\|fp32\\|bf16\\|fp16]",
-                    "chimera train --cell CELL --profile full --seed S --data-dir ../shared/data/ag_news"), (
+                    "[--set train.lr=2e-4 ...] [--device auto\\|cpu\\|cuda\\|mps] "
+                    "[--precision auto\\|fp32\\|bf16\\|fp16]",
+                    "chimera train --cell CELL --profile full --seed S --data-dir DATA"), (
         Step(f"{TRAIN} --out $SMOKE/train --seed 1 --set train.lr=2e-4 --precision fp32"),)),
     Smoke("resume", ("chimera train ... --resume RUN_DIR",), (
-        Step(f"$PY tests/fault_injection.py --signal TERM --at-step 13 -- train --cell fixed/dense --profile ci "
-             f"--data-dir $DATA --device cpu --quiet $TINY --out $SMOKE/resume", ok=(130, 143)),
+        Step("$PY tests/fault_injection.py --signal TERM --at-step 13 -- train --cell fixed/dense --profile ci "
+             "--data-dir $DATA --device cpu --quiet $TINY --out $SMOKE/resume", ok=(130, 143)),
         Step(f"{TRAIN} --out $SMOKE/resume --resume $SMOKE/resume/fixed-dense-ci-s0"))),
     Smoke("reproduce", ("chimera reproduce RECORD.json",), (
         Step("$CHIMERA reproduce $SMOKE/train/fixed-dense-ci-s1/record.json --out $SMOKE/reproduced --data-dir $DATA "
@@ -92,13 +96,13 @@ SMOKES: tuple[Smoke, ...] = (
         Step("$VENV/bin/pip install --quiet --no-deps -e '.[trackers]'"),
         Step(f"{TRAIN} --out $SMOKE/tracked --log-with tensorboard"),
         Step("$VENV/bin/tensorboard --inspect --logdir $SMOKE/tracked", expect="val_loss"))),
-    Smoke("accelerate-launch", ("accelerate launch", "accelerate launch --mixed_precision ..."), (
+    Smoke("accelerate-launch", ("accelerate launch --mixed_precision ...",), (
         Step("$VENV/bin/accelerate launch --cpu --num_processes 1 --mixed_precision no -m chimera train "
              "--cell fixed/dense --profile ci --data-dir $DATA --quiet $TINY --out $SMOKE/launched"),)),
     Smoke("ablation", ("make ablation", "chimera matrix --profile ci --ablation fixed/dense --seeds 0 1 2"), (
         Step('make ablation RUNS=$SMOKE/runs PUBLISH=$SMOKE/publish ABLATION_SEEDS=0 TRAIN_ARGS="$TINY --cells '
              'fixed/dense baseline/dense fixed/dense-without-dropout baseline/dense-with-dropout"'),)),
-    Smoke("bands", ("make bands", "chimera matrix --profile ci --seed S --data-dir ../shared/data/ag_news",
+    Smoke("bands", ("make bands", "chimera matrix --profile ci --seed S --data-dir DATA",
                     "chimera report runs/bands-ci"), (
         Step('make bands RUNS=$SMOKE/runs PUBLISH=$SMOKE/publish BANDS_SEEDS="0 1" '
              'TRAIN_ARGS="$TINY --cells fixed/dense reference/bow"'),
@@ -118,8 +122,9 @@ SMOKES: tuple[Smoke, ...] = (
         Step("$PY bench/summarise.py --cells $SMOKE/bench/cpu/bench.json"),)),
     Smoke("bench-compare", ("chimera bench compare", "chimera bench compare NEW.json BASELINE.json"), (
         Step("$CHIMERA bench compare bench/baselines/cpu.json bench/baselines/cpu.json"),)),
-    Smoke("history", ("chimera history add FILE_OR_FOLDER... [--store S]", "chimera history add runs/ci bench/results/ci/bench.json",
-                      "chimera history", "chimera history [show] [--cells P] [--bands B]",
+    Smoke("history", ("chimera history add FILE_OR_FOLDER... [--store S]",
+                      "chimera history add runs/ci bench/results/ci/bench.json", "chimera history",
+                      "chimera history [show] [--cells P] [--bands B]",
                       "chimera report RUN_DIR --history S"), (
         Step("$CHIMERA history add $RECORDS $SMOKE/bench/cpu/bench.json --store $SMOKE/history.sqlite"),
         Step("$CHIMERA history show --store $SMOKE/history.sqlite"),
@@ -138,7 +143,8 @@ SMOKES: tuple[Smoke, ...] = (
         Step("bash scripts/gpu_check.sh --device cuda --budget full --kit $SMOKE/kit --out $SMOKE/gpu-check", ok=(2,),
              expect="CUDA is not available"))),
     Smoke("repro", ("tox -e repro",), (
-        Step('CHIMERA_REPRO_SET="${TINY//--set /}" CHIMERA_REPRO_CELLS="fixed/dense baseline/moe" $VENV/bin/tox -e repro'),)),
+        Step('CHIMERA_REPRO_SET="${TINY//--set /}" CHIMERA_REPRO_CELLS="fixed/dense baseline/moe" '
+             '$VENV/bin/tox -e repro'),)),
 )
 
 
@@ -159,7 +165,8 @@ def uncovered(text: str) -> set[str]:
 def _environment(out: Path, records: Path | None, data: str) -> dict[str, str]:
     venv = REPO / ".venv"
     return {**os.environ, "SMOKE": str(out), "RECORDS": str(records or out / "no-records"), "DATA": data,
-            "TINY": TINY, "VENV": str(venv), "PY": str(venv / "bin" / "python"), "CHIMERA": str(venv / "bin" / "chimera"),
+            "TINY": TINY, "VENV": str(venv), "PY": str(venv / "bin" / "python"),
+            "CHIMERA": str(venv / "bin" / "chimera"),
             "CHIMERA_DATA_DIR": data, "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -188,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--records", type=Path, help="folder of real ci-profile records (doctor, loss gate, history)")
-    parser.add_argument("--data-dir", default=os.environ.get("CHIMERA_DATA_DIR") or str(REPO.parent / "shared/data/ag_news"),
+    data_default = os.environ.get("CHIMERA_DATA_DIR") or str(REPO.parent / "shared/data/ag_news")
+    parser.add_argument("--data-dir", default=data_default,
                         help="AG News folder (default $CHIMERA_DATA_DIR, else ../shared/data/ag_news)")
     parser.add_argument("--out", type=Path, help="scratch folder (default: a new temporary folder)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run these entries only")

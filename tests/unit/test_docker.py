@@ -265,7 +265,8 @@ def _make_n(target: str, *assignments: str) -> list[list[str]]:
 
 def test_make_bench_cuda_builds_if_needed_and_runs_the_image_on_all_gpus_into_bench_results_cuda():
     lines = _make_n("bench-cuda")
-    text = " ".join(lines[0])
+    assert "command -v nvidia-smi" in " ".join(lines[0]) and "needs an NVIDIA GPU" in " ".join(lines[0])
+    text = " ".join(lines[1])
     assert "inspect chimera-bench:cuda" in text and "-f docker/Dockerfile" in text and "TARGET=cuda" in text
     run = " ".join(lines[-1])
     assert 'EXTRA_RUN_ARGS=--gpus all' in run and "DATA_DIR=/srv/ag_news" in run
