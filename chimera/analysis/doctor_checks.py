@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from chimera.analysis.leakage_scan import rescan
+from chimera.config import same_rows
 from chimera.records.record import RunRecord
 from chimera.records.time_to_target import DIRECTIONS
 
@@ -362,7 +363,7 @@ def is_reference(record: RunRecord) -> bool:
 def comparable_references(record: RunRecord, references: list[RunRecord]) -> list[RunRecord]:
     """Finished reference runs on the same rows: same profile and the same resolved data section."""
     return [r for r in references if is_reference(r) and r.status in ("completed", "stopped_early")
-            and r.profile == record.profile and r.config["data"] == record.config["data"]
+            and r.profile == record.profile and same_rows(r.config["data"], record.config["data"])
             and r.final_metrics.val_acc is not None]
 
 

@@ -119,8 +119,9 @@ def subsets_for_record(record: RunRecord, data_dir: Path | str | None) -> tuple[
     from chimera.data.subsets import make_subsets
     from chimera.data.text import normalise_text
 
-    splits = load_ag_news(resolve_data_dir(record, data_dir))
-    subsets = make_subsets(splits, DataConfig(**record.config["data"]), record.seed)
+    config = DataConfig(**record.config["data"])
+    splits = load_ag_news(resolve_data_dir(record, data_dir), train_pool=config.train_pool)
+    subsets = make_subsets(splits, config, record.seed)
     return subsets, normalise_text
 
 
