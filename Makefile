@@ -63,7 +63,7 @@ CPU_BUILD    = $(call FILL_WHEELS,cpu) $(IMAGE_BUILD) --build-arg TARGET=cpu -t 
 DOCKER_RUN   = DOCKER=$(DOCKER) DATA_DIR=$(DATA_DIR) bash scripts/container_run.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint matrix report ablation bench-cpu bench-ci bench-baseline bench-gate-proof bands check-bands \
+.PHONY: help setup test test-fast lint smoke matrix report ablation bench-cpu bench-ci bench-baseline bench-gate-proof bands check-bands \
         docker-cuda bench-cuda docker-cpu bench-cpu-docker wheelhouse bench-mps
 
 help: ## list the targets
@@ -90,6 +90,12 @@ test-fast: setup ## the fast tier: unit tests on synthetic data, none that train
 lint: setup ## ruff on the Python sources, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check chimera tests $(wildcard bench scripts)
 	$(VENV)/bin/hadolint docker/Dockerfile
+
+# What CI runs after `make test`: every command the README shows, in a short form (scripts/readme_smoke.py).
+# SMOKE_ARGS: e.g. --records DIR (real ci records for the doctor, loss gate and history), --strict, --only NAME...
+SMOKE_ARGS  ?=
+smoke: setup ## every README command once, at toy sizes or tiny benchmark rounds; fails on a crash
+	$(PY) scripts/readme_smoke.py $(SMOKE_ARGS)
 
 matrix: setup ## train every cell of the ci profile -> runs/ci/
 	$(VENV)/bin/chimera matrix --profile $(PROFILE) --out $(RUNS)/$(PROFILE) $(DATA_ARG) $(TRAIN_ARGS)

@@ -65,7 +65,7 @@ class PeerRun:
 def load_run_data(config: RunConfig, *, data_dir: Path | None,
                   cache_dir: Path | None) -> tuple[Subsets, TokenizerBundle]:
     """The subsets and tokenizer `chimera.train.run_setup.prepare_inputs` builds for this config and seed."""
-    subsets = make_subsets(load_ag_news(data_dir), config.data, config.seed)
+    subsets = make_subsets(load_ag_news(data_dir, train_pool=config.data.train_pool), config.data, config.seed)
     bundle = build_tokenizer(subsets.train.texts, vocab_size=config.data.vocab_size,
                              lowercase=config.data.lowercase, cache_dir=cache_dir)
     return subsets, bundle

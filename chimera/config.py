@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -24,12 +25,24 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # which are legal where: chimera.train.device.precision_problem
 ACCELERATE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # ours -> Accelerator(mixed_precision=)
 FROM_ACCELERATE = {value: ours for ours, value in ACCELERATE_PRECISION.items()}  # "no" -> "fp32", ...
+# The pool every published record was cut from (the offline subset of the train split), listed in
+# chimera/data/manifests/; records from before data.train_pool existed used it too.
+DEFAULT_TRAIN_POOL = "manifest:ag_news-train-subset"
+_TRAIN_POOL = re.compile(r"all|manifest:[a-z0-9][a-z0-9_.-]*(@sha256:[0-9a-f]{64})?")
 
 
 def precision_from_accelerate(mixed_precision: str | None) -> str:
     """Our name for accelerate's mixed_precision value; absent (files from before precision was an axis) is fp32."""
     mixed = mixed_precision or "no"
     return FROM_ACCELERATE.get(mixed, mixed)
+
+
+def same_rows(data: DataConfig, other: DataConfig) -> bool:
+    """Whether two data sections cut the same rows: equal, reading a pinned train_pool by its manifest's name
+    (a record from before the key was upgraded to DEFAULT_TRAIN_POOL)."""
+    def rows(section: DataConfig) -> DataConfig:
+        return dataclasses.replace(section, train_pool=section.train_pool.partition("@")[0])
+    return rows(data) == rows(other)
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -52,8 +65,14 @@ class DataConfig:
     max_length: int = 64  # tokens per example after truncation ([CLS] included)
     vocab_size: int = 8192  # WordPiece vocabulary, trained on the training subset only
     lowercase: bool = True
+    # The train-split rows the subsets are drawn from: "manifest:NAME" = the rows that manifest lists, in its
+    # order, found by content hash in any source that holds them (the hub, the offline subset); "all" = every
+    # row of the source. A run's record pins the manifest's sha256: "manifest:NAME@sha256:HEX".
+    train_pool: str = DEFAULT_TRAIN_POOL
 
     def __post_init__(self) -> None:
+        _check(_TRAIN_POOL.fullmatch(self.train_pool) is not None, "data.train_pool",
+               f"must be 'all' or 'manifest:NAME' (optionally '@sha256:HEX'), got {self.train_pool!r}")
         _check(self.train_samples >= 8, "data.train_samples", f"must be >= 8, got {self.train_samples}")
         _check(self.val_samples >= 8, "data.val_samples", f"must be >= 8, got {self.val_samples}")
         _check(self.test_samples >= 0, "data.test_samples", f"must be >= 0, got {self.test_samples}")

@@ -136,7 +136,9 @@ for p, why in e["not_native"].items(): print(f"skipped {p}: {why}")' "$OUT/envir
   local run_sets=()
   if [ "$BUDGET" = tiny ]; then
     bench+=(--bench-profile ci -k "calibration or (fixed and dense)")
-    for kv in data.train_samples=64 data.val_samples=32 data.test_samples=32 data.max_length=16 \
+    # data.train_pool=all: a tiny run reads whatever --data-dir holds (the offline subset, the hub's split, or
+    # made-up rows in tests/unit/test_gpu_check.py), not necessarily the packaged manifest's rows
+    for kv in data.train_pool=all data.train_samples=64 data.val_samples=32 data.test_samples=32 data.max_length=16 \
               data.vocab_size=256 model.d_model=32 model.d_ff=64 model.n_layers=1 train.batch_size=16 \
               train.warmup_steps=2 train.max_steps=20 train.eval_every=5; do run_sets+=(--set "$kv"); done
     export CHIMERA_BENCH_ROUNDS=tiny

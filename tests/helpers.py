@@ -43,8 +43,9 @@ def load_cell(runs: Path, cell: str) -> RunRecord:
 
 # A real run in seconds: 256 training rows, a one-layer d32 encoder, 16 tokens. `train.warmup_steps`
 # comes before `train.max_steps` because each --set is validated on its own, against the cell's values.
-TINY = ("data.train_samples=256", "data.val_samples=64", "data.test_samples=64", "data.max_length=16",
-        "data.vocab_size=512", "model.d_model=32", "model.d_ff=64", "model.n_layers=1",
+# `data.train_pool=all`: the folders these runs read (a slice, a look-alike) hold not the manifest's pool.
+TINY = ("data.train_pool=all", "data.train_samples=256", "data.val_samples=64", "data.test_samples=64",
+        "data.max_length=16", "data.vocab_size=512", "model.d_model=32", "model.d_ff=64", "model.n_layers=1",
         "train.warmup_steps=5", "train.max_steps=40", "train.eval_every=10")
 
 
@@ -77,7 +78,7 @@ def write_synthetic_ag_news(folder: Path, *, n_train: int = 160, n_test: int = 6
     return folder
 
 
-SYNTHETIC_TINY = ("data.train_samples=64", "data.val_samples=32", "data.test_samples=0", "data.max_length=12",
-                  "data.vocab_size=128", "model.d_model=16", "model.d_ff=32", "model.n_layers=1",
+SYNTHETIC_TINY = ("data.train_pool=all", "data.train_samples=64", "data.val_samples=32", "data.test_samples=0",
+                  "data.max_length=12", "data.vocab_size=128", "model.d_model=16", "model.d_ff=32", "model.n_layers=1",
                   "train.batch_size=16", "train.warmup_steps=2", "train.max_steps=20", "train.eval_every=5",
                   "augment.synonym_prob=0")

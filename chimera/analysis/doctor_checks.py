@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from chimera.analysis.leakage_scan import rescan
+from chimera.config import same_rows
 from chimera.records.record import RunRecord
 from chimera.records.time_to_target import DIRECTIONS
 
@@ -360,16 +361,16 @@ def is_reference(record: RunRecord) -> bool:
 def comparable_references(record: RunRecord, references: list[RunRecord]) -> list[RunRecord]:
     """Finished reference runs on the same rows: same profile and the same resolved data section."""
     return [r for r in references if is_reference(r) and r.status in ("completed", "stopped_early")
-            and r.profile == record.profile and r.config.data == record.config.data
+            and r.profile == record.profile and same_rows(r.config.data, record.config.data)
             and r.final_metrics.val_acc is not None]
 
 
 def reference_val_acc(record: RunRecord, references: list[RunRecord]) -> tuple[float, list[RunRecord]] | None:
     """Mean final val acc of the reference runs on `record`'s rows, and those runs; None if there are none."""
-    same_rows = comparable_references(record, references)
-    if is_reference(record) or not same_rows:
+    matching = comparable_references(record, references)
+    if is_reference(record) or not matching:
         return None
-    return float(np.mean([r.final_metrics.val_acc for r in same_rows])), same_rows
+    return float(np.mean([r.final_metrics.val_acc for r in matching])), matching
 
 
 def check_below_reference(record: RunRecord, references: list[RunRecord]) -> list[Finding]:
@@ -378,11 +379,11 @@ def check_below_reference(record: RunRecord, references: list[RunRecord]) -> lis
     reference = reference_val_acc(record, references)
     if val_acc is None or reference is None or val_acc >= reference[0]:
         return []
-    reference_acc, same_rows = reference
-    evidence = {"val_acc": val_acc, "reference_val_acc": reference_acc, "reference_runs": len(same_rows),
-                "reference_cell": same_rows[0].cell}
+    reference_acc, matching = reference
+    evidence = {"val_acc": val_acc, "reference_val_acc": reference_acc, "reference_runs": len(matching),
+                "reference_cell": matching[0].cell}
     return [Finding("below_reference", "warning",
                     f"a linear model on the same rows does better: val acc {val_acc:.4f} vs {reference_acc:.4f} "
-                    f"for {same_rows[0].cell} (mean of {len(same_rows)} run(s))", evidence,
+                    f"for {matching[0].cell} (mean of {len(matching)} run(s))", evidence,
                     "the transformer is not earning its cost here: check its regularisation, learning rate and "
                     "training length against the reference before trusting its other numbers")]

@@ -119,7 +119,7 @@ def subsets_for_record(record: RunRecord, data_dir: Path | str | None) -> tuple[
     from chimera.data.subsets import make_subsets
     from chimera.data.text import normalise_text
 
-    splits = load_ag_news(resolve_data_dir(record, data_dir))
+    splits = load_ag_news(resolve_data_dir(record, data_dir), train_pool=record.config.data.train_pool)
     subsets = make_subsets(splits, record.config.data, record.seed)
     return subsets, normalise_text
 

@@ -4,6 +4,7 @@ A local folder holds `train` and `test` files in one of two layouts: the hub sch
 `text,label` header, `.parquet`, `.jsonl`/`.json`; labels 0-3) or the original char-CNN release
 (`.csv` without a header: class 1-4, title, description). `datasets` reads every file; this module
 validates the rows and turns any problem into a one-line `ChimeraError` naming the file and line.
+The train split is then narrowed to the run's `data.train_pool` (chimera.data.manifest).
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chimera.data.manifest import manifest_for, row_hash, select_rows
 from chimera.data.text import TextSplit, clean_text
 from chimera.errors import ChimeraError
 
@@ -35,11 +38,36 @@ _CSV_FIELD_LIMIT = 2**31 - 1  # the stdlib reader's default of 128 KiB would tur
 # --- reading -----------------------------------------------------------------------------------------
 
 
-def load_ag_news(data_dir: Path | str | None) -> dict[str, TextSplit]:
-    """{"train", "test"} with cleaned texts and labels 0-3, from the hub (None) or a local folder."""
-    if data_dir is None:
-        return _load_hub()
-    folder = Path(data_dir)
+@dataclass(frozen=True)
+class _Read:
+    split: TextSplit
+    raw_texts: tuple[str, ...]  # as read, before clean_text: what a manifest's row hashes are over
+    where: str  # the file, or the hub split, for messages
+
+
+def load_ag_news(data_dir: Path | str | None, *, train_pool: str = "all") -> dict[str, TextSplit]:
+    """{"train", "test"} with cleaned texts and labels 0-3, from the hub (None) or a local folder; the train
+    split narrowed to `train_pool` (a `data.train_pool` value: "all", or the rows a manifest lists, in its order)."""
+    manifest = manifest_for(train_pool)  # before reading, so a bad name fails without a download
+    read = _load_hub() if data_dir is None else _load_folder(Path(data_dir))
+    train = read["train"]
+    if manifest is not None:
+        return {"train": train.split.take(select_rows(_row_hashes(train), manifest, source=train.where)),
+                "test": read["test"].split}
+    return {name: read[name].split for name in SPLITS}
+
+
+def train_row_hashes(data_dir: Path | str | None) -> tuple[str, list[str]]:
+    """(where the train split was read, the manifest hash of each of its rows in order): what a manifest lists."""
+    train = (_load_hub() if data_dir is None else _load_folder(Path(data_dir)))["train"]
+    return train.where, _row_hashes(train)
+
+
+def _row_hashes(read: _Read) -> list[str]:
+    return [row_hash(text, label) for text, label in zip(read.raw_texts, read.split.labels, strict=True)]
+
+
+def _load_folder(folder: Path) -> dict[str, _Read]:
     if not folder.is_dir():
         raise ChimeraError(f"{folder}: data folder not found or not a folder; point --data-dir at a folder "
                            f"with train and test files, or leave it out to use the hub ({HUB_ID})")
@@ -51,7 +79,7 @@ def load_ag_news(data_dir: Path | str | None) -> dict[str, TextSplit]:
     return {split: _read_file(_find_split_file(folder, names, split)) for split in SPLITS}
 
 
-def _load_hub() -> dict[str, TextSplit]:
+def _load_hub() -> dict[str, _Read]:
     from datasets import load_dataset
 
     try:
@@ -74,7 +102,7 @@ def _find_split_file(folder: Path, names: list[str], split: str) -> Path:
     return folder / found[0]
 
 
-def _read_file(path: Path) -> TextSplit:
+def _read_file(path: Path) -> _Read:
     builder = BUILDERS[path.suffix.lower()]
     if builder == "csv":
         return _read_csv(path)
@@ -85,7 +113,7 @@ def _read_file(path: Path) -> TextSplit:
     return _to_split(str(path), rows, HUB_LABELS, locate)
 
 
-def _read_csv(path: Path) -> TextSplit:
+def _read_csv(path: Path) -> _Read:
     header = _sniff_header(path)
     records = _CsvRecords(path, skip_header=header is not None)
     if header is not None:
@@ -168,7 +196,8 @@ def _original_rows(batches: Iterator[dict[str, list]], records: _CsvRecords) -> 
 
 
 def _to_split(source: str, rows: Iterable[tuple[Any, Any]], allowed: range,
-              locate: Callable[[int], str], *, offset: int = 0) -> TextSplit:
+              locate: Callable[[int], str], *, offset: int = 0) -> _Read:
+    raw_texts: list[str] = []
     texts: list[str] = []
     labels: list[int] = []
     span = f"{allowed.start}-{allowed.stop - 1}"
@@ -182,12 +211,13 @@ def _to_split(source: str, rows: Iterable[tuple[Any, Any]], allowed: range,
         text = clean_text(raw_text or "")
         if not text:
             raise ChimeraError(f"{source}: {locate(index)}: empty text; remove the row or fill in its text")
+        raw_texts.append(raw_text)
         texts.append(text)
         labels.append(label + offset)
     if not texts:
         raise ChimeraError(f"{source}: {locate(0)}: no data rows (header only or empty); "
                            "expected one row per example")
-    return TextSplit(tuple(texts), tuple(labels))
+    return _Read(TextSplit(tuple(texts), tuple(labels)), tuple(raw_texts), source)
 
 
 def _label_problem(raw: Any, parsed: int | None) -> str:

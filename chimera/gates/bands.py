@@ -18,7 +18,9 @@ of the resolved config without seed, device and evaluation settings: a run of a 
 Bands are per profile *and precision*: bf16 rounds differently from fp32, so a bf16 run is never judged
 against fp32 bands. A bands file names its precision (absent: fp32, as in files written before precision
 was an axis) and lives at bands/<profile>.json for fp32, bands/<profile>-<precision>.json otherwise; the
-config hash leaves train.precision out, so the fp32 hashes written before it existed stay valid.
+config hash leaves train.precision out, so the fp32 hashes written before it existed stay valid. It
+also leaves out data.train_pool when that names the pool every config before the key implied (at any
+pinned sha256: a manifest is never edited, a different pool gets a new name), for the same reason.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ FLOORS = {"val_loss": 0.05, "val_acc": 0.03}
 BEST_STEP_FLOOR_EVALUATIONS = 2
 FINISHED = ("completed", "stopped_early")
 MIN_SEEDS = 5  # the CLI's default; compute_bands itself needs 2 for a standard deviation
+IMPLIED_TRAIN_POOL = "manifest:ag_news-train-subset"  # chimera.config.DEFAULT_TRAIN_POOL (a test holds them equal)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ def config_fingerprint(resolved: dict) -> str:
     and checks."""
     config = {k: v for k, v in resolved.items() if k not in ("seed", "device", "evaluation")}
     config["train"] = {k: v for k, v in config["train"].items() if k != "precision"}  # bands are per precision
+    pool = str(config["data"].get("train_pool", IMPLIED_TRAIN_POOL)).partition("@")[0]
+    config["data"] = {k: v for k, v in config["data"].items() if k != "train_pool" or pool != IMPLIED_TRAIN_POOL}
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 

@@ -32,7 +32,7 @@ from typing import Any, Literal, get_args
 from chimera.config import RunConfig, config_from_dict
 from chimera.records.env import RunEnv
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 Status = Literal["completed", "stopped_early", "failed", "interrupted"]
 STATUSES: tuple[str, ...] = get_args(Status)
 # What the trainer notes in `events`: the closed set the schema allows and the doctor reads (non_finite).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chimera.config import SECTIONS, precision_from_accelerate, with_defaults
+from chimera.config import DEFAULT_TRAIN_POOL, SECTIONS, precision_from_accelerate, with_defaults
 from chimera.records.env import ADDED_AFTER_VERSION_1
 
 
@@ -39,7 +39,17 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}  # version -> the next one
+def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 names the train pool (config.data.train_pool). Every earlier record drew from the rows the
+    default manifest lists (the offline subset), so that is what it gets."""
+    data = {**data, "schema_version": 3}
+    config = data.get("config")
+    if isinstance(config, dict) and isinstance(config.get("data"), dict):
+        data["config"] = {**config, "data": {"train_pool": DEFAULT_TRAIN_POOL, **config["data"]}}
+    return data
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}  # version -> next
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from chimera.config import RunConfig
 from chimera.data.agnews import load_ag_news
 from chimera.data.augment import Augmenter
 from chimera.data.loader import EPOCH_STRIDE, eval_loader, train_loader
+from chimera.data.manifest import pin_pool
 from chimera.data.subsets import Subsets, make_subsets
 from chimera.data.tokenizer import TokenizerBundle, build_tokenizer, token_stats
 from chimera.errors import ChimeraError
@@ -54,7 +55,7 @@ def prepare_inputs(config: RunConfig, *, data_dir: Path | None, cache_dir: Path 
     """Load AG News, cut the seeded subsets, train (or reuse) the tokenizer and build the loaders."""
     dc = config.data
     with accelerator.main_process_first():  # one process trains the tokenizer, the others hit the cache
-        splits = load_ag_news(data_dir)
+        splits = load_ag_news(data_dir, train_pool=dc.train_pool)
         subsets = make_subsets(splits, dc, config.seed)
         bundle = build_tokenizer(subsets.train.texts, vocab_size=dc.vocab_size, lowercase=dc.lowercase,
                                  cache_dir=cache_dir)
@@ -118,6 +119,11 @@ def build_model(config: RunConfig, inputs: RunInputs) -> EncoderClassifier | Bag
     model_class = BagOfNgramsClassifier if config.model.arch == "bag_of_ngrams" else EncoderClassifier
     return model_class(config.model, vocab_size=inputs.tokenizer.tokenizer.get_vocab_size(),
                        max_length=config.data.max_length, num_classes=NUM_CLASSES, pad_id=inputs.tokenizer.pad_id)
+
+
+def pin_train_pool(config: RunConfig) -> RunConfig:
+    """`config` with data.train_pool pinned to its manifest's sha256, so the record names the exact pool list."""
+    return replace(config, data=replace(config.data, train_pool=pin_pool(config.data.train_pool)))
 
 
 def decide_policy(config: RunConfig) -> tuple[RunConfig, DevicePolicy, PrecisionChoice]:

@@ -50,6 +50,7 @@ from chimera.train.run_setup import (
     build_model,
     check_data_matches,
     decide_policy,
+    pin_train_pool,
     prepare_inputs,
     start_record,
 )
@@ -110,7 +111,7 @@ def train(config: RunConfig, *, out_dir: Path, data_dir: Path | None, cache_dir:
     `log_with` (names checked by `tracking.check_log_with`) copies every evaluation to those trackers.
     """
     run_dir = run_dir_for(config, out_dir)
-    config, policy, choice = decide_policy(config)
+    config, policy, choice = decide_policy(pin_train_pool(config))
     configure_process(policy)
     accelerator = build_accelerator(policy, log_with=log_with, project_dir=tracker_dir(run_dir) if log_with else None)
     if not accelerator.is_main_process:  # one voice per run: the other processes only warn

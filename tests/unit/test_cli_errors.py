@@ -8,7 +8,7 @@ import pytest
 
 from tests.helpers import run_chimera
 
-GOOD = ["train", "--cell", "fixed/dense", "--profile", "ci", "--quiet"]
+GOOD = ["train", "--cell", "fixed/dense", "--profile", "ci", "--quiet", "--set", "data.train_pool=all"]  # made-up rows
 
 
 def _csv(path, rows, header="text,label"):

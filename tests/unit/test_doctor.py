@@ -247,7 +247,7 @@ def test_rescan_re_derives_the_runs_subsets_and_finds_near_duplicates_the_split_
         (tmp_path / f"{split}.csv").write_text("text,label\n" + rows)
     record = run_record("fixed/dense")
     change_config(record, data=DataConfig(train_samples=16, val_samples=16, test_samples=0, max_length=16,
-                                          vocab_size=128))
+                                          vocab_size=128, train_pool="all"))
     record.data.source = str(tmp_path)
     subsets, _ = subsets_for_record(record, None)
     record.data.fingerprints = {name: getattr(subsets, name).fingerprint()

@@ -38,9 +38,9 @@ def write_synthetic_csvs(folder, rows_per_class: int = 40) -> None:
 def test_short_training_raises_no_amp_pin_memory_or_fork_warnings(tmp_path):
     data = tmp_path / "data"
     write_synthetic_csvs(data)
-    tiny = ["data.train_samples=64", "data.val_samples=32", "data.test_samples=32", "data.vocab_size=128",
-            "data.max_length=16", "model.d_model=16", "model.n_heads=2", "model.d_ff=32", "model.n_layers=1",
-            "train.max_steps=4", "train.eval_every=2", "train.warmup_steps=1"]
+    tiny = ["data.train_pool=all", "data.train_samples=64", "data.val_samples=32", "data.test_samples=32",
+            "data.vocab_size=128", "data.max_length=16", "model.d_model=16", "model.n_heads=2", "model.d_ff=32",
+            "model.n_layers=1", "train.max_steps=4", "train.eval_every=2", "train.warmup_steps=1"]
     args = [sys.executable, "-W", "error::FutureWarning", "-W", "error:.*pin_memory.*:UserWarning",
             "-W", "error:.*torch[.]cuda[.]amp.*:DeprecationWarning",
             "-m", "chimera", "train", "--cell", "fixed/dense", "--profile", "ci", "--device", "cpu",

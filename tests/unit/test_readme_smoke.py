@@ -36,8 +36,8 @@ def test_only_make_test_goes_without_steps_and_ci_runs_it_verbatim_then_the_smok
     unrun = [smoke for smoke in SMOKES if not smoke.steps]
     assert [smoke.covers for smoke in unrun] == [("make test",)] and unrun[0].why_not_run
     assert re.search(r"^make test$", CI, flags=re.M)
-    assert re.search(r"^make smoke .*--strict", CI, flags=re.M) or "SMOKE_ARGS=\"--strict" in CI
-    assert CI.index("\nmake test\n") < CI.index("make smoke")
+    assert re.search(r"^make .*smoke SMOKE_ARGS=\"--strict --records \$CHIMERA_KEEP_RUNS", CI, flags=re.M)
+    assert CI.index("\nmake test\n") < CI.index("smoke SMOKE_ARGS")
 
 
 def test_entry_names_are_unique_and_each_step_allows_only_the_codes_it_names():

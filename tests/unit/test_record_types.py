@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from chimera import config as config_types
+from chimera.config import DEFAULT_TRAIN_POOL
 from chimera.errors import ChimeraError
 from chimera.records import record as types
 from chimera.records.env import ADDED_AFTER_VERSION_1, RunEnv
@@ -122,9 +123,19 @@ def _version_1(record: types.RunRecord, *, mixed_precision: str) -> dict:
 def test_a_version_1_record_loads_upgraded_with_the_precision_its_environment_names(tmp_path):
     (tmp_path / "record.json").write_text(json.dumps(_version_1(minimal_record(), mixed_precision="bf16")))
     record = load_record(tmp_path)
-    assert record.schema_version == types.SCHEMA_VERSION == 2
+    assert record.schema_version == types.SCHEMA_VERSION == 3
     assert record.precision == types.Precision(value="bf16", source="auto", requested="auto", accelerate_launch=None)
     assert record.error is None and record.resume is None
+    assert record.curves == minimal_record().curves
+
+
+def test_a_version_2_record_from_before_the_train_pool_draws_from_the_default_manifest(tmp_path):
+    data = minimal_record().to_json()
+    data["schema_version"] = 2
+    del data["config"]["data"]["train_pool"]
+    (tmp_path / "record.json").write_text(json.dumps(data))
+    record = load_record(tmp_path)
+    assert record.schema_version == 3 and record.config.data.train_pool == DEFAULT_TRAIN_POOL
     assert record.curves == minimal_record().curves
 
 
@@ -184,7 +195,8 @@ def test_the_committed_version_1_records_load_and_keep_every_key_and_value(path)
         {k: v for k, v in raw.items() if k not in ("schema_version", "precision", "config", "env")}
     # config and env keep every key and value, exactly (as JSON text: 1 and 1.0 differ there); the upgrade
     # only adds what the record lacked: the hardware fields as None, the precision that ran
-    for part, may_add in (("env", {*ADDED_AFTER_VERSION_1, "precision"}), ("config", {"train.precision"})):
+    for part, may_add in (("env", {*ADDED_AFTER_VERSION_1, "precision"}),
+                          ("config", {"train.precision", "data.train_pool"})):
         written, original = _flat(again[part]), _flat(raw[part])
         assert json.dumps({k: written[k] for k in original}) == json.dumps(original)
         assert set(written) - set(original) <= may_add
