@@ -7,12 +7,11 @@ takes the committed file or folder it reads and returns the table's markdown lin
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench.summarise import cells_table, ttq_table
-from chimera.ablation import CHANGES, LEAVE_OUT
+from chimera.ablation import CHANGES, LEAVE_OUT, variant_name
 from chimera.analysis.ablation_effects import (
     AblationTable,
     ablation_tables,
@@ -67,7 +66,7 @@ def ablation(folder: Path, direction: str = LEAVE_OUT) -> list[str]:
     start_config = by_cell[table.start][0].config  # the fix's values (leave one out) or the baseline's (add one in)
     source_config = start_config if direction == LEAVE_OUT else None
     for change in _by_gap(table):
-        config = source_config or by_cell[f"{table.start}-{direction}-{change}"][0].config
+        config = source_config or by_cell[variant_name(table.start, direction, change)][0].config
         lines.append(_row([change_label(change, config),
                            *(format_effect(table.effects[change][m.key], m.spec).replace("-", MINUS)
                              for m in metrics)]))
@@ -95,8 +94,10 @@ def change_label(name: str, config) -> str:
 
 
 def _short(value) -> str:
+    """`1e-4`, `1.5e-4` (as a config file writes them), `0.4`, `128`."""
     if isinstance(value, float) and 0 < abs(value) < 1e-3:
-        return re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{value:.0e}").replace("e+", "e")  # 1e-04 -> 1e-4
+        mantissa, exponent = f"{value:e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

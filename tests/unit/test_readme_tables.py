@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from chimera.ablation import ADD_IN
 from chimera.errors import ChimeraError
 from chimera.records.store import write_record
 from scripts import readme_generators as gen
 from scripts.readme_tables import END, TABLES, check, find_regions, main
-from tests.unit.record_factory import run_record
+from tests.unit.record_factory import change_config, run_record
 from tests.unit.test_bench_gate import entry
 from tests.unit.test_bench_summarise import ttq_entry, ttq_row
 
@@ -140,6 +141,14 @@ def test_an_ablation_change_is_labelled_with_the_value_the_fix_gives_it():
     assert gen.change_label("lr", config) == "lr 3e-4"
     assert gen.change_label("width", config) == "width (d_model 128)"
     assert gen.change_label("augmentation", config) == "training-only text augmentation"
+    assert gen.change_label("lr", change_config(run_record("fixed/dense"), train={"lr": 1.5e-4}).config) == "lr 1.5e-4"
+
+
+def test_the_add_one_in_direction_starts_from_the_baseline_and_labels_the_value_it_takes_from_the_fix():
+    table = gen.ablation(REPO / "docs" / "results" / "ablation-ci", ADD_IN)
+    assert table[2].startswith("| (baseline/dense itself) |")
+    assert any(row.startswith("| lr 1e-4 |") for row in table[3:])  # the fix's lr, added to the baseline
+    assert len(table) == 3 + 9  # header, rule, the baseline's own row, nine changes
 
 
 def test_the_real_readme_matches_the_committed_full_and_ablation_records():
