@@ -2,18 +2,22 @@
 
     python bench/summarise.py bench/results/cpu/bench.json            # every benchmark (bench/README.md)
     python bench/summarise.py --cells bench/results/cpu/bench.json    # one row per cell (README's speed table)
+    python bench/summarise.py --ttq bench/results/cpu/bench.json      # time to quality, ours vs the peer (README)
 
 Every benchmark: median and IQR (ms), samples/s, MFU, peak memory of that benchmark alone (CPU RSS, and
 CUDA's or MPS's own figure where it ran there; bench/memory.py), and the figure its goal is about
 (speed-up over the BERT peer, data-pipeline rate over the step's consumption, MoE ratios,
 time-to-quality ratio at val acc 0.75), then the machine: CPU, threads, torch, load average at start
 and end. `--cells`: the train steps only, one row per cell and precision, with the BERT peer's speed-up.
+`--ttq`: the time-to-quality benchmark, one row per target. scripts/readme_tables.py holds the README's
+tables to `cells_table` and `ttq_table`.
 The file is read by chimera.records.bench_report (standard library only: no torch needed).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from chimera.errors import ChimeraError
@@ -87,13 +91,11 @@ def _median_s(report: BenchReport, bench: BenchEntry) -> float:
     return bench.median_s
 
 
-def summarise_cells(path: Path) -> str:
-    """README's table: one row per train-step cell and precision; the peer's speed-up where it ran."""
-    report = load_bench_report(path)
+def cells_table(report: BenchReport) -> list[str]:
+    """README's speed table: one row per train-step cell and precision; the peer's speed-up where it ran."""
     peer = {(b.precision, b.cell): b.speedup_vs_peer for b in report.benchmarks if b.speedup_vs_peer is not None}
-    lines = [_header_line(report), "",
-             "| cell | precision | step | samples/s | MFU | peak memory MiB | vs HF `BertForSequenceClassification` |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"| cell | precision | step | samples/s | {_mfu_header(report)} | peak memory MiB | "
+             "vs HF `BertForSequenceClassification` |", "|---|---|---|---|---|---|---|"]
     for bench in report.benchmarks:
         if bench.group != "train-step" or bench.cell is None:
             continue
@@ -101,15 +103,60 @@ def summarise_cells(path: Path) -> str:
         lines.append(f"| {bench.cell} | {bench.precision or ''} | {_median_s(report, bench) * 1e3:.0f} ms | "
                      f"{_fmt(bench.samples_per_s, ',.0f')} | {_fmt(bench.mfu, '.0%')} | "
                      f"{memory_text(bench.memory)} | {'' if speedup is None else f'{speedup:.2f}×'} |")
-    return "\n".join([*lines, "", MEMORY_NOTE])
+    return lines
+
+
+def _mfu_header(report: BenchReport) -> str:
+    """MFU is against the session's own calibration GEMM (bench/conftest.py): name it and its rate."""
+    gemm = report.session.calibration_gemm
+    size, rate = gemm.get("size"), gemm.get("flop_per_s")
+    if not isinstance(size, int) or not isinstance(rate, (int, float)):
+        return "MFU"
+    return f"MFU (vs this session's {size}² {gemm.get('dtype', 'fp32')} GEMM, {rate / 1e9:.0f} GFLOP/s)"
+
+
+def summarise_cells(path: Path) -> str:
+    report = load_bench_report(path)
+    return "\n".join([_header_line(report), "", *cells_table(report), "", MEMORY_NOTE])
+
+
+def ttq_table(report: BenchReport) -> list[str]:
+    """README's time-to-quality table: per target, each side's step, wall and optimiser seconds (both clocks
+    count evaluations; bench/ttq_compare.py), and the peer's wall time over ours."""
+    entries = [b for b in report.benchmarks if b.group == "time-to-quality"]
+    if len(entries) != 1:
+        raise ChimeraError(f"{report.path}: {len(entries)} time-to-quality benchmarks, expected 1 "
+                           "(pytest bench/test_bench_ttq.py --benchmark-only)")
+    targets = entries[0].extra_info.get("targets")
+    if not isinstance(targets, Mapping) or not targets:
+        raise ChimeraError(f"{report.path}: {entries[0].name} has no extra_info.targets (bench/ttq_compare.py)")
+    lines = ["| target val acc | ours: step, wall s (optimiser s) | peer: step, wall s (optimiser s) | "
+             "peer ÷ ours, wall |", "|---|---|---|---|"]
+    for row in targets.values():
+        ratio = row.get("wall_ratio")
+        lines.append(f"| {row['target']:.2f} | {_ttq_side(row, 'ours')} | {_ttq_side(row, 'peer')} | "
+                     f"{'n/a' if ratio is None else f'**{ratio:.2f}×**'} |")
+    return lines
+
+
+def _ttq_side(row: Mapping, side: str) -> str:
+    step, wall_s, train_s = row.get(f"{side}_step"), row.get(f"{side}_wall_s"), row.get(f"{side}_train_s")
+    if step is None:
+        return "not reached"
+    return f"{step}, {_fmt(wall_s, '.1f') or '?'} ({_fmt(train_s, '.1f') or '?'})"
+
+
+def summarise_ttq(path: Path) -> str:
+    return "\n".join(ttq_table(load_bench_report(path)))
 
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    cells = args[:1] == ["--cells"]
-    if len(args) != 1 + cells:
-        sys.exit("usage: python bench/summarise.py [--cells] BENCH.json")
+    flag = args[0] if args[:1] in (["--cells"], ["--ttq"]) else None
+    if len(args) != 1 + bool(flag):
+        sys.exit("usage: python bench/summarise.py [--cells | --ttq] BENCH.json")
+    render = {"--cells": summarise_cells, "--ttq": summarise_ttq, None: summarise}[flag]
     try:
-        print((summarise_cells if cells else summarise)(Path(args[-1])))
+        print(render(Path(args[-1])))
     except ChimeraError as exc:
         sys.exit(f"summarise: error: {exc}")

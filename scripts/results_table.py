@@ -49,18 +49,23 @@ def row(cell: str, records: list[RunRecord], references: list[RunRecord], target
             verdict(records, references)]
 
 
+def table_lines(run_dir: Path, target: float = 0.75) -> list[str]:
+    """The markdown table over every record under `run_dir`; scripts/readme_tables.py holds the README to it."""
+    loaded = [(path, load_record(path)) for path in find_records([run_dir])]
+    references = [r for _, r in loaded if is_reference(r)]
+    header = [h.format(target=f"{target:g}") for h in HEADER]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cell, records in group_by_cell(loaded).items():
+        lines.append("| " + " | ".join(row(cell, records, references, target)) + " |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--target", type=float, default=0.75, help="val accuracy target column (default 0.75)")
     args = parser.parse_args()
-    loaded = [(path, load_record(path)) for path in find_records([args.run_dir])]
-    references = [r for _, r in loaded if is_reference(r)]
-    header = [h.format(target=f"{args.target:g}") for h in HEADER]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for cell, records in group_by_cell(loaded).items():
-        lines.append("| " + " | ".join(row(cell, records, references, args.target)) + " |")
-    print("\n".join(lines))
+    print("\n".join(table_lines(args.run_dir, args.target)))
     return 0
 
 

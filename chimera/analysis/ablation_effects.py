@@ -174,7 +174,8 @@ def format_effect(effect: Effect, spec: str) -> str:
     return text
 
 
-def _start_value(values: Sequence[float | None], spec: str) -> str:
+def format_start_value(values: Sequence[float | None], spec: str) -> str:
+    """The start cell's own value: mean ± the same 95% interval, `(k of n seeds)` when some lack it."""
     present = [v for v in values if v is not None]
     if not present:
         return "not reached" if values else "—"
@@ -195,7 +196,8 @@ def table_rows(table: AblationTable) -> tuple[tuple[str, ...], list[list[str]]]:
     """Header and rows: the start cell's values first, then each change's effect (with - without)."""
     helps = {"lower": " (− helps)", "higher": " (+ helps)", "": ""}
     header = ("change", *(f"Δ {m.label}{helps[m.better]}" for m in table.metrics))
-    rows = [[f"{table.start} itself", *(_start_value(table.start_values[m.key], m.spec) for m in table.metrics)]]
+    rows = [[f"{table.start} itself",
+             *(format_start_value(table.start_values[m.key], m.spec) for m in table.metrics)]]
     for change, by_metric in table.effects.items():
         rows.append([change, *(format_effect(by_metric[m.key], m.spec) for m in table.metrics)])
     return header, rows
@@ -293,5 +295,5 @@ def report_blocks(tables: Sequence[AblationTable], image: str | None) -> list[tu
 
 
 __all__ = ["ADD_IN", "LEAVE_OUT", "METRICS", "AblationTable", "Effect", "Metric", "ablation_tables",
-           "carrying_changes", "effects_figure", "format_effect", "is_variant", "metrics_for", "report_blocks",
-           "steps_to", "summary", "table_rows", "table_title"]
+           "carrying_changes", "effects_figure", "format_effect", "format_start_value", "is_variant", "metrics_for",
+           "report_blocks", "steps_to", "summary", "table_rows", "table_title"]

@@ -29,3 +29,32 @@ def test_the_cells_table_has_one_row_per_train_step_with_the_peers_speedup_of_th
     assert rows[0].startswith("| fixed/dense | fp32 | 100 ms | 320 | 50% |") and rows[0].endswith("| 1.42× |")
     assert rows[1].startswith("| fixed/dense | bf16 |") and rows[1].endswith("|  |")  # no bf16 peer: blank
     assert len(rows) == 2  # the calibration GEMM and the peer are not cells
+
+
+def ttq_entry(**targets) -> dict:
+    """A time-to-quality benchmark entry as bench/test_bench_ttq.py writes it (bench/ttq_compare.py's rows)."""
+    return entry("test_time_to_quality_vs_trainer_peer", "time-to-quality", 300.0, cell="fixed/dense",
+                 targets=targets, **{"ratio_at_0.75": (targets.get("val_acc@0.75") or {}).get("wall_ratio")})
+
+
+def ttq_row(target: float, ours: tuple | None, peer: tuple | None) -> dict:
+    """(step, wall_s, train_s) per side, None when that side never reached the target."""
+    row = {"metric": "val_acc", "target": target}
+    for side, values in (("ours", ours), ("peer", peer)):
+        step, wall_s, train_s = values or (None, None, None)
+        row |= {f"{side}_step": step, f"{side}_samples": None if step is None else step * 32,
+                f"{side}_wall_s": wall_s, f"{side}_train_s": train_s}
+    row["wall_ratio"] = peer[1] / ours[1] if ours and peer else None
+    return row
+
+
+def test_the_time_to_quality_table_has_one_row_per_target_with_both_clocks_and_the_ratio(tmp_path):
+    from bench.summarise import ttq_table
+    from chimera.records.bench_report import load_bench_report
+
+    ttq = ttq_entry(**{"val_acc@0.7": ttq_row(0.7, (180, 48.71, 28.4), (500, 163.5, 112.7)),
+                       "val_acc@0.8": ttq_row(0.8, (320, 95.0, 54.9), None)})
+    table = ttq_table(load_bench_report(bench_file(tmp_path / "b.json", other=(ttq,))))
+    assert table[2] == "| 0.70 | 180, 48.7 (28.4) | 500, 163.5 (112.7) | **3.36×** |"
+    assert table[3] == "| 0.80 | 320, 95.0 (54.9) | not reached | n/a |"
+    assert len(table) == 4
