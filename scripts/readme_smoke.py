@@ -69,7 +69,8 @@ SMOKES: tuple[Smoke, ...] = (
           why_not_run=".ci/run runs `make test` verbatim, then `make smoke`, which is this script"),
     Smoke("test-fast", ("make test-fast",), (Step("make test-fast"),)),
     Smoke("setup", ("make setup",), (Step("make setup"),)),
-    Smoke("smoke-list", ("scripts/readme_smoke.py --list",), (Step("$PY scripts/readme_smoke.py --list"),)),  # a no-op after `make test`: proves it stays one
+    Smoke("smoke-list", ("scripts/readme_smoke.py --list",), (Step("$PY scripts/readme_smoke.py --list"),)),
+    Smoke("readme-tables", ("python scripts/readme_tables.py --check",), (Step("$PY scripts/readme_tables.py --check"),)),  # a no-op after `make test`: proves it stays one
     Smoke("env", ("chimera env", "chimera --version"), (Step("$CHIMERA env"), Step("$CHIMERA --version"))),
     Smoke("matrix", ("make matrix", "chimera matrix --profile ci [--cells ...] [--precision P]"), (
         Step('make matrix RUNS=$SMOKE/runs TRAIN_ARGS="$TINY --quiet --precision fp32"'),)),
