@@ -84,8 +84,10 @@ $(VENV)/.installed: requirements-cpu.txt requirements-dev.txt pyproject.toml scr
 test: setup ## the full tier: unit + integration on real AG News (DATA_DIR); what CI runs
 	CHIMERA_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q
 
+# More pytest flags for test-fast, e.g. PYTEST_ARGS="-k doctor" or "-x".
+PYTEST_ARGS ?=
 test-fast: setup ## the fast tier: unit tests on synthetic data, none that trains in a subprocess (-m "not slow")
-	$(PY) -m pytest -q tests/unit -m "not slow"
+	$(PY) -m pytest -q tests/unit -m "not slow" $(PYTEST_ARGS)
 
 lint: setup ## ruff on the Python sources, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check chimera tests $(wildcard bench scripts)
