@@ -61,7 +61,7 @@ class Smoke:
     name: str
     covers: tuple[str, ...]  # README commands, exactly as the README writes them
     steps: tuple[Step, ...] = field(default_factory=tuple)
-    why_not_run: str = ""  # instead of steps: the step that runs it elsewhere (only `make test`, which CI runs itself)
+    why_not_run: str = ""  # instead of steps: what runs it (only `make test` and `make smoke`, which CI runs itself)
 
 
 SMOKES: tuple[Smoke, ...] = (
@@ -69,10 +69,10 @@ SMOKES: tuple[Smoke, ...] = (
           why_not_run=".ci/run runs `make test` verbatim, then `make smoke`, which is this script"),
     # the target runs real tests: a few, since every test of this tier already ran in `make test`, a superset
     Smoke("test-fast", ("make test-fast",), (Step('make test-fast PYTEST_ARGS="-k readme_smoke"'),)),
-    Smoke("setup", ("make setup",), (Step("make setup"),)),
+    Smoke("setup", ("make setup",), (Step("make setup"),)),  # a no-op after `make test`: proves it stays one
     Smoke("smoke-list", ("scripts/readme_smoke.py --list",), (Step("$PY scripts/readme_smoke.py --list"),)),
     Smoke("readme-tables", ("python scripts/readme_tables.py --check",), (
-        Step("$PY scripts/readme_tables.py --check"),)),  # a no-op after `make test`: proves it stays one
+        Step("$PY scripts/readme_tables.py --check"),)),
     Smoke("env", ("chimera env", "chimera --version"), (Step("$CHIMERA env"), Step("$CHIMERA --version"))),
     Smoke("matrix", ("make matrix", "chimera matrix --profile ci [--cells ...] [--precision P]"), (
         Step('make matrix RUNS=$SMOKE/runs TRAIN_ARGS="$TINY --quiet --precision fp32"'),)),
