@@ -89,6 +89,12 @@ def sort_slots(expert_index: torch.Tensor, num_experts: int,
     return order[rank < capacity], counts, counts.clamp(max=capacity).tolist()
 
 
+def _matmul_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype autocast runs matmuls in on x's device when it is on, else x's own."""
+    device = x.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+
+
 class MoEFFN(nn.Module):
     """`(N, d_model) -> MoEOutput`; experts are GELU FFNs with biases (like `DenseFFN(kind="gelu")`)
     or bias-free SwiGLU FFNs (like `DenseFFN(kind="swiglu")`, Mixtral-style).
@@ -149,7 +155,7 @@ class MoEFFN(nn.Module):
 
         order, counts, kept = sort_slots(top_index, self.num_experts, self.capacity(n))
         token = order // k  # (S,) token of each kept slot, grouped by expert
-        y = self._run_experts(x.index_select(0, token), kept)  # (S, d)
+        y = self._run_experts(x.index_select(0, token), kept, _matmul_dtype(x))  # (S, d)
         y = y * top_weight.reshape(-1)[order].unsqueeze(1).to(y.dtype)
         out = y.new_zeros(n, y.shape[1]).index_add_(0, token, y)  # (N, d); dropped slots add nothing
 
@@ -164,12 +170,17 @@ class MoEFFN(nn.Module):
                          tokens_per_expert=counts.float() / routed, router_entropy=entropy,
                          dropped_fraction=dropped)
 
-    def _run_experts(self, x_sorted: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        """(S, d) rows grouped by expert, `sizes[e]` rows for expert e -> (S, d) expert outputs."""
+    def _run_experts(self, x_sorted: torch.Tensor, sizes: list[int], dtype: torch.dtype) -> torch.Tensor:
+        """(S, d) rows grouped by expert, `sizes[e]` rows for expert e -> (S, d) expert outputs; the expert
+        weights in `dtype`, the matmul dtype (x_sorted stays as it is: autocast casts it per use, so a SwiGLU
+        expert's two input gradients still add up in x's dtype)."""
         if self.expert_kind == "gelu":
             stacks = (self.w_in, self.b_in, self.w_out, self.b_out)
         else:
             stacks = (self.w_gate, self.w_in, self.w_out)
+        # Under autocast each stack is cast once (backward: one cast back), not once per expert slice: autocast
+        # caches casts of leaf weights only, and a slice is no leaf. A no-op in fp32.
+        stacks = tuple(stack.to(dtype) for stack in stacks)
         # unbind (not w[e]): backward then stacks the E slices once instead of adding E full-size zeros
         per_expert = zip(*(stack.unbind(0) for stack in stacks), strict=True)
         chunks = zip(x_sorted.split(sizes), sizes, per_expert, strict=True)

@@ -195,3 +195,58 @@ def test_stats_are_detached_and_shaped():
     assert stats.tokens_per_expert.sum().item() == pytest.approx(1.0)
     assert all(not t.requires_grad for t in stats[1:])
     assert result.aux_loss.requires_grad
+
+
+MOE_KWARGS = dict(d_model=D, d_ff=FF, num_experts=4, top_k=2, capacity_factor_train=None, capacity_factor_eval=None,
+                  aux_loss_coef=0.01, z_loss_coef=0.001, dropout=0.0)  # make_moe's defaults
+
+
+class _PerSliceCasts(MoEFFN):
+    """The dispatch before the stacks were cast whole: autocast casts each expert's weight slices itself."""
+
+    def _run_experts(self, x_sorted, sizes, dtype):
+        return super()._run_experts(x_sorted, sizes, x_sorted.dtype)  # fp32 stacks in; slices cast per matmul
+
+
+def _casts(moe: MoEFFN, x: torch.Tensor) -> list[tuple[int, ...]]:
+    """Input shapes of every dtype cast one bf16-autocast forward + backward of `moe` makes."""
+    with torch.profiler.profile(record_shapes=True) as prof:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = moe(x)
+        out.output.float().sum().backward()
+    return [tuple(e.input_shapes[0]) for e in prof.events() if e.name == "aten::_to_copy" and e.input_shapes]
+
+
+@pytest.mark.parametrize("kind", ["gelu", "swiglu"])
+def test_under_bf16_autocast_each_expert_stack_is_cast_once_not_once_per_expert(kind):
+    """Autocast caches casts of leaf weights only; an expert's slice is no leaf, so casting slices cost E casts
+    of each stack forward and E back. Whole stacks: one each way (the router, same shape as b_out, adds two)."""
+    x = inputs_with_bias_feature(256)
+    moe = make_moe(expert_kind=kind)
+    stacks = [tuple(p.shape) for name, p in moe.named_parameters() if not name.startswith("router")]
+    slices, router = {shape[1:] for shape in stacks}, tuple(moe.router.weight.shape)
+    casts = _casts(moe, x)
+    assert not [shape for shape in casts if shape in slices]
+    for shape in set(stacks):
+        assert casts.count(shape) == 2 * stacks.count(shape) + 2 * (shape == router)
+    per_slice = _casts(_PerSliceCasts(**MOE_KWARGS | {"expert_kind": kind}), x)
+    assert sum(shape in slices for shape in per_slice) == 2 * moe.num_experts * len(stacks)
+
+
+@pytest.mark.parametrize("kind", ["gelu", "swiglu"])
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
+def test_casting_whole_stacks_changes_no_output_or_gradient_bit(kind, autocast):
+    torch.manual_seed(0)
+    moe = make_moe(expert_kind=kind)
+    torch.manual_seed(0)
+    reference = _PerSliceCasts(**MOE_KWARGS | {"expert_kind": kind})
+    reference.load_state_dict(moe.state_dict())
+    x = inputs_with_bias_feature(256)
+    grads = []
+    for layer in (moe, reference):
+        inputs = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = layer(inputs)
+        out.output.float().square().sum().backward()
+        grads.append((out.output, inputs.grad, *(p.grad for p in layer.parameters())))
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
