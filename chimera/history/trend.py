@@ -25,6 +25,7 @@ from chimera.gates.bands import bands_path, check_bands, load_bands
 from chimera.gates.bench_gate import DEFAULT_GROUPS, DEFAULT_THRESHOLD, BenchFile, Row, judge
 from chimera.history.ingest import BenchRow, bench_file
 from chimera.history.store import History
+from chimera.records.bench_report import BenchReport
 from chimera.records.record import RunRecord
 from chimera.records.upgrade import upgrade
 
@@ -161,7 +162,7 @@ def _bench_sequence(history: History, order: dict) -> Iterable[tuple[str, BenchF
 
 def _ran_at(history: History, sha: str) -> str:
     """When a benchmark file's session ran (pytest-benchmark's `datetime`; its `when` is the commit's time)."""
-    return str(json.loads(history.sources[sha].body).get("datetime") or "")
+    return BenchReport.from_json(json.loads(history.sources[sha].body), history.sources[sha].path).datetime or ""
 
 
 def format_trends(trends: list[CellTrend], *, threshold: float = DEFAULT_THRESHOLD) -> str:
