@@ -74,16 +74,20 @@ SMOKES: tuple[Smoke, ...] = (
     Smoke("readme-tables", ("python scripts/readme_tables.py --check",), (
         Step("$PY scripts/readme_tables.py --check"),)),
     Smoke("env", ("chimera env", "chimera --version"), (Step("$CHIMERA env"), Step("$CHIMERA --version"))),
-    Smoke("matrix", ("make matrix", "chimera matrix --profile ci [--cells ...] [--precision P]"), (
+    Smoke("matrix", ("make matrix", "chimera matrix --profile ci [--cells ...] [--precision P]",
+                     "chimera matrix --profile ci --data-dir DATA",
+                     "chimera matrix --profile ci --seeds 1 2 3 4 --data-dir DATA --out docs/results/ci-seeds"), (
         Step('make matrix RUNS=$SMOKE/runs TRAIN_ARGS="$TINY --quiet --precision fp32"'),)),
     Smoke("report", ("make report", "chimera report", "chimera report RUN_DIR --out report/"), (
         Step("make report RUNS=$SMOKE/runs REPORT=$SMOKE/report"),)),
     Smoke("doctor", ("chimera doctor", "chimera doctor RECORD\\|RUN_DIR ... [--json]",
-                     ".venv/bin/chimera doctor runs/ci"), (
+                     ".venv/bin/chimera doctor runs/ci", "chimera doctor docs/results/ci-seeds"), (
         Step("$CHIMERA doctor $RECORDS", ok=(0, 1)),  # 1: the baseline's memorisation is an error-level finding
-        Step("$CHIMERA doctor $SMOKE/runs/ci --json > $SMOKE/doctor.json", ok=(0, 1)))),
-    Smoke("check-bands", ("chimera check-bands", "chimera check-bands RUN_DIR"), (
-        Step("$CHIMERA check-bands $RECORDS"),)),
+        Step("$CHIMERA doctor $SMOKE/runs/ci --json > $SMOKE/doctor.json", ok=(0, 1)),
+        Step("$CHIMERA doctor docs/results/ci-seeds", ok=(1,), expect="memorisation"))),  # the 10 baseline runs
+    Smoke("check-bands", ("chimera check-bands", "chimera check-bands RUN_DIR",
+                          "chimera check-bands docs/results/ci-seeds"), (
+        Step("$CHIMERA check-bands $RECORDS"), Step("$CHIMERA check-bands docs/results/ci-seeds"))),
     Smoke("train", ("chimera train --cell fixed/dense --profile ci [--data-dir D] [--out runs/] [--seed N] "
                     "[--set train.lr=2e-4 ...] [--device auto\\|cpu\\|cuda\\|mps] "
                     "[--precision auto\\|fp32\\|bf16\\|fp16]",
