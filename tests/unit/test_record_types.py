@@ -22,6 +22,8 @@ from tests.unit.record_factory import CELL_SHAPES, minimal_record, run_record
 
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = sorted((REPO / "docs" / "results").rglob("record.json"))
+COMMITTED_V1 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 1]
+COMMITTED_CURRENT = [p for p in COMMITTED if p not in COMMITTED_V1]
 
 
 def _node(pointer: str) -> dict:
@@ -183,8 +185,20 @@ def test_a_version_2_record_with_an_unknown_env_or_config_key_is_refused(tmp_pat
         load_record(tmp_path)
 
 
-@pytest.mark.skipif(not COMMITTED, reason="no committed records under docs/results")
-@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.parent.relative_to(REPO)))
+def test_committed_records_are_either_version_1_or_current():
+    assert COMMITTED_V1 and COMMITTED_CURRENT
+    assert {json.loads(p.read_text())["schema_version"] for p in COMMITTED_CURRENT} == {types.SCHEMA_VERSION}
+
+
+@pytest.mark.parametrize("path", COMMITTED_CURRENT, ids=lambda p: str(p.parent.relative_to(REPO)))
+def test_the_committed_current_records_round_trip_through_the_classes_exactly(path):
+    raw = json.loads(path.read_text())
+    record = load_record(path)
+    assert record.to_json() == raw and record.env.git_commit and record.env.cpu_flags is not None
+    assert "@sha256:" in record.config.data.train_pool  # the pool a rerun from the hub must rebuild
+
+
+@pytest.mark.parametrize("path", COMMITTED_V1, ids=lambda p: str(p.parent.relative_to(REPO)))
 def test_the_committed_version_1_records_load_and_keep_every_key_and_value(path):
     raw = json.loads(path.read_text())
     assert raw["schema_version"] == 1  # written before the typed record: the upgrade path is what loads them
