@@ -121,8 +121,8 @@ SMOKES: tuple[Smoke, ...] = (
         Step("$PY scripts/results_table.py docs/results/full"))),
     Smoke("bench-cpu", ("make bench-cpu", "pytest bench/test_bench_moe.py --benchmark-only",
                         "pytest bench/test_bench_ttq.py --benchmark-only"), (
-        # every module of bench/ (the same files these commands name), full shapes, tiny rounds and step budgets
-        Step("CHIMERA_BENCH_ROUNDS=tiny make bench-cpu RESULTS=$SMOKE/bench"),)),
+        # every module of bench/ (the same files these commands name): ci shapes, tiny rounds and step budgets
+        Step("CHIMERA_BENCH_ROUNDS=tiny CHIMERA_BENCH_PROFILE=ci make bench-cpu RESULTS=$SMOKE/bench"),)),
     Smoke("bench-summary", ("python bench/summarise.py --cells FILE",), (
         Step("$PY bench/summarise.py --cells $SMOKE/bench/cpu/bench.json"),)),
     Smoke("bench-compare", ("chimera bench compare", "chimera bench compare NEW.json BASELINE.json"), (
@@ -135,8 +135,8 @@ SMOKES: tuple[Smoke, ...] = (
         Step("$CHIMERA history show --store $SMOKE/history.sqlite"),
         Step("$CHIMERA report $RECORDS --history $SMOKE/history.sqlite --out $SMOKE/report-history"))),
     Smoke("bench-cpu-docker", ("DOCKER=podman make docker-cpu bench-cpu-docker",), (
-        Step('DOCKER=podman EXTRA_RUN_ARGS="-e CHIMERA_BENCH_ROUNDS=tiny" make docker-cpu bench-cpu-docker '
-             'RESULTS=$SMOKE/bench TORCH_INDEX=', needs="podman"),)),
+        Step('DOCKER=podman EXTRA_RUN_ARGS="-e CHIMERA_BENCH_ROUNDS=tiny -e CHIMERA_BENCH_PROFILE=ci" '
+             'make docker-cpu bench-cpu-docker RESULTS=$SMOKE/bench TORCH_INDEX=', needs="podman"),)),
     Smoke("bench-cuda", ("make bench-cuda",), (
         Step("make bench-cuda", ok=(2,), expect="bench-cuda needs an NVIDIA GPU"),)),
     Smoke("bench-cuda-native", ("make bench-cuda-native",), (
@@ -148,7 +148,7 @@ SMOKES: tuple[Smoke, ...] = (
         Step("bash scripts/gpu_check.sh --device cuda --budget full --kit $SMOKE/kit --out $SMOKE/gpu-check", ok=(2,),
              expect="CUDA is not available"))),
     Smoke("repro", ("tox -e repro",), (
-        Step('CHIMERA_REPRO_SET="${TINY//--set /}" CHIMERA_REPRO_CELLS="fixed/moe" $VENV/bin/tox -e repro'),)),
+        Step('CHIMERA_REPRO_SET="${TINY//--set /}" CHIMERA_REPRO_CELLS="fixed/dense" $VENV/bin/tox -e repro'),)),
 )
 
 
