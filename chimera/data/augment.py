@@ -12,6 +12,7 @@ import warnings
 
 import nltk
 from nltk.corpus.reader.wordnet import WordNetCorpusReader
+from nltk.data import ZipFilePathPointer
 
 from chimera.config import AugmentConfig
 from chimera.errors import ChimeraError
@@ -27,15 +28,26 @@ def require_wordnet() -> None:
 
 
 def _wordnet() -> WordNetCorpusReader:
-    try:  # looked up on every call, so a changed nltk.data.path is honoured
-        root = str(nltk.data.find("corpora/wordnet"))
-    except LookupError:
-        raise ChimeraError(f"WordNet corpus not found on the NLTK data path; {WORDNET_FIX}") from None
+    root = _wordnet_root()
     try:
         return _load_wordnet(root)
     except (LookupError, OSError, ValueError, AssertionError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ChimeraError(f"WordNet corpus at {root} is incomplete ({first}); {WORDNET_FIX}") from None
+
+
+def _wordnet_root() -> str:
+    """Where NLTK's data path holds WordNet: unpacked, or as the corpora/wordnet.zip NLTK's downloader
+    writes (one 11 MB file, what an offline kit carries); looked up on every call, so a changed
+    nltk.data.path is honoured."""
+    for resource in ("corpora/wordnet", "corpora/wordnet.zip/wordnet/"):
+        try:
+            pointer = nltk.data.find(resource)
+        except LookupError:
+            continue
+        # a zip entry names a folder only with its trailing slash, which str() of the pointer drops
+        return f"{pointer}/" if isinstance(pointer, ZipFilePathPointer) else str(pointer)
+    raise ChimeraError(f"WordNet corpus not found on the NLTK data path; {WORDNET_FIX}")
 
 
 class _EnglishWordNet(WordNetCorpusReader):

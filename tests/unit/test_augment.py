@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -83,3 +84,22 @@ def test_missing_wordnet_is_a_chimera_error_naming_the_fix(tmp_path: Path,
     with pytest.raises(ChimeraError):
         Augmenter(AugmentConfig(enabled=True, synonym_prob=0.1))
     Augmenter(AugmentConfig(enabled=True, synonym_prob=0.0))  # no synonyms, no WordNet needed
+
+
+def test_wordnet_as_the_zip_nltks_downloader_writes_gives_the_same_synonyms(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An offline kit carries WordNet as corpora/wordnet.zip (11 MB against 36 MB unpacked); NLTK's own lookup of
+    corpora/wordnet does not look inside it, ours does."""
+    wordnet_or_skip()
+    unpacked = Path(str(nltk.data.find("corpora/wordnet")))
+    config = AugmentConfig(enabled=True, synonym_prob=0.5, word_dropout=0.0, word_shuffle=0.0)
+    words = ("market", "prices", "growth", "decision")
+    expected = {word: Augmenter(config).synonyms(word) for word in words}
+    (tmp_path / "corpora").mkdir()
+    with zipfile.ZipFile(tmp_path / "corpora" / "wordnet.zip", "w") as archive:  # stored: fast to write
+        for path in sorted(unpacked.rglob("*")):
+            archive.write(path, Path("wordnet") / path.relative_to(unpacked))
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    zipped = Augmenter(config)
+    assert ".zip" in str(zipped._wordnet.root)
+    assert {word: zipped.synonyms(word) for word in words} == expected

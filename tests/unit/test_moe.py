@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from chimera.model import moe as moe_module
 from chimera.model.ffn import DenseFFN
-from chimera.model.moe import MoEFFN, load_balancing_loss, router_z_loss
+from chimera.model.moe import MoEFFN, expert_row_bucket, load_balancing_loss, router_z_loss
 
 D, FF = 16, 32
 
@@ -235,7 +236,8 @@ def test_under_bf16_autocast_each_expert_stack_is_cast_once_not_once_per_expert(
 
 @pytest.mark.parametrize("kind", ["gelu", "swiglu"])
 @pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16-autocast"])
-def test_casting_whole_stacks_changes_no_output_or_gradient_bit(kind, autocast):
+def test_casting_whole_stacks_changes_no_output_or_gradient_bit(kind, autocast, monkeypatch):
+    monkeypatch.setattr(moe_module, "HALF_PRECISION_CPU_ROW_BUCKET", 1)  # the casts alone (padding: tests below)
     torch.manual_seed(0)
     moe = make_moe(expert_kind=kind)
     torch.manual_seed(0)
@@ -250,3 +252,56 @@ def test_casting_whole_stacks_changes_no_output_or_gradient_bit(kind, autocast):
         out.output.float().square().sum().backward()
         grads.append((out.output, inputs.grad, *(p.grad for p in layer.parameters())))
     assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+
+
+def test_expert_rows_are_padded_only_for_half_precision_matmuls_on_cpu():
+    bucket = moe_module.HALF_PRECISION_CPU_ROW_BUCKET
+    assert bucket > 1
+    assert expert_row_bucket(torch.device("cpu"), torch.bfloat16) == bucket
+    assert expert_row_bucket(torch.device("cpu"), torch.float16) == bucket
+    assert expert_row_bucket(torch.device("cpu"), torch.float32) == 1
+    assert expert_row_bucket(torch.device("cuda"), torch.bfloat16) == 1
+
+
+def _expert_row_counts(layer: MoEFFN, x: torch.Tensor, *, autocast: bool) -> list[int]:
+    """Rows each expert saw in one forward (backward runs on the same shapes)."""
+    seen = []
+    original = layer._expert
+
+    def recording(rows, *params):
+        seen.append(rows.shape[0])
+        return original(rows, *params)
+
+    layer._expert = recording
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = layer(x)
+    out.output.float().sum().backward()
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["gelu", "swiglu"])
+def test_bf16_experts_see_whole_buckets_of_rows_and_fp32_experts_their_exact_rows(kind):
+    x = inputs_with_bias_feature(300)  # 600 slots over 4 experts: sizes that are no multiple of 64
+    exact = _expert_row_counts(make_moe(expert_kind=kind), x, autocast=False)
+    assert sum(exact) == 300 * 2 and any(n % 64 for n in exact)
+    padded = _expert_row_counts(make_moe(expert_kind=kind), x, autocast=True)
+    assert all(n % moe_module.HALF_PRECISION_CPU_ROW_BUCKET == 0 for n in padded)
+    assert padded == [-(-n // 64) * 64 for n in exact]
+
+
+@pytest.mark.parametrize("kind", ["gelu", "swiglu"])
+def test_padded_rows_change_no_output_or_gradient_beyond_bf16_rounding(kind, monkeypatch):
+    """The appended zero rows' outputs are dropped: the bf16 result with padding is the one without it, up to
+    bf16 rounding (kernels may sum in another order at another row count), and no parameter gains a gradient."""
+    x = inputs_with_bias_feature(300)
+    results = []
+    for bucket in (1, 64):
+        monkeypatch.setattr(moe_module, "HALF_PRECISION_CPU_ROW_BUCKET", bucket)
+        layer = make_moe(expert_kind=kind)
+        inputs = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(inputs)
+        out.output.float().square().sum().backward()
+        results.append((out.output.float(), inputs.grad, *(p.grad for p in layer.parameters())))
+    for unpadded, padded in zip(*results, strict=True):
+        torch.testing.assert_close(padded, unpadded, rtol=2e-2, atol=2e-2)
