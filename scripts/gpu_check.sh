@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # One command to verify Chimera Bench on a lent machine that cannot download anything.
 #
-#   scripts/gpu_check.sh --prepare [--kit DIR] [--data-dir D] [--no-download]    # on a connected machine
+#   scripts/gpu_check.sh --prepare [--kit DIR] [--data-dir D] [--no-download] [--python-version X.Y] [--only P,...]
 #   scripts/gpu_check.sh --device cuda|cpu [--budget tiny|full] [--kit DIR] [--data-dir D] [--out DIR]
 #
 # --prepare fills the kit folder (default bench/results/gpu-check-kit; copy it along with the checkout):
 #   wheelhouse/   pip download of the project's needs beyond torch, accelerate, transformers and tokenizers
 #                 (datasets, nltk, jsonschema, pytest-benchmark, ...; pins from requirements-cuda.txt and
-#                 requirements-bench.txt), for the Python that runs this script
-#   nltk_data/    WordNet, by scripts/prepare_wordnet.sh
+#                 requirements-bench.txt), for the Python that runs this script or, with --python-version, for
+#                 that CPython on manylinux x86-64. --only: just these packages, without their dependencies: a
+#                 lent H200 (Python 3.12) lacked only --only datasets,dill,multiprocess,fsspec,nltk,defusedxml,
+#                 jsonschema,referencing,jsonschema-specifications,rpds-py (3.3 MB of wheels)
+#   nltk_data/    WordNet, by scripts/prepare_wordnet.sh, kept as the corpora/wordnet.zip NLTK's downloader
+#                 writes (11 MB instead of 36)
 #   ag_news/      AG News train/test CSV (copied from --data-dir, else downloaded with datasets)
 # --no-download skips the pip download and the AG News download (what is already installed is used).
 #
-# The run mode writes one results folder (default bench/results/gpu-check/<device>-<budget>-<time>):
+# The run mode installs the kit's wheels of whatever the Python lacks (no dependencies, into KIT/site on
+# PYTHONPATH; what is installed stays as it is), then writes one results folder (default
+# bench/results/gpu-check/<device>-<budget>-<time>):
 #   environment.json (+ nvidia-smi.txt)   `chimera env`: versions, device, native precisions
 #   bench.json, bench.md                  calibration GEMM, fixed/dense train step and BERT peer in every
 #                                         native precision (fp32 and bf16, or fp16 without native bf16);
@@ -29,7 +35,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$( [ -x "$REPO/.venv/bin/python" ] && echo "$REPO/.venv/bin/python" || echo python3)}"
 KIT="$REPO/bench/results/gpu-check-kit"
-MODE="" DEVICE="" BUDGET="tiny" OUT="" DATA_DIR="${CHIMERA_DATA_DIR:-}" DOWNLOAD=1
+MODE="" DEVICE="" BUDGET="tiny" OUT="" DATA_DIR="${CHIMERA_DATA_DIR:-}" DOWNLOAD=1 TARGET_PYTHON="" ONLY=""
 # Installed on the lent machine already (and large, or CUDA-specific): never put in the wheelhouse.
 PREINSTALLED='^(torch|triton|accelerate|transformers|tokenizers|nvidia-.*|cuda-.*)=='
 
@@ -43,7 +49,9 @@ while [ $# -gt 0 ]; do
     --out) OUT="${2:?}"; shift ;;
     --data-dir) DATA_DIR="${2:?}"; shift ;;
     --no-download) DOWNLOAD=0 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --python-version) TARGET_PYTHON="${2:?--python-version needs X.Y, e.g. 3.12}"; shift ;;
+    --only) ONLY="${2:?--only needs comma-separated package names}"; shift ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
@@ -55,13 +63,25 @@ prepare() {
   mkdir -p "$KIT/wheelhouse"
   grep -hE '^[A-Za-z0-9_.-]+==' "$REPO/requirements-cuda.txt" "$REPO/requirements-bench.txt" \
     | grep -viE "$PREINSTALLED" | sort -u > "$KIT/requirements.txt"
+  local download=(--only-binary=:all: --dest "$KIT/wheelhouse")
+  if [ -n "$ONLY" ]; then
+    local wanted
+    wanted="$(grep -iE "^($(tr ',' '|' <<<"$ONLY"))==" "$KIT/requirements.txt" || true)"
+    [ "$(wc -w <<<"$wanted")" = "$(tr ',' ' ' <<<"$ONLY" | wc -w)" ] \
+      || die "--only $ONLY: not all of them are pinned in requirements-cuda.txt or requirements-bench.txt"
+    echo "$wanted" > "$KIT/requirements.txt"
+    download+=(--no-deps)
+  fi
+  [ -z "$TARGET_PYTHON" ] || download+=(--python-version "$TARGET_PYTHON" --implementation cp
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
   if [ "$DOWNLOAD" = 1 ]; then
-    "$PYTHON" -m pip download --only-binary=:all: --dest "$KIT/wheelhouse" -r "$KIT/requirements.txt"
+    "$PYTHON" -m pip download "${download[@]}" -r "$KIT/requirements.txt"
   else
     echo "gpu_check: --no-download: wheelhouse left as it is ($(ls "$KIT/wheelhouse" | wc -l) files)"
   fi
-  if [ ! -d "$KIT/nltk_data/corpora/wordnet" ]; then
+  if [ ! -f "$KIT/nltk_data/corpora/wordnet.zip" ]; then
     NLTK_DATA="$KIT/nltk_data" PYTHON="$PYTHON" bash "$REPO/scripts/prepare_wordnet.sh"
+    (cd "$KIT/nltk_data/corpora" && "$PYTHON" -m zipfile -c wordnet.zip wordnet/ && rm -rf wordnet)
   fi
   if [ -n "$DATA_DIR" ] && [ -d "$DATA_DIR" ]; then
     mkdir -p "$KIT/ag_news" && cp "$DATA_DIR"/train* "$DATA_DIR"/test* "$KIT/ag_news/"
@@ -76,7 +96,9 @@ PY
   echo "gpu_check: kit ready in $KIT (copy it with the checkout; run with --kit $KIT)"
 }
 
-# Installs from the wheelhouse only what this Python lacks, into a venv that sees the system packages.
+# Installs the kit's wheels of the distributions this Python lacks, without dependencies, into KIT/site (on
+# PYTHONPATH): what the machine has (torch and the rest) stays as it is, and nothing needs a resolver or network.
+# A venv is no use there: a lent machine's python3 is often a venv itself, whose packages a new venv cannot see.
 ensure_packages() {
   local missing
   missing="$("$PYTHON" - <<'PY'
@@ -88,14 +110,23 @@ print(" ".join(pkg for mod, pkg in need.items() if importlib.util.find_spec(mod)
 PY
 )"
   [ -z "$missing" ] && return 0
-  for pkg in $missing; do
-    grep -qiE "^$pkg==" "$KIT/requirements.txt" 2>/dev/null || die "$pkg is missing and not in the kit's wheelhouse"
-  done
-  [ -x "$KIT/venv/bin/python" ] || "$PYTHON" -m venv --system-site-packages "$KIT/venv"
-  PYTHON="$KIT/venv/bin/python"
-  # shellcheck disable=SC2046
-  "$PYTHON" -m pip install --no-index --find-links "$KIT/wheelhouse" \
-    $(for pkg in $missing; do grep -iE "^$pkg==" "$KIT/requirements.txt"; done)
+  local wheels
+  wheels="$("$PYTHON" - "$KIT/wheelhouse" <<'PY'
+import importlib.metadata as metadata, pathlib, sys
+for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
+    try:
+        metadata.version(wheel.name.split("-")[0])
+    except metadata.PackageNotFoundError:
+        print(wheel)
+PY
+)" || true
+  [ -n "$wheels" ] || die "missing: $missing, and the kit's wheelhouse ($KIT/wheelhouse) has no wheel this Python lacks"
+  # shellcheck disable=SC2086
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$KIT/site" $wheels \
+    || die "installing the kit's wheels into $KIT/site failed (output above)"
+  export PYTHONPATH="$KIT/site${PYTHONPATH:+:$PYTHONPATH}"
+  missing="$("$PYTHON" -c 'import importlib.util, sys; print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m.replace("-", "_")) is None))' $missing)"
+  [ -z "$missing" ] || die "still missing after installing the kit's wheels: $missing"
 }
 
 STEPS=()

@@ -49,6 +49,8 @@ TABLES: dict[str, Table] = {
     "ci-seeds": Table("docs/results/ci-seeds", gen.ci_seeds),
     "speed": Table("docs/results/bench/cpu.json", gen.speed),
     "ttq": Table("docs/results/bench/cpu.json", gen.time_to_quality),
+    "speed-native-bf16-cpu": Table("docs/results/bench/cpu-xeon-amx.json", gen.speed),
+    "speed-h200": Table("docs/results/gpu-check/h200/bench.json", gen.speed),
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,9 @@ def results(tmp_path_factory) -> Path:
     kit, out = root / "kit", root / "out"
     prepared = _script("--prepare", "--no-download", "--kit", str(kit))
     assert prepared.returncode == 0, prepared.stderr[-3000:]
-    assert (kit / "nltk_data/corpora/wordnet/lexnames").is_file()
+    with zipfile.ZipFile(kit / "nltk_data/corpora/wordnet.zip") as wordnet:  # 11 MB to carry, not 36
+        assert "wordnet/lexnames" in wordnet.namelist()
+    assert not (kit / "nltk_data/corpora/wordnet").exists()
     requirements = (kit / "requirements.txt").read_text()
     assert "datasets==" in requirements and "nltk==" in requirements and "torch==" not in requirements
     done = _script("--device", "cpu", "--budget", "tiny", "--kit", str(kit), "--out", str(out),
@@ -76,3 +79,17 @@ def test_each_native_precision_ran_and_the_rerun_was_identical(results):
 def test_bad_arguments_exit_2():
     assert _script("--device", "tpu").returncode == 2
     assert _script().returncode == 2
+
+
+def test_only_takes_pinned_packages_and_names_a_wrong_one(tmp_path):
+    """--only writes just those pins (downloaded --no-deps for a lent machine); a name without a pin is refused."""
+    refused = _script("--prepare", "--no-download", "--kit", str(tmp_path), "--only", "datasets,no-such-package")
+    assert refused.returncode == 2 and "--only datasets,no-such-package" in refused.stderr
+    wordnet = tmp_path / "nltk_data" / "corpora"
+    wordnet.mkdir(parents=True)
+    (wordnet / "wordnet.zip").write_bytes(b"")  # as if prepared before: this test touches no WordNet
+    taken = _script("--prepare", "--no-download", "--kit", str(tmp_path), "--only", "datasets,nltk", "--data-dir",
+                    str(tmp_path / "none"))
+    assert taken.returncode == 0, taken.stderr
+    pins = (tmp_path / "requirements.txt").read_text().split()
+    assert [pin.split("==")[0] for pin in pins] == ["datasets", "nltk"]

@@ -55,6 +55,9 @@ def sources(tmp_path) -> Path:
                      "val_acc@0.8": ttq_row(0.8, (320, 95.0, 54.9), None)})]
     (results / "bench").mkdir()
     (results / "bench" / "cpu.json").write_text(json.dumps(bench), encoding="utf-8")
+    (results / "bench" / "cpu-xeon-amx.json").symlink_to(REPO / "docs" / "results" / "bench" / "cpu-xeon-amx.json")
+    (results / "gpu-check").mkdir()
+    (results / "gpu-check" / "h200").symlink_to(REPO / "docs" / "results" / "gpu-check" / "h200")
     return tmp_path
 
 
