@@ -107,12 +107,22 @@ def cells_table(report: BenchReport) -> list[str]:
 
 
 def _mfu_header(report: BenchReport) -> str:
-    """MFU is against the session's own calibration GEMM (bench/conftest.py): name it and its rate."""
-    gemm = report.session.calibration_gemm
-    size, rate = gemm.get("size"), gemm.get("flop_per_s")
-    if not isinstance(size, int) or not isinstance(rate, (int, float)):
-        return "MFU"
-    return f"MFU (vs this session's {size}² {gemm.get('dtype', 'fp32')} GEMM, {rate / 1e9:.0f} GFLOP/s)"
+    """MFU is against the session's own calibration GEMM in the row's precision (bench/conftest.py): name each
+    one the table's rows divide by, and its rate."""
+    precisions = list(dict.fromkeys(b.precision for b in report.benchmarks if b.group == "train-step" and b.precision))
+    gemms = [report.session.calibration_gemms.get(p) for p in precisions]
+    if len(gemms) < 2 or not all(isinstance(g, Mapping) for g in gemms):
+        gemms = [report.session.calibration_gemm]
+    rates = []
+    for gemm in gemms:
+        size, rate = gemm.get("size"), gemm.get("flop_per_s")
+        if not isinstance(size, int) or not isinstance(rate, (int, float)):
+            return "MFU"
+        rates.append((gemm.get("dtype", "fp32"), rate / 1e9))
+    if len(rates) == 1:
+        return f"MFU (vs this session's {size}² {rates[0][0]} GEMM, {rates[0][1]:.0f} GFLOP/s)"
+    named = ", ".join(f"{dtype} {rate:.0f}" for dtype, rate in rates)
+    return f"MFU (vs this session's {size}² GEMM in the row's precision: {named} GFLOP/s)"
 
 
 def summarise_cells(path: Path) -> str:

@@ -196,12 +196,14 @@ class BenchSession:
     load_average_at_start: tuple[float, ...] | None  # os.getloadavg(): 1, 5, 15 minutes
     load_average_at_end: tuple[float, ...] | None
     calibration_gemm: Mapping[str, Any]  # the fp32 GEMM's size, median_s, flop_per_s; empty when absent
+    calibration_gemms: Mapping[str, Any]  # precision -> that precision's GEMM (each MFU's denominator)
 
     @classmethod
     def from_json(cls, block: Mapping[str, Any]) -> BenchSession:
         return cls(load_average_at_start=_numbers(block, "load_average_at_start"),
                    load_average_at_end=_numbers(block, "load_average_at_end"),
-                   calibration_gemm=_mapping(block, "calibration_gemm"))
+                   calibration_gemm=_mapping(block, "calibration_gemm"),
+                   calibration_gemms=_mapping(block, "calibration_gemms"))
 
 
 @dataclass(frozen=True)

@@ -58,3 +58,16 @@ def test_the_time_to_quality_table_has_one_row_per_target_with_both_clocks_and_t
     assert table[2] == "| 0.70 | 180, 48.7 (28.4) | 500, 163.5 (112.7) | **3.36×** |"
     assert table[3] == "| 0.80 | 320, 95.0 (54.9) | not reached | n/a |"
     assert len(table) == 4
+
+
+def test_the_cells_header_names_the_gemm_each_precisions_mfu_divides_by():
+    """fp32 rows divide by the fp32 GEMM, bf16 rows by the bf16 one: a pass with both names both."""
+    from pathlib import Path
+
+    from bench.summarise import cells_table
+    from chimera.records.bench_report import load_bench_report
+
+    results = Path(__file__).resolve().parents[2] / "docs" / "results" / "bench"
+    both = cells_table(load_bench_report(results / "cpu-xeon-amx.json"))[0]
+    assert "2048² GEMM in the row's precision: fp32 894, bf16 1696 GFLOP/s" in both
+    assert "2048² fp32 GEMM, 130 GFLOP/s" in cells_table(load_bench_report(results / "cpu.json"))[0]
