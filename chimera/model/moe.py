@@ -89,10 +89,10 @@ def sort_slots(expert_index: torch.Tensor, num_experts: int,
     return order[rank < capacity], counts, counts.clamp(max=capacity).tolist()
 
 
-# oneDNN, which runs bf16 matmuls on CPUs with native bf16, builds (JIT-compiles) a kernel for every new
-# matmul shape and caches it. An expert's row count changes every step, so each expert matmul paid the build:
-# measured on a 16-core Xeon with AMX (8 threads, torch 2.11), a (M, 128) @ (128, 512) bf16 matmul took 1.54 ms
-# at a new M and 0.14 ms at a cached one, and fixed/moe's bf16 step took 135 ms against 61 ms in fp32.
+# On a CPU with native bf16 a bf16 matmul costs far more the first time it meets a shape (consistent with
+# oneDNN building and caching a kernel per shape): measured on a 16-core Xeon with AMX (8 threads, torch 2.11),
+# (M, 128) @ (128, 512) took 1.54 ms over 200 new M and 0.14 ms over the same 200 again. An expert's row count
+# changes every step, so every expert matmul paid it: fixed/moe's bf16 step took 135 ms against 61 ms in fp32.
 # Padding each expert's rows to a multiple of this many makes the shapes repeat (48 ms). fp32 matmuls build
 # nothing per shape and keep their exact rows, so the fp32 path (and every committed record) is unchanged.
 HALF_PRECISION_CPU_ROW_BUCKET = 64
