@@ -22,6 +22,7 @@ from pathlib import Path
 
 from chimera.ablation import ADD_IN, CHANGES, LEAVE_OUT, parse_variant_name
 from chimera.analysis.student_t import ci_half_width
+from chimera.records.ablation_summary import AblationSummary, EffectSummary, TableSummary
 from chimera.records.record import RunRecord
 
 NOISE_MARK = "≈"  # after an effect within seed noise
@@ -210,23 +211,24 @@ def carrying_changes(table: AblationTable, metric: str) -> list[tuple[str, float
     return sorted(found, key=lambda item: -abs(item[1]))
 
 
-def summary(tables: Sequence[AblationTable], records: Sequence[RunRecord] = ()) -> dict:
-    """Plain data for ablation.json: where the runs come from, then per table, change and metric: mean, std,
-    ci (the interval's half width), n, within_noise. The doctor cites the published copy
-    (chimera/analysis/ablation-ci.json)."""
-    return {"runs": len(records), "profiles": sorted({r.profile for r in records}),
-            "devices": sorted({str(r.env.device_name) for r in records}),
-            "torch": sorted({str(r.env.torch) for r in records}),
-            "noise_rule": f"paired t-test: the two-sided {CONFIDENCE:.0%} interval of the mean per-seed difference, "
-                          "mean ± t_{(1+c)/2, n-1} · std / sqrt(n), contains 0; or < 2 seeds; or |mean| below "
-                          "half the last digit shown",
-            "tables": [{"start": t.start, "direction": t.direction, "seeds": list(t.seeds),
-                        "effects": {change: {key: {"mean": e.mean, "std": e.std, "ci": e.ci,
-                                                   "n": len(e.differences),
-                                                   "unpaired": e.unpaired, "within_noise": e.within_noise}
-                                             for key, e in by_metric.items()}
-                                    for change, by_metric in t.effects.items()}}
-                       for t in tables]}
+def summary(tables: Sequence[AblationTable], records: Sequence[RunRecord] = ()) -> AblationSummary:
+    """What ablation.json holds (its `to_json()`): where the runs come from, then per table, change and metric:
+    mean, std, ci (the interval's half width), n, within_noise. The doctor cites the published copy
+    (chimera/analysis/ablation-ci.json) through chimera/records/ablation_summary.py."""
+    return AblationSummary(
+        runs=len(records), profiles=tuple(sorted({r.profile for r in records})),
+        devices=tuple(sorted({str(r.env.device_name) for r in records})),
+        torch=tuple(sorted({str(r.env.torch) for r in records})),
+        noise_rule=f"paired t-test: the two-sided {CONFIDENCE:.0%} interval of the mean per-seed difference, "
+                   "mean ± t_{(1+c)/2, n-1} · std / sqrt(n), contains 0; or < 2 seeds; or |mean| below "
+                   "half the last digit shown",
+        tables=tuple(TableSummary(start=t.start, direction=t.direction, seeds=t.seeds,
+                                  effects={change: {key: EffectSummary(mean=e.mean, std=e.std, ci=e.ci,
+                                                                       n=len(e.differences), unpaired=e.unpaired,
+                                                                       within_noise=e.within_noise)
+                                                    for key, e in by_metric.items()}
+                                           for change, by_metric in t.effects.items()})
+                     for t in tables))
 
 
 def effects_figure(tables: Sequence[AblationTable], path: Path, metrics: Sequence[str] = ("test_acc", "best_val_loss"),

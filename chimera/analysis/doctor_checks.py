@@ -7,7 +7,6 @@ Reads records only; the leakage check alone re-derives the run's data subsets (`
 from __future__ import annotations
 
 import functools
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +14,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from chimera.ablation import LEAVE_OUT
 from chimera.analysis.leakage_scan import rescan
 from chimera.config import same_rows
+from chimera.records.ablation_summary import EffectSummary, load_ablation_summary
 from chimera.records.record import RunRecord
 from chimera.records.time_to_target import DIRECTIONS
 
@@ -158,20 +159,22 @@ REGULARISER_CHANGES = {"dropout": "dropout", "weight_decay": "weight-decay", "la
 def measured_regularisers(path: Path = ABLATION_SUMMARY) -> str | None:
     """What this suite's own ablation measured for each regulariser: the fixed setup's test accuracy and
     generalisation gap (val - clean train loss) with it minus without it (leave one out, mean over seeds,
-    `≈` within seed noise by a paired t-test at 5%); None when none is published."""
-    def said(effect: dict) -> str:
-        return f"{effect['mean']:+.3f}{' ≈' if effect['within_noise'] else ''}"
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        table = next(t for t in data["tables"] if t["direction"] == "without")
-        parts = [f"{name}: test acc {said(e['test_acc'])}, gap {said(e['gap'])}"
-                 for name, change in REGULARISER_CHANGES.items()
-                 if (e := table["effects"].get(change)) and e["test_acc"]["mean"] is not None]
-        seeds = len(table["seeds"])
-    except (OSError, ValueError, KeyError, TypeError, StopIteration):
+    `≈` within seed noise by a paired t-test at 5%); None when none is published. A published file that is
+    malformed is a ChimeraError naming it (chimera/records/ablation_summary.py)."""
+    if not path.exists():
         return None
-    return (f"with minus without each, {table['start']} leave one out, {seeds} seeds ({path.name}): "
+    table = load_ablation_summary(path).table(LEAVE_OUT)
+    if table is None:
+        return None
+
+    def said(effect: EffectSummary) -> str:
+        return f"{effect.mean:+.3f}{' ≈' if effect.within_noise else ''}"
+
+    parts = [f"{name}: test acc {said(e['test_acc'])}, gap {said(e['gap'])}"
+             for name, change in REGULARISER_CHANGES.items()
+             if (e := table.effects.get(change)) and "test_acc" in e and "gap" in e
+             and e["test_acc"].mean is not None and e["gap"].mean is not None]
+    return (f"with minus without each, {table.start} leave one out, {len(table.seeds)} seeds ({path.name}): "
             f"{'; '.join(parts)}") if parts else None
 
 

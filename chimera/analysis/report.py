@@ -323,7 +323,7 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
     if tables:
         images["ablation"] = ablation.effects_figure(tables, out_dir / "ablation.png")
         effects = ablation.summary(tables, [r for _, r in loaded])
-        atomic_write_text(out_dir / "ablation.json", json.dumps(effects, indent=2) + "\n")
+        atomic_write_text(out_dir / "ablation.json", json.dumps(effects.to_json(), indent=2) + "\n")
     memory = {key: v for key, v in bench_memory.bench_memory(bench_dir, {r.profile for _, r in loaded}).items()
               if key[0] in by_cell}
     blocks = build_blocks(run_dir, loaded, by_cell, bench, bench_dir, notes, images,

@@ -5,7 +5,6 @@ beside the matrix."""
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 
@@ -18,6 +17,7 @@ from chimera.analysis.ablation_effects import (
     table_rows,
 )
 from chimera.analysis.report import render_report
+from chimera.records.ablation_summary import load_ablation_summary
 from chimera.records.record import RunRecord
 from chimera.records.store import write_record
 from tests.unit.record_factory import change_config, run_record
@@ -109,9 +109,9 @@ def test_the_report_has_the_ablation_section_figure_and_summary_and_keeps_varian
     matrix = markdown.split("## Matrix")[1].split("## Time to quality")[0]
     assert "| fixed/dense |" in matrix and "without-dropout" not in matrix
     assert files.images["ablation"].stat().st_size > 10_000
-    summary = json.loads((tmp_path / "report" / "ablation.json").read_text())
-    dropout = summary["tables"][0]["effects"]["dropout"]["test_acc"]
-    assert dropout["n"] == 3 and dropout["mean"] == pytest.approx(0.10) and not dropout["within_noise"]
+    summary = load_ablation_summary(tmp_path / "report" / "ablation.json")
+    dropout = summary.table("without").effects["dropout"]["test_acc"]
+    assert dropout.n == 3 and dropout.mean == pytest.approx(0.10) and not dropout.within_noise
 
 
 def test_metrics_read_what_the_table_promises():
