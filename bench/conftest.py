@@ -194,7 +194,7 @@ def precision() -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def device_policy(precision: str) -> DevicePolicy:
-    """The trainer's device policy in `precision`, applied to this process (as `train` does)."""
+    """The trainer's device policy in `precision`, applied to this process (as `run_plan` does)."""
     policy = choose_policy(_device_info(), precision=precision)
     configure_process(policy)
     return policy
@@ -202,7 +202,7 @@ def device_policy(precision: str) -> DevicePolicy:
 
 @pytest.fixture(scope="session")
 def accelerator(device_policy: DevicePolicy) -> Accelerator:
-    """The Accelerator of the current precision, created as `chimera.train.trainer.train` creates it."""
+    """The Accelerator of the current precision, created as `chimera.train.run.run_plan` creates it."""
     return fresh_accelerator(device_policy)
 
 

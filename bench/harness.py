@@ -1,8 +1,8 @@
-"""What the benchmarks share: the trainer's step on synthetic batches, the calibration GEMM.
+"""What the benchmarks share: the recipe's step on synthetic batches, the calibration GEMM.
 
-`StepBench.for_config` builds model, AdamW, schedule and one synthetic batch exactly as
-`chimera.train.trainer.train` does (same parameter groups, same `accelerator.prepare`), and its
-`step` calls the trainer's own `train_step`, so a benchmark times the step training runs.
+`StepBench.for_config` makes the run's plan (chimera.train.plan.make_plan) and its recipe
+(`Recipe.for_benchmark`: model, AdamW, schedule built and prepared as a run builds them), and its `step`
+calls `Recipe.step`, so a benchmark times the step training runs and builds nothing of its own.
 Bench-only code: nothing under chimera/ imports it.
 """
 
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import statistics
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
@@ -21,11 +23,11 @@ from chimera.config import RunConfig
 from chimera.errors import ChimeraError
 from chimera.flops import matmul_flops, model_train_step_flops
 from chimera.matrix import load_matrix
-from chimera.model.encoder import EncoderClassifier
 from chimera.train.device import DeviceInfo, DevicePolicy, native_precisions, precision_problem
-from chimera.train.optim import build_optimizer, build_schedule
+from chimera.train.plan import make_plan
+from chimera.train.recipe import Recipe
+from chimera.train.run import build_accelerator
 from chimera.train.run_setup import NUM_CLASSES
-from chimera.train.trainer import LoopState, build_accelerator, train_step
 
 GEMM_SIZE = 2048  # the calibration GEMM: (n, n) @ (n, n), 2·n³ FLOPs
 INJECT_ENV = "CHIMERA_BENCH_INJECT_SLOWDOWN"
@@ -137,38 +139,32 @@ class InjectedSlowdown:
 
 @dataclass
 class StepBench:
-    """One cell's training step, ready to time: `step()` is one call of the trainer's `train_step`."""
+    """One cell's training step, ready to time: `step()` is one call of the recipe's `step`."""
 
     config: RunConfig
     accelerator: Accelerator
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LRScheduler
+    recipe: Recipe
     batch: dict[str, torch.Tensor]
-    state: LoopState
     slowdown: InjectedSlowdown
 
     @classmethod
     def for_config(cls, config: RunConfig, policy: DevicePolicy, accelerator: Accelerator) -> StepBench:
-        """Model, optimiser and schedule built and prepared as in `trainer.train` (`accelerator` from
-        `trainer.build_accelerator(policy)`)."""
+        """The cell's plan in `policy`'s precision and its recipe (`accelerator` from
+        `chimera.train.run.build_accelerator(policy)`)."""
+        pinned = replace(config, device=policy.device, train=replace(config.train, precision=policy.precision))
+        plan = make_plan(pinned, out_dir=Path(tempfile.gettempdir()))  # nothing is written: no run folder
+        if plan.policy != policy:
+            raise ChimeraError(f"{config.cell}: the run's policy {plan.policy} differs from the benchmark's {policy}")
         torch.manual_seed(config.seed)
-        tc = config.train
-        model = EncoderClassifier(config.model, vocab_size=config.data.vocab_size, max_length=config.data.max_length,
-                                  num_classes=NUM_CLASSES, pad_id=0)
-        optimizer = build_optimizer(model, tc, policy)
-        schedule = build_schedule(optimizer, tc)
-        model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
-        model.train()
+        recipe = Recipe.for_benchmark(plan, accelerator)
+        recipe.model.train()
         device = accelerator.device
-        rows = tc.batch_size * config.data.max_length
-        return cls(config=config, accelerator=accelerator, model=model, optimizer=optimizer, schedule=schedule,
-                   batch=synthetic_batch(config, device), state=LoopState(),
+        rows = config.train.batch_size * config.data.max_length
+        return cls(config=plan.config, accelerator=accelerator, recipe=recipe, batch=synthetic_batch(config, device),
                    slowdown=InjectedSlowdown.from_env(rows=rows, d_model=config.model.d_model, device=device))
 
     def step(self) -> float:
-        loss = train_step(self.config, self.model, self.optimizer, self.schedule, self.batch, self.accelerator,
-                          self.state)
+        loss = self.recipe.step(self.batch)
         self.slowdown()
         synchronize(self.accelerator.device)
         return loss

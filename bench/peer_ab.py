@@ -21,7 +21,7 @@ from bench.harness import StepBench
 from bench.test_bench_peer import DENSE_CELLS, peer_step
 from chimera.matrix import load_matrix
 from chimera.train.device import choose_policy, configure_process, probe_device
-from chimera.train.trainer import build_accelerator
+from chimera.train.run import build_accelerator
 
 
 def interleaved(ours, peer, pairs: int, warmup: int = 3) -> tuple[list[float], list[float]]:

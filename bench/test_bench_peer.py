@@ -4,7 +4,7 @@
 
 Same hidden size, layers, heads, intermediate size, max positions (= max_length), vocabulary,
 4 labels, dropout (hidden and attention) as the cell, in each benchmarked precision (as ours), same synthetic batch,
-and the same step as chimera's `train_step`: cross-entropy with the cell's label smoothing,
+and the same step as chimera's `Recipe.step`: cross-entropy with the cell's label smoothing,
 `accelerator.backward`, gradient clipping, the trainer's own optimiser and schedule
 (`chimera.train.optim`: fused AdamW, same parameter groups and hyperparameters), so the ratio
 measures the model, not the optimiser. BERT is post-LN with a pooler and token-type embeddings; it
@@ -42,7 +42,7 @@ def bert_peer(config):
 
 def peer_step(config, policy, accelerator):
     """(model, step): BERT prepared like the trainer's model, and a step that is
-    chimera.train.trainer.train_step with BERT's forward."""
+    chimera.train.recipe.Recipe.step with BERT's forward."""
     tc = config.train
     torch.manual_seed(config.seed)
     model = bert_peer(config)

@@ -1,4 +1,4 @@
-"""Training-step throughput of every matrix cell, through the trainer's own `train_step` on accelerate.
+"""Training-step throughput of every matrix cell, through the recipe's own `Recipe.step` on accelerate.
 
     pytest bench/test_bench_train_step.py --benchmark-only                       # full shapes
     pytest bench/test_bench_train_step.py --benchmark-only --bench-profile ci    # ci shapes

@@ -4,7 +4,7 @@
 
 Step speed (test_bench_peer.py) says nothing about how soon a setup is *useful*; MLPerf Training's
 answer is time to a target quality, evaluations included. One pedantic round trains OURS (fixed/dense,
-seed 0, to early stopping, `chimera.train.trainer.train`; its record's `time_to_target`) and then the
+seed 0, to early stopping, `chimera.train.run.run_plan`; its record's `time_to_target`) and then the
 PEER (bench/ttq_peer.py: same rows, tokenizer, shapes and hyper-parameters, no augmentation; until it
 reaches every target or STEP_BUDGET steps), one after the other in this process, so both see the same
 machine minutes apart: with other load on it the figures are not this machine's speed (the load
@@ -26,7 +26,8 @@ import torch
 from bench.ttq_compare import compare_time_to_target, summary_lines
 from chimera.matrix import load_matrix
 from chimera.train.device import cpu_name
-from chimera.train.trainer import train
+from chimera.train.plan import make_plan
+from chimera.train.run import run_plan
 
 CELL, SEED = "fixed/dense", 0
 STEP_BUDGET = 1500  # caps the peer (a plateau below a target still ends): ~23 passes over the full profile's rows
@@ -56,7 +57,8 @@ def test_time_to_quality_vs_trainer_peer(benchmark, device_policy, accelerator, 
     load_at_start = _load_average()
 
     def race() -> None:
-        runs["ours"] = train(config, out_dir=tmp_path / "ours", data_dir=data_dir, cache_dir=cache, quiet=True)
+        runs["ours"] = run_plan(make_plan(config, out_dir=tmp_path / "ours"), data_dir=data_dir, cache_dir=cache,
+                                quiet=True)
         runs["peer"] = run_peer(config, train=subsets.train, val=subsets.val, tokenizer=tokenizer,
                                 out_dir=tmp_path / "peer", step_budget=step_budget,
                                 mixed_precision=device_policy.mixed_precision)

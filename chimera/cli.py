@@ -191,29 +191,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.log_with:  # a tracker that is unknown or not installed: exit 2 before any work
         from chimera.train.tracking import check_log_with
         args.log_with = check_log_with(args.log_with)
+    from chimera.train.plan import make_plan
+
     if args.command == "train":
         config = matrix.resolve(args.cell, args.profile, seed=args.seed, device=args.device, overrides=overrides)
-        out = args.out
-        if args.resume:
-            out = args.resume.parent
-            from chimera.train.trainer import run_dir_for
-            if run_dir_for(config, out).resolve() != args.resume.resolve():
-                raise ChimeraError(f"--resume {args.resume}: it is not the run folder of {args.cell} "
-                                   f"seed {args.seed} profile {args.profile}")
-        return _train_one(config, out, data_dir, args, resume=bool(args.resume))
-    configs = _matrix_configs(matrix, args, overrides)  # all resolved first: a typo fails before an hour of training
-    from chimera.train.run_setup import decide_policy
-    for config in configs:  # ... and so does a precision this hardware cannot run
-        decide_policy(config)
+        plan = make_plan(config, out_dir=args.resume.parent if args.resume else args.out)
+        if args.resume and plan.run_dir.resolve() != args.resume.resolve():
+            raise ChimeraError(f"--resume {args.resume}: it is not the run folder of {args.cell} "
+                               f"seed {args.seed} profile {args.profile}")
+        return _train_one(plan, data_dir, args, resume=bool(args.resume))
+    # every plan first: a typo, or a precision this hardware cannot run, fails before an hour of training
+    plans = [make_plan(config, out_dir=args.out) for config in _matrix_configs(matrix, args, overrides)]
     codes = []
-    for config in configs:
+    for plan in plans:
         try:
-            codes.append(_train_one(config, args.out, data_dir, args, resume=False))
+            codes.append(_train_one(plan, data_dir, args, resume=False))
         except ChimeraError as exc:
-            print(f"chimera: error: {config.cell}: {exc}", file=sys.stderr)
+            print(f"chimera: error: {plan.config.cell}: {exc}", file=sys.stderr)
             codes.append(EXIT_FAILED)
         if codes[-1] == EXIT_INTERRUPTED:  # Ctrl-C / SIGTERM stops the whole matrix, not just one cell
-            log.info("matrix %s: interrupted during %s; resume it with train --resume", args.profile, config.cell)
+            log.info("matrix %s: interrupted during %s; resume it with train --resume", args.profile,
+                     plan.config.cell)
             return EXIT_INTERRUPTED
     log.info("matrix %s: %d of %d cells ok", args.profile, codes.count(0), len(codes))
     return 0 if all(code == 0 for code in codes) else EXIT_FAILED
@@ -253,21 +251,26 @@ def _with_precision(overrides: list[str], precision: str | None) -> list[str]:
     return [*overrides, f"train.precision={precision}"]
 
 
-def _train_one(config, out: Path, data_dir: Path | None, args, *, resume: bool) -> int:
-    from chimera.train.trainer import RunFailed, run_dir_for, train
+def _train_one(plan, data_dir: Path | None, args, *, resume: bool) -> int:
+    from chimera.train.recipe import RunFailed
+    from chimera.train.run import run_plan
 
     try:
-        record = train(config, out_dir=out, data_dir=data_dir, cache_dir=args.cache_dir, quiet=args.quiet,
-                       resume=resume, log_with=tuple(args.log_with))
+        record = run_plan(plan, data_dir=data_dir, cache_dir=args.cache_dir, quiet=args.quiet, resume=resume,
+                          log_with=tuple(args.log_with))
     except RunFailed as exc:
         print(f"chimera: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    run_dir = run_dir_for(config, out)
     m = record.final_metrics
-    log.info("%s: %s at step %d; clean train loss %.4f, val loss %.4f, val acc %.3f, test acc %.3f -> %s",
-             config.cell, record.status, m.steps, m.train_loss or float("nan"),
-             m.val_loss or float("nan"), m.val_acc or 0.0, m.test_acc or 0.0, run_dir / "record.json")
+    log.info("%s: %s at step %d; clean train loss %s, val loss %s, val acc %s, test acc %s -> %s",
+             record.cell, record.status, m.steps, _shown(m.train_loss, ".4f"), _shown(m.val_loss, ".4f"),
+             _shown(m.val_acc, ".3f"), _shown(m.test_acc, ".3f"), plan.run_dir / "record.json")
     return EXIT_INTERRUPTED if record.status == "interrupted" else 0
+
+
+def _shown(value: float | None, spec: str) -> str:
+    """A metric for the summary line: "n/a" when it was not measured (0.0 is a measurement)."""
+    return "n/a" if value is None else format(value, spec)
 
 
 def _env() -> int:

@@ -39,7 +39,9 @@ def reproduce_main(record_path: Path, *, out_dir: Path, data_dir: Path | None, c
 def rerun(old: RunRecord, *, where: str, out_dir: Path, data_dir: Path | None, cache_dir: Path | None,
           quiet: bool) -> tuple[RunRecord, Path]:
     """Train the record's config again under `out_dir` (never anywhere the record names)."""
-    from chimera.train.trainer import RunFailed, run_dir_for, train  # deferred: the diff needs no torch
+    from chimera.train.plan import make_plan  # deferred: the diff needs no torch
+    from chimera.train.recipe import RunFailed
+    from chimera.train.run import run_plan
 
     if old.status == "interrupted":
         raise ChimeraError(f"{where}: the run was interrupted, so its record is not a result; resume it "
@@ -48,10 +50,9 @@ def rerun(old: RunRecord, *, where: str, out_dir: Path, data_dir: Path | None, c
     for key in ("cell", "profile", "seed"):
         if getattr(config, key) != getattr(old, key):
             raise ChimeraError(f"{where}: {key} is {getattr(old, key)!r} but config.{key} is {getattr(config, key)!r}")
-    run_dir = run_dir_for(config, out_dir)  # refuses names that would leave out_dir
+    plan = make_plan(config, out_dir=out_dir)  # refuses names that would leave out_dir
     try:
-        train(config, out_dir=out_dir, data_dir=data_dir, cache_dir=cache_dir, quiet=quiet,
-              expected_data=old.data)
+        run_plan(plan, data_dir=data_dir, cache_dir=cache_dir, quiet=quiet, expected_data=old.data)
     except RunFailed:  # a failed original should fail the same way: compare the failed records
         pass
-    return load_record(run_dir / RECORD_NAME), run_dir / RECORD_NAME
+    return load_record(plan.run_dir / RECORD_NAME), plan.run_dir / RECORD_NAME

@@ -25,7 +25,8 @@ import torch
 
 from chimera import cli, fileio
 from chimera.records import store as records
-from chimera.train import checkpoint, trainer
+from chimera.train import checkpoint
+from chimera.train.recipe import Recipe
 
 
 def _countdown(n: int, action, *, only=lambda path: True):
@@ -81,19 +82,19 @@ def main() -> int:
     if args.disk_full_at_checkpoint:
         fileio._before_replace = _disk_full(args.disk_full_at_checkpoint, stays_full=args.disk_stays_full)
     if args.at_step or args.nan_at_step or args.oom_at_step:
-        original = trainer.train_step
+        original = Recipe.step
 
-        def step(config, model, optimizer, schedule, batch, accelerator, state):
-            if state.step + 1 == args.oom_at_step:
+        def step(self, batch):
+            if self.state.step + 1 == args.oom_at_step:
                 raise torch.OutOfMemoryError("CPU out of memory (injected): tried to allocate 2.00 GiB")
-            if state.step + 1 == args.nan_at_step:
+            if self.state.step + 1 == args.nan_at_step:
                 with torch.no_grad():
-                    next(model.parameters()).fill_(float("nan"))
-            loss = original(config, model, optimizer, schedule, batch, accelerator, state)
-            if state.step + 1 == args.at_step:
+                    next(self.model.parameters()).fill_(float("nan"))
+            loss = original(self, batch)
+            if self.state.step + 1 == args.at_step:
                 send()
             return loss
-        trainer.train_step = step
+        Recipe.step = step
     chimera_args = args.chimera_args[1:] if args.chimera_args[:1] == ["--"] else args.chimera_args
     return cli.main(chimera_args)
 

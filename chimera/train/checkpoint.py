@@ -23,7 +23,7 @@ import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,20 +32,13 @@ from safetensors import SafetensorError
 
 from chimera.errors import ChimeraError
 from chimera.fileio import atomic_write_bytes, atomic_write_text, read_json
-from chimera.records.record import CurvePoint, Event, TimingPoint
-from chimera.train.stopping import EarlyStopping
-
-if TYPE_CHECKING:
-    from chimera.train.trainer import LoopState
 
 CHECKPOINT = "checkpoint"
 PREVIOUS = "checkpoint.old"
 STAGING = "checkpoint.partial"
 BEST = "best_model.pt"
 STATE_FILE = "loop_state.json"
-_PLAIN_FIELDS = ("step", "loss_sum", "loss_count", "last_grad_norm", "train_seconds", "wall_seconds", "evaluations",
-                 "interval_seconds", "interval_steps")
-_RECORD_LISTS = {"curves": CurvePoint, "timing": TimingPoint, "events": Event}  # kept in the record's JSON form
+_OURS = ("config", "world_size")  # what loop_state.json holds beside the loop's own state
 
 # Test-only fault injection: called with the complete staging folder just before it is swapped in.
 _before_swap: Callable[[Path], None] | None = None
@@ -54,8 +47,11 @@ _before_swap: Callable[[Path], None] | None = None
 # --- resumable checkpoints ---------------------------------------------------------------------------
 
 
-def save(run_dir: Path, accelerator: Accelerator, state: LoopState, *, config: dict) -> Path:
-    """Write a complete checkpoint into a staging folder, then swap it in (see the module docstring)."""
+def save(run_dir: Path, accelerator: Accelerator, loop_state: dict[str, Any], *, config: dict) -> Path:
+    """Write a complete checkpoint into a staging folder, then swap it in (see the module docstring).
+
+    `loop_state`: the recipe's `state_dict()`; `config`: the run's config as `config_to_dict` writes it (a
+    resume with other options is refused). Both plain JSON-ready data."""
     run_dir = Path(run_dir)
     staging = run_dir / STAGING
     if accelerator.is_main_process and staging.exists():
@@ -67,9 +63,7 @@ def save(run_dir: Path, accelerator: Accelerator, state: LoopState, *, config: d
     if accelerator.is_main_process:
         if (run_dir / BEST).is_file():
             shutil.copyfile(run_dir / BEST, staging / BEST)
-        plain = {name: getattr(state, name) for name in _PLAIN_FIELDS}
-        plain.update({name: [item.to_json() for item in getattr(state, name)] for name in _RECORD_LISTS})
-        plain.update(stopper=state.stopper.state_dict(), config=config, world_size=accelerator.num_processes)
+        plain = {**loop_state, "config": config, "world_size": accelerator.num_processes}
         atomic_write_text(staging / STATE_FILE, json.dumps(plain))  # last: marks the folder complete
         if _before_swap is not None:
             _before_swap(staging)
@@ -84,8 +78,9 @@ def save(run_dir: Path, accelerator: Accelerator, state: LoopState, *, config: d
     return run_dir / CHECKPOINT
 
 
-def restore(run_dir: Path, accelerator: Accelerator, state: LoopState, *, config: dict) -> int:
-    """Load the newest complete checkpoint into the prepared objects and `state`; returns its step."""
+def restore(run_dir: Path, accelerator: Accelerator, *, config: dict) -> dict[str, Any]:
+    """Load the newest complete checkpoint into the prepared objects; returns the loop state it holds
+    (for the recipe's `load_state_dict`)."""
     run_dir = Path(run_dir)
     candidate = next((c for c in (run_dir / CHECKPOINT, run_dir / PREVIOUS) if _complete(c)), None)
     if candidate is None:
@@ -103,11 +98,6 @@ def restore(run_dir: Path, accelerator: Accelerator, state: LoopState, *, config
     # accelerate restores RNG states inside a bare `except Exception` that only logs; ours fail loudly.
     _set_rng_state(read_json(candidate / f"rng_{accelerator.process_index}.json", "checkpoint RNG state",
                              fix=damaged))
-    for name in _PLAIN_FIELDS:
-        setattr(state, name, plain[name])
-    for name, kind in _RECORD_LISTS.items():
-        setattr(state, name, [kind.from_json(item) for item in plain[name]])
-    state.stopper = EarlyStopping.from_state_dict(plain["stopper"])
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if (candidate / BEST).is_file():  # the best weights as of the checkpoint, not of a later step
@@ -115,7 +105,7 @@ def restore(run_dir: Path, accelerator: Accelerator, state: LoopState, *, config
         else:
             (run_dir / BEST).unlink(missing_ok=True)
     accelerator.wait_for_everyone()
-    return state.step
+    return {key: value for key, value in plain.items() if key not in _OURS}
 
 
 def _check_same_run(plain: dict, config: dict, world_size: int, where: Path) -> None:

@@ -1,4 +1,4 @@
-"""Everything a run needs before its first step: data subsets, tokenizer, loaders, model, record skeleton.
+"""Everything a run needs before its first step: data subsets, tokenizer, loaders, model.
 
 `prepare_inputs` is the one seam tests replace to train on synthetic data (as accelerate's
 `mocked_dataloaders` does for its examples).
@@ -6,10 +6,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,21 +18,13 @@ from chimera.config import RunConfig
 from chimera.data.agnews import load_ag_news
 from chimera.data.augment import Augmenter
 from chimera.data.loader import EPOCH_STRIDE, eval_loader, train_loader
-from chimera.data.manifest import pin_pool
 from chimera.data.subsets import Subsets, make_subsets
 from chimera.data.tokenizer import TokenizerBundle, build_tokenizer, token_stats
 from chimera.errors import ChimeraError
 from chimera.model.bow import BagOfNgramsClassifier
 from chimera.model.encoder import EncoderClassifier
-from chimera.records.record import SPLITS, DataInfo, RunRecord, TokenStats
-from chimera.train.device import (
-    ACCELERATE_ENV,
-    DevicePolicy,
-    PrecisionChoice,
-    describe_environment,
-    probe_device,
-    resolve_precision,
-)
+from chimera.records.record import SPLITS, DataInfo, TokenStats
+from chimera.train.plan import RunPlan
 
 NUM_CLASSES = 4
 EVAL_BATCH_SIZE = 256  # evaluation has no gradients, so larger batches are cheaper per row
@@ -50,17 +40,17 @@ class RunInputs:
     data_info: DataInfo
 
 
-def prepare_inputs(config: RunConfig, *, data_dir: Path | None, cache_dir: Path | None,
+def prepare_inputs(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | None,
                    accelerator: Accelerator) -> RunInputs:
     """Load AG News, cut the seeded subsets, train (or reuse) the tokenizer and build the loaders."""
-    dc = config.data
+    config, dc = plan.config, plan.config.data
     with accelerator.main_process_first():  # one process trains the tokenizer, the others hit the cache
         splits = load_ag_news(data_dir, train_pool=dc.train_pool)
         subsets = make_subsets(splits, dc, config.seed)
         bundle = build_tokenizer(subsets.train.texts, vocab_size=dc.vocab_size, lowercase=dc.lowercase,
                                  cache_dir=cache_dir)
     augmenter = Augmenter(config.augment) if config.augment.enabled else None
-    pin = accelerator.device.type == "cuda"
+    pin = plan.policy.pin_memory
     world = accelerator.num_processes
     # accelerate deals whole batches round-robin to the processes and drops an incomplete last round
     batches_per_epoch = len(subsets.train) // config.train.batch_size // world
@@ -114,39 +104,9 @@ def check_data_matches(data_info: DataInfo, expected: DataInfo, *, where: str) -
                            "the tokenizers version or the tokenizer pipeline changed")
 
 
-def build_model(config: RunConfig, inputs: RunInputs) -> EncoderClassifier | BagOfNgramsClassifier:
+def build_model(config: RunConfig, *, vocab_size: int, pad_id: int,
+                num_classes: int) -> EncoderClassifier | BagOfNgramsClassifier:
     """The cell's classifier: the transformer encoder, or the linear bag-of-n-grams reference."""
     model_class = BagOfNgramsClassifier if config.model.arch == "bag_of_ngrams" else EncoderClassifier
-    return model_class(config.model, vocab_size=inputs.tokenizer.tokenizer.get_vocab_size(),
-                       max_length=config.data.max_length, num_classes=NUM_CLASSES, pad_id=inputs.tokenizer.pad_id)
-
-
-def pin_train_pool(config: RunConfig) -> RunConfig:
-    """`config` with data.train_pool pinned to its manifest's sha256, so the record names the exact pool list."""
-    return replace(config, data=replace(config.data, train_pool=pin_pool(config.data.train_pool)))
-
-
-def decide_policy(config: RunConfig) -> tuple[RunConfig, DevicePolicy, PrecisionChoice]:
-    """The device policy for `config` and the config with the precision that will run (so the record alone
-    reruns it). Precision: train.precision > $ACCELERATE_MIXED_PRECISION (accelerate launch) > auto;
-    ChimeraError (exit 2) when the device cannot run it natively."""
-    choice = resolve_precision(config.train.precision, os.environ.get(ACCELERATE_ENV))
-    policy = choice.policy_for(probe_device(config.device))
-    return replace(config, train=replace(config.train, precision=policy.precision)), policy, choice
-
-
-def start_record(config: RunConfig, inputs: RunInputs, *, policy: DevicePolicy, choice: PrecisionChoice,
-                 world_size: int) -> RunRecord:
-    """The record of a run about to start (status `failed` until it ends otherwise); the trainer fills
-    parameters, curves, timing, events and final metrics through it."""
-    now = dt.datetime.now(dt.UTC)
-    slug = config.cell.replace("/", "-")
-    return RunRecord(
-        run_id=f"{slug}-{config.profile}-s{config.seed}-{now:%Y%m%dT%H%M%SZ}",
-        cell=config.cell, profile=config.profile, seed=config.seed,
-        created_at=now.isoformat(timespec="seconds"), world_size=world_size,
-        config=config,
-        env=describe_environment(probe_device(policy.device), policy),
-        precision=choice.record(policy),
-        data=inputs.data_info,
-    )
+    return model_class(config.model, vocab_size=vocab_size, max_length=config.data.max_length,
+                       num_classes=num_classes, pad_id=pad_id)

@@ -1,4 +1,4 @@
-"""The benchmark harness times the trainer's own step on exact-FLOP batches (no timing asserted here)."""
+"""The benchmark harness times the recipe's own step on exact-FLOP batches (no timing asserted here)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bench.harness import INJECT_ENV, InjectedSlowdown, StepBench, synthetic_bat
 from chimera.flops import model_train_step_flops
 from chimera.matrix import load_matrix
 from chimera.train.device import DeviceInfo, choose_policy
-from chimera.train.trainer import build_accelerator
+from chimera.train.run import build_accelerator
 
 CPU_POLICY = choose_policy(DeviceInfo("cpu", "test cpu", cpu_count=2))
 TINY = ["model.d_model=32", "model.n_heads=2", "model.d_ff=64", "model.n_layers=1", "data.max_length=8",
@@ -36,11 +36,12 @@ def test_synthetic_batch_is_all_real_tokens_with_cls_first():
 
 
 @pytest.mark.parametrize("cell", ["fixed/dense", "baseline/moe"])
-def test_step_runs_the_trainers_train_step(accelerator, cell):
+def test_step_runs_the_recipes_step(accelerator, cell):
     bench = StepBench.for_config(load_matrix().resolve(cell, "ci", overrides=TINY), CPU_POLICY, accelerator)
     losses = [bench.step() for _ in range(3)]
     assert all(math.isfinite(loss) for loss in losses)
-    assert bench.state.loss_count == 3 and bench.state.last_grad_norm is not None  # train_step's bookkeeping
+    state = bench.recipe.state
+    assert state.loss_count == 3 and state.last_grad_norm is not None  # Recipe.step's bookkeeping
     assert bench.flops() == model_train_step_flops(**vars(bench.config.model), batch=4, seq_len=8)
     assert (bench.samples, bench.tokens) == (4, 32)
 

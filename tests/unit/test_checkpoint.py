@@ -14,8 +14,8 @@ from accelerate import Accelerator
 from chimera.errors import ChimeraError
 from chimera.records.record import CurvePoint, Event, SplitScore, TimingPoint
 from chimera.train import checkpoint
+from chimera.train.recipe import LoopState
 from chimera.train.stopping import EarlyStopping
-from chimera.train.trainer import LoopState
 
 CONFIG = {"cell": "fixed/dense", "train": {"lr": 0.001, "betas": [0.9, 0.999]}}
 
@@ -47,14 +47,14 @@ def _train_one_step(model, optimizer) -> None:
 def test_a_checkpoint_round_trips_weights_loop_state_and_rng(tmp_path):
     accelerator, model, optimizer = _objects()
     _train_one_step(model, optimizer)
-    checkpoint.save(tmp_path, accelerator, _state(7), config=CONFIG)
+    checkpoint.save(tmp_path, accelerator, _state(7).state_dict(), config=CONFIG)
     expected_weights = {k: v.clone() for k, v in model.state_dict().items()}
     expected_draw = torch.rand(5)  # what the RNG gives right after the checkpoint
 
     _train_one_step(model, optimizer)  # move everything on, then come back
     torch.rand(100)
-    state = LoopState()
-    assert checkpoint.restore(tmp_path, accelerator, state, config=CONFIG) == 7
+    state = LoopState.from_state_dict(checkpoint.restore(tmp_path, accelerator, config=CONFIG))
+    assert state.step == 7
     assert all(torch.equal(v, expected_weights[k]) for k, v in model.state_dict().items())
     assert torch.equal(torch.rand(5), expected_draw)
     assert state.loss_sum == 0.1 + 0.2 and state.loss_count == 3 and state.stopper.best_step == 7
@@ -66,7 +66,7 @@ def test_a_checkpoint_round_trips_weights_loop_state_and_rng(tmp_path):
 
 def test_a_crash_before_the_swap_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
     accelerator, model, optimizer = _objects()
-    checkpoint.save(tmp_path, accelerator, _state(6), config=CONFIG)
+    checkpoint.save(tmp_path, accelerator, _state(6).state_dict(), config=CONFIG)
 
     def crash(staging: Path) -> None:
         assert (staging / checkpoint.STATE_FILE).is_file()  # the new one was complete, just not in place
@@ -74,35 +74,35 @@ def test_a_crash_before_the_swap_leaves_the_previous_checkpoint_loadable(tmp_pat
 
     monkeypatch.setattr(checkpoint, "_before_swap", crash)
     with pytest.raises(OSError):
-        checkpoint.save(tmp_path, accelerator, _state(12), config=CONFIG)
+        checkpoint.save(tmp_path, accelerator, _state(12).state_dict(), config=CONFIG)
     monkeypatch.setattr(checkpoint, "_before_swap", None)
-    assert checkpoint.restore(tmp_path, accelerator, LoopState(), config=CONFIG) == 6
-    checkpoint.save(tmp_path, accelerator, _state(12), config=CONFIG)  # the next save cleans up
+    assert checkpoint.restore(tmp_path, accelerator, config=CONFIG)["step"] == 6
+    checkpoint.save(tmp_path, accelerator, _state(12).state_dict(), config=CONFIG)  # the next save cleans up
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
 
 
 def test_only_the_previous_checkpoint_left_still_resumes(tmp_path):
     """A kill between the two renames of the swap leaves checkpoint.old only."""
     accelerator, _, _ = _objects()
-    checkpoint.save(tmp_path, accelerator, _state(6), config=CONFIG)
+    checkpoint.save(tmp_path, accelerator, _state(6).state_dict(), config=CONFIG)
     (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.old")
-    assert checkpoint.restore(tmp_path, accelerator, LoopState(), config=CONFIG) == 6
-    checkpoint.save(tmp_path, accelerator, _state(12), config=CONFIG)
-    assert checkpoint.restore(tmp_path, accelerator, LoopState(), config=CONFIG) == 12
+    assert checkpoint.restore(tmp_path, accelerator, config=CONFIG)["step"] == 6
+    checkpoint.save(tmp_path, accelerator, _state(12).state_dict(), config=CONFIG)
+    assert checkpoint.restore(tmp_path, accelerator, config=CONFIG)["step"] == 12
 
 
 def test_resuming_with_other_options_is_refused_naming_the_key(tmp_path):
     accelerator, _, _ = _objects()
-    checkpoint.save(tmp_path, accelerator, _state(6), config=CONFIG)
+    checkpoint.save(tmp_path, accelerator, _state(6).state_dict(), config=CONFIG)
     other = {**CONFIG, "train": {**CONFIG["train"], "lr": 0.002}}
     with pytest.raises(ChimeraError, match=r"train\.lr=0\.001, this run has 0\.002"):
-        checkpoint.restore(tmp_path, accelerator, LoopState(), config=other)
+        checkpoint.restore(tmp_path, accelerator, config=other)
 
 
 def test_no_checkpoint_is_a_clear_error(tmp_path):
     accelerator, _, _ = _objects()
     with pytest.raises(ChimeraError, match="no complete checkpoint"):
-        checkpoint.restore(tmp_path, accelerator, LoopState(), config=CONFIG)
+        checkpoint.restore(tmp_path, accelerator, config=CONFIG)
 
 
 class _Payload:
@@ -117,11 +117,11 @@ class _Payload:
 
 def test_a_checkpoint_carrying_code_is_refused_not_run(tmp_path):
     accelerator, _, optimizer = _objects()
-    checkpoint.save(tmp_path, accelerator, _state(6), config=CONFIG)
+    checkpoint.save(tmp_path, accelerator, _state(6).state_dict(), config=CONFIG)
     marker = tmp_path / "code-ran"
     torch.save({**optimizer.state_dict(), "extra": _Payload(marker)}, tmp_path / "checkpoint" / "optimizer.bin")
     with pytest.raises(ChimeraError, match="cannot load the checkpoint safely"):
-        checkpoint.restore(tmp_path, accelerator, LoopState(), config=CONFIG)
+        checkpoint.restore(tmp_path, accelerator, config=CONFIG)
     assert not marker.exists()
 
 
@@ -136,7 +136,7 @@ def test_best_weights_carrying_code_are_refused(tmp_path):
 
 def test_our_own_checkpoint_files_are_plain_json(tmp_path):
     accelerator, _, _ = _objects()
-    checkpoint.save(tmp_path, accelerator, _state(6), config=CONFIG)
+    checkpoint.save(tmp_path, accelerator, _state(6).state_dict(), config=CONFIG)
     for name in (checkpoint.STATE_FILE, f"rng_{accelerator.process_index}.json"):
         json.loads((tmp_path / "checkpoint" / name).read_text())
     assert os.listdir(tmp_path) == ["checkpoint"]
