@@ -265,7 +265,7 @@ def _train_one(config, out: Path, data_dir: Path | None, args, *, resume: bool) 
     run_dir = run_dir_for(config, out)
     m = record.final_metrics
     log.info("%s: %s at step %d; clean train loss %.4f, val loss %.4f, val acc %.3f, test acc %.3f -> %s",
-             config.cell, record.status, m.steps, m.train_loss or float("nan"),
+             config.cell, record.status, m.steps, m.clean_train_loss or float("nan"),
              m.val_loss or float("nan"), m.val_acc or 0.0, m.test_acc or 0.0, run_dir / "record.json")
     return EXIT_INTERRUPTED if record.status == "interrupted" else 0
 

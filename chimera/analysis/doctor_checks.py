@@ -40,7 +40,7 @@ class Finding:
 class Thresholds:
     """Where a number becomes a finding. Losses are clean cross-entropy in nats."""
 
-    memorised_train_loss: float = 0.1  # clean train loss below this = the training set is memorised
+    memorised_clean_train_loss: float = 0.1  # clean train loss below this = the training set is memorised
     val_rise_margin: float = 0.1  # rise of the last val loss above its minimum (nats) confirming overfitting
     leakage_val_loss: float = 0.01  # val loss below this is implausible for AG News: leakage or wrong split
     near_duplicate_jaccard: float = 0.8  # Jaccard similarity of word 3-gram sets for a near-duplicate pair
@@ -64,12 +64,12 @@ def check_memorisation(record: RunRecord, t: Thresholds) -> list[Finding]:
     if not train or not val:
         return []
     min_train = min(v for _, v in train)
-    if min_train >= t.memorised_train_loss:
+    if min_train >= t.memorised_clean_train_loss:
         return []
     best_step, val_min = min(val, key=lambda p: p[1])
     rise = val[-1][1] - val_min
     evidence = {"min_clean_train_loss": min_train, "final_clean_train_loss": train[-1][1],
-                "threshold": t.memorised_train_loss, "val_loss_min": val_min, "val_loss_min_step": best_step,
+                "threshold": t.memorised_clean_train_loss, "val_loss_min": val_min, "val_loss_min_step": best_step,
                 "val_loss_last": val[-1][1], "val_rise": rise, "val_rise_margin": t.val_rise_margin}
     fix = ("regularise and stop early: smaller model, dropout 0.3-0.5, weight decay ~0.1, label smoothing, "
            "augmentation, early stopping on val loss (see the fixed/* cells)")
@@ -78,7 +78,7 @@ def check_memorisation(record: RunRecord, t: Thresholds) -> list[Finding]:
                         f"memorised the training set: clean train loss {min_train:.4g} while val loss rose "
                         f"{rise:.3g} above its minimum", evidence, fix)]
     return [Finding("possible_memorisation", "warning",
-                    f"clean train loss {min_train:.4g} is below {t.memorised_train_loss} but val loss has "
+                    f"clean train loss {min_train:.4g} is below {t.memorised_clean_train_loss} but val loss has "
                     "not risen (yet): a flat val loss does not rule out memorisation", evidence, fix)]
 
 
@@ -189,8 +189,8 @@ def check_regularisation(record: RunRecord, t: Thresholds) -> list[Finding]:
     measured = measured_regularisers()
     if measured:
         evidence["ablation"] = measured
-    train_losses = [v for _, v in record.curve("clean_train_loss")]
-    memorised = bool(train_losses) and min(train_losses) < t.memorised_train_loss
+    clean_losses = [v for _, v in record.curve("clean_train_loss")]
+    memorised = bool(clean_losses) and min(clean_losses) < t.memorised_clean_train_loss
     if not on and memorised:
         return [Finding("regularisation", "warning", "no regulariser is on and the training set is memorised",
                         evidence, "turn on dropout, weight decay, label smoothing, augmentation and "

@@ -347,7 +347,7 @@ def _finish(config, model, eval_loaders, accelerator, state: LoopState, record: 
     test = evaluate(model, eval_loaders["test"], accelerator)
     record.status = status
     record.final_metrics = replace(
-        record.final_metrics, train_loss=clean.loss, val_loss=val.loss, val_acc=val.acc, train_acc=clean.acc,
+        record.final_metrics, clean_train_loss=clean.loss, val_loss=val.loss, val_acc=val.acc, train_acc=clean.acc,
         test_loss=test.loss, test_acc=test.acc, best_step=state.stopper.best_step,
         stopped_early=status == "stopped_early", restored_best=bool(config.train.early_stopping))
 

@@ -1,6 +1,7 @@
 """The record's shape is defined once: the typed classes and record.schema.json agree field by field,
-records round-trip through the classes, records of schema version 1 still load, and no module outside
-chimera/records/ builds a record as a hand-made dict."""
+records written now round-trip through the classes byte for byte, records of every earlier schema version
+still load (through chimera.records.upgrade), and no module outside chimera/records/ builds a record as a
+hand-made dict."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from tests.unit.record_factory import CELL_SHAPES, minimal_record, run_record
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = sorted((REPO / "docs" / "results").rglob("record.json"))
 COMMITTED_V1 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 1]
-COMMITTED_CURRENT = [p for p in COMMITTED if p not in COMMITTED_V1]
+COMMITTED_V3 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 3]
 
 
 def _node(pointer: str) -> dict:
@@ -125,7 +126,7 @@ def _version_1(record: types.RunRecord, *, mixed_precision: str) -> dict:
 def test_a_version_1_record_loads_upgraded_with_the_precision_its_environment_names(tmp_path):
     (tmp_path / "record.json").write_text(json.dumps(_version_1(minimal_record(), mixed_precision="bf16")))
     record = load_record(tmp_path)
-    assert record.schema_version == types.SCHEMA_VERSION == 3
+    assert record.schema_version == types.SCHEMA_VERSION == 4
     assert record.precision == types.Precision(value="bf16", source="auto", requested="auto", accelerate_launch=None)
     assert record.error is None and record.resume is None
     assert record.curves == minimal_record().curves
@@ -137,8 +138,31 @@ def test_a_version_2_record_from_before_the_train_pool_draws_from_the_default_ma
     del data["config"]["data"]["train_pool"]
     (tmp_path / "record.json").write_text(json.dumps(data))
     record = load_record(tmp_path)
-    assert record.schema_version == 3 and record.config.data.train_pool == DEFAULT_TRAIN_POOL
+    assert record.schema_version == types.SCHEMA_VERSION and record.config.data.train_pool == DEFAULT_TRAIN_POOL
     assert record.curves == minimal_record().curves
+
+
+def _version_3(record: types.RunRecord) -> dict:
+    """The JSON a version-3 trainer wrote: the final clean train loss under final_metrics.train_loss."""
+    data = record.to_json() | {"schema_version": 3}
+    data["final_metrics"] = _renamed(data["final_metrics"], "clean_train_loss", "train_loss")
+    return data
+
+
+def _renamed(node: dict, old: str, new: str) -> dict:
+    """`node` with key `old` renamed to `new` in its place (key order is what the writer's bytes follow)."""
+    return {(new if key == old else key): value for key, value in node.items()}
+
+
+def test_a_version_3_record_loads_with_its_final_train_loss_as_the_clean_train_loss(tmp_path):
+    original = minimal_record()
+    data = _version_3(original)
+    assert "clean_train_loss" not in data["final_metrics"]
+    (tmp_path / "record.json").write_text(json.dumps(data))
+    record = load_record(tmp_path)
+    assert record.schema_version == types.SCHEMA_VERSION == 4
+    assert record.final_metrics.clean_train_loss == data["final_metrics"]["train_loss"] == 0.9
+    assert record == original  # the curves keep train_loss: that one is the optimisation loss as trained
 
 
 def test_a_version_1_record_from_before_the_fingerprint_and_precision_axis_gets_none_and_the_precision_that_ran(
@@ -185,17 +209,25 @@ def test_a_version_2_record_with_an_unknown_env_or_config_key_is_refused(tmp_pat
         load_record(tmp_path)
 
 
-def test_committed_records_are_either_version_1_or_current():
-    assert COMMITTED_V1 and COMMITTED_CURRENT
-    assert {json.loads(p.read_text())["schema_version"] for p in COMMITTED_CURRENT} == {types.SCHEMA_VERSION}
+def test_committed_records_are_version_1_or_3_both_older_than_the_current_schema():
+    assert COMMITTED_V1 and COMMITTED_V3 and types.SCHEMA_VERSION == 4
+    assert len(COMMITTED_V1) + len(COMMITTED_V3) == len(COMMITTED)  # a new version needs its own test here
 
 
-@pytest.mark.parametrize("path", COMMITTED_CURRENT, ids=lambda p: str(p.parent.relative_to(REPO)))
-def test_the_committed_current_records_round_trip_through_the_classes_exactly(path):
-    raw = json.loads(path.read_text())
+@pytest.mark.parametrize("path", COMMITTED_V3, ids=lambda p: str(p.parent.relative_to(REPO)))
+def test_the_committed_version_3_records_load_and_are_rewritten_changing_only_the_version_and_one_key(
+        path, tmp_path):
+    text = path.read_text()
     record = load_record(path)
-    assert record.to_json() == raw and record.env.git_commit and record.env.cpu_flags is not None
+    assert record.env.git_commit and record.env.cpu_flags is not None
     assert "@sha256:" in record.config.data.train_pool  # the pool a rerun from the hub must rebuild
+    expected = text.replace('\n "schema_version": 3,\n', '\n "schema_version": 4,\n', 1).replace(
+        '\n "final_metrics": {\n  "train_loss": ', '\n "final_metrics": {\n  "clean_train_loss": ', 1)
+    assert expected.count('"clean_train_loss": ') == text.count('"clean_train_loss": ') + 1
+    written = write_record(record, tmp_path / "now")
+    assert written.read_text() == expected  # every other byte as committed
+    again = write_record(load_record(written), tmp_path / "again")
+    assert again.read_bytes() == written.read_bytes()  # a record written now round-trips exactly
 
 
 @pytest.mark.parametrize("path", COMMITTED_V1, ids=lambda p: str(p.parent.relative_to(REPO)))
@@ -205,8 +237,9 @@ def test_the_committed_version_1_records_load_and_keep_every_key_and_value(path)
     record = load_record(path)
     again = record.to_json()
     validate_record(again)
-    assert {k: v for k, v in again.items() if k not in ("schema_version", "precision", "config", "env")} == \
-        {k: v for k, v in raw.items() if k not in ("schema_version", "precision", "config", "env")}
+    upgraded = ("schema_version", "precision", "config", "env", "final_metrics")
+    assert {k: v for k, v in again.items() if k not in upgraded} == {k: v for k, v in raw.items() if k not in upgraded}
+    assert again["final_metrics"] == _renamed(raw["final_metrics"], "train_loss", "clean_train_loss")
     # config and env keep every key and value, exactly (as JSON text: 1 and 1.0 differ there); the upgrade
     # only adds what the record lacked: the hardware fields as None, the precision that ran
     for part, may_add in (("env", {*ADDED_AFTER_VERSION_1, "precision"}),
