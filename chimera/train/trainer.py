@@ -31,7 +31,6 @@ from chimera.records.record import (
     CurvePoint,
     DataInfo,
     Event,
-    MoeLayerStats,
     ParamCounts,
     ResumeInfo,
     RunRecord,
@@ -321,7 +320,7 @@ def _evaluate_and_log(config, model, eval_loaders, accelerator, state: LoopState
         step=state.step, train_loss=state.loss_sum / max(state.loss_count, 1),
         val_loss=val.loss, val_acc=val.acc, lr=schedule.get_last_lr()[0], grad_norm=state.last_grad_norm,
         clean_train=SplitScore(loss=clean.loss, acc=clean.acc) if clean else None,
-        moe=[MoeLayerStats(**layer) for layer in val.moe] if is_moe else None,
+        moe=val.moe if is_moe else None,
     )
     state.curves.append(point)
     samples = state.interval_steps * config.train.batch_size * accelerator.num_processes
