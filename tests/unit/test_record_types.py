@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import ast
 import json
+import types as types_module
 import typing
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,22 +70,88 @@ def test_every_class_and_its_schema_object_name_the_same_keys(cls):
     assert node["additionalProperties"] is False  # a key the class does not know is refused, not dropped
 
 
+# config.py keeps its closed sets of strings as tuples checked in __post_init__ (a --set value is parsed, then
+# checked there), not as Literal hints; the schema's enum for each must be the same set.
+CONFIG_CLOSED_SETS = {
+    (config_types.RunConfig, "device"): config_types.DEVICES,
+    (config_types.ModelConfig, "arch"): config_types.ARCHITECTURES,
+    (config_types.ModelConfig, "ffn"): config_types.FFN_KINDS,
+    (config_types.ModelConfig, "expert_kind"): config_types.EXPERT_KINDS,
+    (config_types.TrainConfig, "schedule"): config_types.SCHEDULES,
+    (config_types.TrainConfig, "precision"): config_types.PRECISIONS,
+}
+JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+
+
+def _schema_types(node: dict) -> set[str]:
+    """The JSON types a schema object allows: its `type`, else those of its `enum` or `const` values."""
+    if "$ref" in node:
+        node = load_schema()["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    if "type" in node:
+        return set(node["type"]) if isinstance(node["type"], list) else {node["type"]}
+    values = node["enum"] if "enum" in node else [node["const"]]
+    return {JSON_TYPES[type(value)] for value in values}
+
+
+def _hint_types(hint: Any) -> set[str]:
+    """The JSON types the writer turns a value of this type hint into."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types_module.UnionType):
+        return set().union(*(_hint_types(arg) for arg in typing.get_args(hint)))
+    if origin is typing.Literal:
+        return {JSON_TYPES[type(value)] for value in typing.get_args(hint)}
+    if origin in (list, tuple):
+        return {"array"}
+    if origin is dict or is_dataclass(hint):
+        return {"object"}
+    return {JSON_TYPES[hint]}
+
+
+def _agree(hint: Any, node: dict, where: str, *, absent_when_none: bool = False) -> None:
+    """`node` allows exactly the JSON types `hint` is written as, the same closed set for a Literal, and the
+    same for array items and map values. A key left out when None may still be null (a non-finite float)."""
+    allowed, written = _schema_types(node), _hint_types(hint)
+    if absent_when_none:
+        allowed, written = allowed - {"null"}, written - {"null"}
+    assert allowed == written, f"{where}: the schema allows {sorted(allowed)}, the class writes {sorted(written)}"
+    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    literal = next((a for a in (hint, *args) if typing.get_origin(a) is typing.Literal), None)
+    if literal is not None:
+        assert set(node["enum"]) - {None} == set(typing.get_args(literal)), where
+    inner = args[0] if len(args) == 1 and typing.get_origin(hint) in (typing.Union, types_module.UnionType) else hint
+    origin, parts = typing.get_origin(inner), typing.get_args(inner)
+    if origin in (list, tuple) and "items" in node and (origin is list or parts[-1] is Ellipsis or
+                                                         len(set(parts)) == 1):
+        _agree(parts[0], node["items"], f"{where}[]")
+    elif origin is dict and isinstance(node.get("additionalProperties"), dict):
+        _agree(parts[1], node["additionalProperties"], f"{where}.*")
+
+
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
-def test_closed_sets_and_nullability_agree_with_the_type_hints(cls):
+def test_every_field_is_written_as_the_json_types_closed_set_and_nullability_its_schema_allows(cls):
     node = _node(CLASSES[cls])
     hints = typing.get_type_hints(cls)
-    for name in (f.name for f in fields(cls)):
-        hint = hints[name]
-        schema = node["properties"][name]
-        args = typing.get_args(hint)
-        literal = next((a for a in (hint, *args) if typing.get_origin(a) is typing.Literal), None)
-        if literal is not None:
-            assert set(schema["enum"]) == set(typing.get_args(literal)), name
-        written_as_null = type(None) in args and not any(
-            f.metadata.get("absent_when_none") for f in fields(cls) if f.name == name)
-        if written_as_null:
-            allowed = schema.get("type", [])
-            assert "null" in allowed or None in schema.get("enum", []), f"{cls.__name__}.{name} can be null"
+    for f in fields(cls):
+        schema = node["properties"][f.name]
+        _agree(hints[f.name], schema, f"{cls.__name__}.{f.name}", absent_when_none=f.metadata.get("absent_when_none"))
+        if "enum" in schema and hints[f.name] is str:
+            assert set(schema["enum"]) == set(CONFIG_CLOSED_SETS[cls, f.name]), f"{cls.__name__}.{f.name}"
+
+
+def test_the_config_closed_sets_are_the_ones_config_checks():
+    for (cls, name), allowed in CONFIG_CLOSED_SETS.items():
+        assert _node(CLASSES[cls])["properties"][name]["enum"] == list(allowed)
+        with pytest.raises(ChimeraError, match=name):
+            config_types.config_from_dict(_with(config_types.config_to_dict(config_types.RunConfig(
+                cell="fixed/dense", profile="ci")), cls, name, "no-such-value"))
+
+
+def _with(config: dict, cls: type, name: str, value: Any) -> dict:
+    """A config dict with one field of section `cls` (or the top level) set to `value`."""
+    section = next((key for key, section_cls in config_types.SECTIONS.items() if section_cls is cls), None)
+    if section is None:
+        return {**config, name: value}
+    return {**config, section: {**config[section], name: value}}
 
 
 def test_a_curve_point_and_its_schema_object_name_the_same_keys():
