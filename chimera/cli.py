@@ -263,7 +263,7 @@ def _train_one(plan, data_dir: Path | None, args, *, resume: bool) -> int:
         return EXIT_FAILED
     m = record.final_metrics
     log.info("%s: %s at step %d; clean train loss %s, val loss %s, val acc %s, test acc %s -> %s",
-             record.cell, record.status, m.steps, _shown(m.train_loss, ".4f"), _shown(m.val_loss, ".4f"),
+             record.cell, record.status, m.steps, _shown(m.clean_train_loss, ".4f"), _shown(m.val_loss, ".4f"),
              _shown(m.val_acc, ".3f"), _shown(m.test_acc, ".3f"), plan.run_dir / "record.json")
     return EXIT_INTERRUPTED if record.status == "interrupted" else 0
 

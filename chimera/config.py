@@ -21,7 +21,9 @@ SCHEDULES = ("constant", "linear", "cosine")
 ARCHITECTURES = ("transformer", "bag_of_ngrams")
 FFN_KINDS = ("dense", "moe")
 EXPERT_KINDS = ("gelu", "swiglu")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DeviceType = typing.Literal["cpu", "cuda", "mps"]  # what a run trains on (chimera.train.device.probe_device)
+DEVICE_TYPES: tuple[str, ...] = typing.get_args(DeviceType)
+DEVICES = ("auto", *DEVICE_TYPES)  # what --device and RunConfig.device accept: "auto" picks cuda, then mps, then cpu
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # which are legal where: chimera.train.device.precision_problem
 ACCELERATE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # ours -> Accelerator(mixed_precision=)
 FROM_ACCELERATE = {value: ours for ours, value in ACCELERATE_PRECISION.items()}  # "no" -> "fp32", ...

@@ -1,7 +1,7 @@
 """Write a train-pool manifest from a data folder: one content hash per train row, in the folder's order.
 
-    python scripts/make_data_manifest.py /work/shared/data/ag_news --name ag_news-train-subset
-    python scripts/make_data_manifest.py /work/shared/data/ag_news --name ag_news-train-subset --check
+    python scripts/make_data_manifest.py "$CHIMERA_DATA_DIR" --name ag_news-train-subset
+    python scripts/make_data_manifest.py "$CHIMERA_DATA_DIR" --name ag_news-train-subset --check
 
 The folder is read exactly as `chimera train --data-dir` reads it (either layout); each row becomes
 chimera.data.manifest.row_hash of its hub text and label, so the manifest holds no text. `--check` writes

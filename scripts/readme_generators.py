@@ -108,7 +108,7 @@ def ci_seeds(folder: Path) -> list[str]:
                    "best step"]), "|---|---|---|---|---|---|---|"]
     for cell, records in group_by_cell(_records(folder)).items():
         metrics = [r.final_metrics for r in records]
-        lines.append(_row([cell, _params(records), fmt_stat([m.train_loss for m in metrics], ".3g"),
+        lines.append(_row([cell, _params(records), fmt_stat([m.clean_train_loss for m in metrics], ".3g"),
                            fmt_stat([m.val_loss for m in metrics], ".3g"),
                            fmt_stat([m.val_acc for m in metrics], ".3f"),
                            fmt_stat([m.test_acc for m in metrics], ".3f"), _best_steps(records)]))

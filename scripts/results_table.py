@@ -42,7 +42,7 @@ def row(cell: str, records: list[RunRecord], references: list[RunRecord], target
     best = [m.best_step for m in metrics]
     min_train = [min(v for _, v in r.curve("clean_train_loss")) for r in records]
     return [cell, seeds_label(records), ", ".join(str(m.steps) for m in metrics),
-            fmt_stat(min_train, ".3g"), fmt_stat([m.train_loss for m in metrics], ".3g"),
+            fmt_stat(min_train, ".3g"), fmt_stat([m.clean_train_loss for m in metrics], ".3g"),
             fmt_stat([m.val_loss for m in metrics], ".3g"),
             fmt_stat([m.val_acc for m in metrics], ".3f"), fmt_stat([m.test_acc for m in metrics], ".3f"),
             ", ".join(str(b) for b in best), time_to_target_cell(records, "val_acc", target),

@@ -53,7 +53,7 @@ def assert_row_matches(row: dict[str, str], records: list[RunRecord]) -> None:
     assert [int(b) for b in row["best step"].split(", ")] == (best if len(set(best)) > 1 else best[:1])
     stopped = sum(m.stopped_early for m in metrics)
     assert row["stopped early"] == {0: "no", len(metrics): "yes"}.get(stopped, f"{stopped} of {len(metrics)}")
-    assert_stat(row["clean train loss"], [m.train_loss for m in metrics])
+    assert_stat(row["clean train loss"], [m.clean_train_loss for m in metrics])
     assert_stat(row["val loss"], [m.val_loss for m in metrics])
     assert_stat(row["val acc"], [m.val_acc for m in metrics])
     assert_stat(row["test acc"], [m.test_acc for m in metrics])

@@ -39,7 +39,7 @@ def _final(key: str) -> Callable[[RunRecord], float | None]:
 
 
 def _gap(record: RunRecord) -> float | None:
-    val, train = record.final_metrics.val_loss, record.final_metrics.train_loss
+    val, train = record.final_metrics.val_loss, record.final_metrics.clean_train_loss
     return None if val is None or train is None else val - train
 
 
@@ -58,7 +58,7 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("best_val_loss", "best val loss", _best_val_loss, "lower", "+.3f"),
     Metric("test_acc", "test acc", _final("test_acc"), "higher", "+.3f"),
-    Metric("clean_train_loss", "clean train loss", _final("train_loss"), "", "+.3f"),
+    Metric("clean_train_loss", "clean train loss", _final("clean_train_loss"), "", "+.3f"),
     Metric("gap", "generalisation gap (val - clean train loss)", _gap, "lower", "+.3f"),
 )
 

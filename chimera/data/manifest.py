@@ -5,7 +5,7 @@ manifest names each of its rows by a hash of the row's hub text and label, in th
 anyone with the hub (or any copy of the full split) rebuilds the same pool, row for row, without the
 text ever entering the repository. Make one from a data folder:
 
-    python scripts/make_data_manifest.py /work/shared/data/ag_news --name ag_news-train-subset
+    python scripts/make_data_manifest.py "$CHIMERA_DATA_DIR" --name ag_news-train-subset
 
 A manifest is never edited: a different pool gets a new name (records name the one they used).
 """

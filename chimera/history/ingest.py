@@ -56,7 +56,7 @@ class RunRow:
     precision: str
     seed: int
     status: str
-    train_loss: float | None  # final clean train loss
+    clean_train_loss: float | None
     val_loss: float | None
     val_acc: float | None
     test_acc: float | None
@@ -136,7 +136,7 @@ def _record(path: Path, record: RunRecord, digest: str, body: str, commit: str |
     m = record.final_metrics
     run = RunRow(run_id=record.run_id, cell=record.cell, profile=record.profile,
                  precision=record.precision.value, seed=record.seed, status=record.status,
-                 train_loss=m.train_loss, val_loss=m.val_loss, val_acc=m.val_acc, test_acc=m.test_acc,
+                 clean_train_loss=m.clean_train_loss, val_loss=m.val_loss, val_acc=m.val_acc, test_acc=m.test_acc,
                  steps=m.steps)
     return Ingested(source=source, run=run)
 

@@ -7,6 +7,10 @@ session under .benchmarks/<machine>/) keeps only benchmark JSON, so run records 
 store with its own keys; here both share commit and machine fingerprint. Each file's text is kept
 beside the extracted numbers, so a gate can judge it again as the gate changes.
 
+Store version 2 names the final clean train loss `runs.clean_train_loss`; version 1 called the column
+`train_loss`. A version-1 store is read as it is (the old column under the new name) and renamed in
+place by the next `add`, inside that add's transaction, so a refused add leaves it at version 1.
+
     sqlite3 results/history.sqlite 'SELECT commit_sha, cell, seed, val_acc FROM files JOIN runs ON file = sha256'
 """
 
@@ -22,7 +26,8 @@ from pathlib import Path
 from chimera.errors import ChimeraError
 from chimera.history.ingest import BENCH, RECORD, BenchRow, Ingested, RunRow, Source
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+MIGRATIONS = {1: "ALTER TABLE runs RENAME COLUMN train_loss TO clean_train_loss"}  # version -> SQL to the next
 APPLICATION = "chimera-bench history"
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -38,7 +43,7 @@ CREATE TABLE runs (
     file TEXT PRIMARY KEY REFERENCES files (sha256),
     run_id TEXT NOT NULL, cell TEXT NOT NULL, profile TEXT NOT NULL, precision TEXT NOT NULL,
     seed INTEGER NOT NULL, status TEXT NOT NULL,
-    train_loss REAL, val_loss REAL, val_acc REAL, test_acc REAL, steps INTEGER);
+    clean_train_loss REAL, val_loss REAL, val_acc REAL, test_acc REAL, steps INTEGER);
 CREATE TABLE benchmarks (
     file TEXT NOT NULL REFERENCES files (sha256), name TEXT NOT NULL, grp TEXT NOT NULL, cell TEXT,
     profile TEXT, precision TEXT NOT NULL, median_s REAL NOT NULL,
@@ -46,8 +51,9 @@ CREATE TABLE benchmarks (
 CREATE INDEX runs_by_cell ON runs (cell, profile, precision);
 CREATE INDEX benchmarks_by_cell ON benchmarks (cell, profile, precision);
 """
-_RUN_FIELDS = ("run_id", "cell", "profile", "precision", "seed", "status", "train_loss", "val_loss", "val_acc",
-               "test_acc", "steps")
+_RUN_FIELDS = ("run_id", "cell", "profile", "precision", "seed", "status", "clean_train_loss", "val_loss",
+               "val_acc", "test_acc", "steps")
+_RENAMED_IN = {1: {"clean_train_loss": "train_loss"}}  # store version -> RunRow field -> its column there
 _BENCH_FIELDS = ("name", "grp", "cell", "profile", "precision", "median_s")
 
 
@@ -76,6 +82,7 @@ def add(store: Path, items: Sequence[Ingested]) -> Added:
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         db.execute("BEGIN IMMEDIATE")  # the write lock first: a concurrent add cannot slip in between
         try:
+            _migrate(db)
             known = {row[0] for row in db.execute("SELECT sha256 FROM files")}
             for item in items:
                 if item.source.sha256 in known:
@@ -114,8 +121,10 @@ def load(store: Path) -> History:
                                          "machine_label, body FROM files")}
         calibration = {row[0]: row[1] for row in
                        db.execute("SELECT sha256, calibration_s FROM files WHERE kind = ?", (BENCH,))}
+        renamed = _RENAMED_IN.get(_version(db), {})
+        columns = ", ".join(renamed.get(f, f) for f in _RUN_FIELDS)
         runs = {row[0]: RunRow(**dict(zip(_RUN_FIELDS, row[1:], strict=True)))
-                for row in db.execute(f"SELECT file, {', '.join(_RUN_FIELDS)} FROM runs")}
+                for row in db.execute(f"SELECT file, {columns} FROM runs")}
         benchmarks: dict[str, list[BenchRow]] = {}
         for row in db.execute(f"SELECT file, {', '.join(_BENCH_FIELDS)} FROM benchmarks ORDER BY file, name"):
             values = dict(zip(_BENCH_FIELDS, row[1:], strict=True))
@@ -161,6 +170,18 @@ def _check(db: sqlite3.Connection, store: Path) -> None:
         meta = {}
     if meta.get("application") != APPLICATION:
         raise ChimeraError(f"--store {store}: an SQLite file, but not a chimera history store; choose another --store")
-    if meta.get("schema_version") != str(SCHEMA_VERSION):
+    readable = [str(v) for v in (*MIGRATIONS, SCHEMA_VERSION)]
+    if meta.get("schema_version") not in readable:
         raise ChimeraError(f"--store {store}: history schema {meta.get('schema_version')}, this chimera reads "
-                           f"{SCHEMA_VERSION}; use a new --store")
+                           f"{' or '.join(readable)}; use a new --store")
+
+
+def _version(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a store of an earlier version to SCHEMA_VERSION, inside the caller's transaction."""
+    while (version := _version(db)) in MIGRATIONS:
+        db.execute(MIGRATIONS[version])
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version + 1),))

@@ -29,7 +29,7 @@ from chimera.records.bench_report import BenchReport
 from chimera.records.record import RunRecord
 from chimera.records.upgrade import upgrade
 
-METRICS = ("train_loss", "val_loss", "val_acc", "test_acc")  # final_metrics keys; train_loss is the clean one
+METRICS = ("clean_train_loss", "val_loss", "val_acc", "test_acc")  # final_metrics keys
 HEADER = ("commit", "date", "machine", "step/GEMM", "vs prev", "speed gate", "runs", "clean train", "val loss",
           "val acc", "test acc", "loss gate")
 BandsFor = Callable[[str, str], dict | None]  # (profile, precision) -> bands, or None when there are none

@@ -1,4 +1,4 @@
-"""The ablation summary as typed data: the one owner of the shape of ablation.json (issue 23).
+"""The ablation summary as typed data: the one owner of the shape of ablation.json.
 
 `chimera report` writes it for an ablation family (chimera/analysis/ablation_effects.py `summary` builds an
 `AblationSummary` and writes `to_json()`), `make ablation` publishes it as chimera/analysis/ablation-ci.json,

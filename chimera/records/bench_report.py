@@ -1,4 +1,4 @@
-"""A pytest-benchmark JSON of this suite as typed data: the one reader of its shape (issue 22, 23).
+"""A pytest-benchmark JSON of this suite as typed data: the one reader of its shape.
 
 What bench/ writes (bench/conftest.py, bench/machine.py, bench/memory.py): `machine_info` with our
 `machine_info.chimera` block (device, profile, threads, torch: the same every session on a machine),

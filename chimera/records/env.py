@@ -4,13 +4,15 @@
 and `chimera env` prints it. Frozen: nothing changes the machine a run ran on after the fact. Every key is
 written, None where the machine has no such thing (no GPU, no git checkout); a version-1 record written
 before a field existed gets None there from chimera.records.upgrade, so None may also mean "not recorded".
-Imports no other chimera module.
+Imports no other chimera module but chimera.config, for the device types.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Any, Literal
+
+from chimera.config import DeviceType
 
 # The libraries whose versions a record names, each a field of RunEnv (None when not installed).
 VERSIONED_PACKAGES = ("torch", "accelerate", "datasets", "tokenizers", "nltk")
@@ -31,7 +33,7 @@ class RunEnv:
     tokenizers: str | None
     nltk: str | None
     platform: str  # platform.platform()
-    device_type: Literal["cpu", "cuda", "mps"]
+    device_type: DeviceType
     device_name: str
     cuda_bf16_supported: bool
     cpu_bf16_supported: bool | None  # None: a version-1 record made before it was probed

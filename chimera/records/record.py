@@ -32,7 +32,7 @@ from typing import Any, Literal, get_args
 from chimera.config import RunConfig, config_from_dict
 from chimera.records.env import RunEnv
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 Status = Literal["completed", "stopped_early", "failed", "interrupted"]
 STATUSES: tuple[str, ...] = get_args(Status)
 # What the trainer notes in `events`: the closed set the schema allows and the doctor reads (non_finite).
@@ -230,7 +230,7 @@ class Event(_JsonObject):
 class FinalMetrics(_JsonObject):
     """The run's closing measurement (best weights restored when early stopping is on); None until measured."""
 
-    train_loss: float | None = None  # clean training subset
+    clean_train_loss: float | None = None  # eval mode, no smoothing, no augmentation, fixed training subset
     val_loss: float | None = None
     val_acc: float | None = None
     test_loss: float | None = None

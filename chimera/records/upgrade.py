@@ -49,7 +49,19 @@ def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2, 2: _v2_to_v3}  # version -> next
+def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 4 names the final clean train loss (eval mode, no smoothing, no augmentation) what it is:
+    final_metrics.clean_train_loss, written as final_metrics.train_loss before. The value, and its place
+    among the keys, stay as they were; curve points keep train_loss, the optimisation loss as trained."""
+    data = {**data, "schema_version": 4}
+    final = data.get("final_metrics")
+    if isinstance(final, dict) and "train_loss" in final and "clean_train_loss" not in final:
+        data["final_metrics"] = {("clean_train_loss" if k == "train_loss" else k): v for k, v in final.items()}
+    return data
+
+
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {  # version -> the step to the next one
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:

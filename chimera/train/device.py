@@ -19,13 +19,12 @@ from pathlib import Path
 
 import torch
 
-from chimera.config import ACCELERATE_PRECISION, FROM_ACCELERATE, PRECISIONS
+from chimera.config import ACCELERATE_PRECISION, DEVICE_TYPES, DEVICES, FROM_ACCELERATE, PRECISIONS, DeviceType
 from chimera.errors import ChimeraError
 from chimera.records.env import VERSIONED_PACKAGES, RunEnv
 from chimera.records.record import Precision
 from chimera.train.fingerprint import fingerprint, probe_hardware
 
-DEVICE_TYPES = ("cpu", "cuda", "mps")
 # `accelerate launch` writes its precision (--mixed_precision, else the config file's, else "no") here.
 ACCELERATE_ENV = "ACCELERATE_MIXED_PRECISION"
 # What each device may run; bf16 only where it is native (CUDA compute capability 8.0+, a CPU with
@@ -45,7 +44,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding chim
 class DeviceInfo:
     """What the machine offers, as plain data (tests write these by hand for cuda and mps)."""
 
-    type: str  # "cpu" | "cuda" | "mps"
+    type: DeviceType
     name: str  # e.g. "NVIDIA A100-SXM4-40GB", "Apple MPS (arm64)", "AMD EPYC"
     cuda_bf16_supported: bool = False  # native bf16 (compute capability >= 8.0), not emulated
     cpu_count: int = 1  # CPUs this process may run on
@@ -66,7 +65,7 @@ class DeviceInfo:
 class DevicePolicy:
     """How a run uses its device; the trainer reads it, the run record stores it."""
 
-    device: str  # "cpu" | "cuda" | "mps"
+    device: DeviceType
     mixed_precision: str  # "no" | "bf16" | "fp16": the value for accelerate.Accelerator(mixed_precision=...)
     autocast: bool  # forwards under torch.amp.autocast (accelerate applies it): CUDA mixed precision only
     grad_scaler: bool  # fp16 on CUDA: accelerate creates torch.amp.GradScaler("cuda")
@@ -167,8 +166,8 @@ def native_precisions(info: DeviceInfo) -> tuple[tuple[str, ...], dict[str, str]
 
 def probe_device(requested: str = "auto") -> DeviceInfo:
     """Describe the device to use: `requested`, or for "auto" the first of cuda, mps, cpu that works."""
-    if requested not in ("auto", *DEVICE_TYPES):
-        raise ChimeraError(f"--device {requested}: unknown device; use auto, cpu, cuda or mps")
+    if requested not in DEVICES:
+        raise ChimeraError(f"--device {requested}: unknown device; use one of {', '.join(DEVICES)}")
     has_cuda = torch.cuda.is_available()
     has_mps = torch.backends.mps.is_available()
     if requested == "cuda" and not has_cuda:

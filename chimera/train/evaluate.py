@@ -8,12 +8,14 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 
+from chimera.records.record import MoeLayerStats
+
 
 @dataclass(frozen=True)
 class EvalResult:
     loss: float
     acc: float
-    moe: list[dict] = field(default_factory=list)  # one entry per MoE layer, averaged over batches
+    moe: list[MoeLayerStats] = field(default_factory=list)  # one per MoE layer, averaged over batches
 
 
 @torch.no_grad()
@@ -28,7 +30,7 @@ def evaluate(model: torch.nn.Module, loader, accelerator: Accelerator, *, with_m
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = 0
     rows = 0
-    moe_sums: list[dict] = []
+    moe_sums: list[tuple[int, dict[str, torch.Tensor]]] = []  # per MoE layer: (layer, key -> sum over batches)
     batches = 0
     for batch in loader:
         out = model(batch["input_ids"], batch["attention_mask"])
@@ -41,18 +43,19 @@ def evaluate(model: torch.nn.Module, loader, accelerator: Accelerator, *, with_m
             _accumulate_moe(moe_sums, out.moe)
     if was_training:
         model.train()
-    moe = [{key: value if key == "layer" else (value / batches).tolist() for key, value in layer.items()}
-           for layer in moe_sums]
+    moe = [MoeLayerStats(layer=layer, **{key: (total / batches).tolist() for key, total in sums.items()})
+           for layer, sums in moe_sums]
     return EvalResult(loss=float(loss_sum) / max(rows, 1), acc=correct / max(rows, 1), moe=moe)
 
 
 _MOE_KEYS = ("tokens_per_expert", "router_entropy", "dropped_fraction", "balance_loss", "z_loss")
 
 
-def _accumulate_moe(sums: list[dict], layers) -> None:
+def _accumulate_moe(sums: list[tuple[int, dict[str, torch.Tensor]]], layers) -> None:
+    """Add one batch's routing statistics (`chimera.model.moe.MoEStats`, one per layer) to the sums."""
     for i, stats in enumerate(layers):
         if len(sums) <= i:
-            sums.append({"layer": int(stats.layer),
-                         **{key: torch.zeros_like(getattr(stats, key).float().cpu()) for key in _MOE_KEYS}})
+            sums.append((int(stats.layer), {key: torch.zeros_like(getattr(stats, key).float().cpu())
+                                            for key in _MOE_KEYS}))
         for key in _MOE_KEYS:
-            sums[i][key] += getattr(stats, key).float().cpu()
+            sums[i][1][key] += getattr(stats, key).float().cpu()

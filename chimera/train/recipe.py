@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from chimera.config import config_to_dict
 from chimera.errors import ChimeraError
 from chimera.model.encoder import parameter_counts
-from chimera.records.record import CurvePoint, Event, MoeLayerStats, ParamCounts, SplitScore, TimingPoint
+from chimera.records.record import CurvePoint, Event, ParamCounts, SplitScore, TimingPoint
 from chimera.train import checkpoint
 from chimera.train.evaluate import EvalResult, evaluate
 from chimera.train.optim import build_optimizer, build_schedule
@@ -219,7 +219,7 @@ class Recipe:
             step=state.step, train_loss=state.loss_sum / max(state.loss_count, 1),
             val_loss=val.loss, val_acc=val.acc, lr=self.schedule.get_last_lr()[0], grad_norm=state.last_grad_norm,
             clean_train=SplitScore(loss=clean.loss, acc=clean.acc) if clean else None,
-            moe=[MoeLayerStats(**layer) for layer in val.moe] if config.model.ffn == "moe" else None,
+            moe=val.moe if config.model.ffn == "moe" else None,
         )
         state.curves.append(point)
         samples = state.interval_steps * config.train.batch_size * accelerator.num_processes

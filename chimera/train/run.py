@@ -106,7 +106,7 @@ def run_record(plan: RunPlan, recipe: Recipe, outcome: Outcome | None, *, data: 
         else:
             clean, val, test = outcome.clean_train, outcome.val, outcome.test
             metrics = FinalMetrics(
-                train_loss=clean.loss, val_loss=val.loss, val_acc=val.acc, train_acc=clean.acc,
+                clean_train_loss=clean.loss, val_loss=val.loss, val_acc=val.acc, train_acc=clean.acc,
                 test_loss=test.loss, test_acc=test.acc, best_step=state.stopper.best_step,
                 stopped_early=outcome.status == "stopped_early", restored_best=bool(config.train.early_stopping),
                 steps=metrics.steps, wall_s=wall_s, train_samples_per_s=metrics.train_samples_per_s)

@@ -60,7 +60,7 @@ def _largest_relative_gap(a: RunRecord, b: RunRecord) -> float:
     gaps = [abs(getattr(p, k) - getattr(q, k)) / abs(getattr(p, k)) for p, q in zip(a.curves, b.curves, strict=True)
             for k in LOSSES]
     gaps += [abs(getattr(a.final_metrics, k) - getattr(b.final_metrics, k)) / abs(getattr(a.final_metrics, k))
-             for k in ("train_loss", "val_loss", "test_loss")]
+             for k in ("clean_train_loss", "val_loss", "test_loss")]
     return max(gaps)
 
 

@@ -49,7 +49,7 @@ def minimal_record() -> RunRecord:
         curves=[CurvePoint(step=10, train_loss=1.0, val_loss=1.1, val_acc=0.4, lr=1e-4, grad_norm=0.5,
                            clean_train=SplitScore(loss=0.9, acc=0.5))],
         timing=[TimingPoint(step=10, step_time_s=0.1, samples_per_s=320.0)],
-        final_metrics=FinalMetrics(train_loss=0.9, val_loss=1.1, val_acc=0.4, test_loss=1.2, test_acc=0.4,
+        final_metrics=FinalMetrics(clean_train_loss=0.9, val_loss=1.1, val_acc=0.4, test_loss=1.2, test_acc=0.4,
                                    best_step=10, steps=10, wall_s=1.0, train_samples_per_s=320.0),
     )
 
@@ -113,7 +113,7 @@ def run_record(cell: str = "fixed/dense", seed: int = 0, *, memorises: bool | No
     record.time_to_target = time_to_target(record.curves, record.timing, [("val_acc", t) for t in TARGETS],
                                            samples_per_step=32)
     record.final_metrics = FinalMetrics(
-        train_loss=float(train[-1]), val_loss=float(val[-1]), val_acc=float(0.95 - 0.12 * val[-1]),
+        clean_train_loss=float(train[-1]), val_loss=float(val[-1]), val_acc=float(0.95 - 0.12 * val[-1]),
         test_loss=float(val[-1] + 0.05), test_acc=float(0.94 - 0.12 * val[-1]), best_step=steps[best],
         steps=steps[-1], stopped_early=not memorises and seed % 2 == 1, wall_s=10.0,
         train_samples_per_s=320.0 + 5 * seed + (0 if moe else 100))

@@ -18,7 +18,8 @@ from chimera.errors import ChimeraError
 from chimera.gates import bands
 
 ROOT = Path(__file__).resolve().parents[2]
-SUBSET_TRAIN_SHA256 = "f169aa794940cdd3a5411c7967f3f836c9f537ca80de7b9a4d3f37845b1a327c"  # /work/shared/data/SHA256SUMS
+# sha256 of the offline subset's train.csv, the file the packaged manifest was made from
+SUBSET_TRAIN_SHA256 = "f169aa794940cdd3a5411c7967f3f836c9f537ca80de7b9a4d3f37845b1a327c"
 WORDS = ("parliament", "striker", "shares", "software", "treaty", "league", "merger", "satellite")
 CFG = DataConfig(train_samples=48, val_samples=32, test_samples=16)
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from chimera.config import DEVICE_TYPES, DEVICES, RunConfig
 from chimera.errors import ChimeraError
 from chimera.records.store import load_schema
+from chimera.train import device as device_module
 from chimera.train.device import (
     DeviceInfo,
     DevicePolicy,
@@ -126,9 +128,19 @@ def test_probing_a_missing_accelerator_names_what_is_missing(device):
     assert "\n" not in str(caught.value)
 
 
-def test_probing_an_unknown_device_is_a_chimera_error():
-    with pytest.raises(ChimeraError, match="unknown device"):
+def test_probing_an_unknown_device_is_a_chimera_error_naming_the_choices():
+    with pytest.raises(ChimeraError, match="unknown device; use one of auto, cpu, cuda, mps"):
         probe_device("tpu")
+
+
+def test_the_device_list_is_declared_once_in_config_and_the_record_schema_allows_the_same():
+    assert DEVICES == ("auto", *DEVICE_TYPES) and DEVICE_TYPES == ("cpu", "cuda", "mps")
+    assert device_module.DEVICE_TYPES is DEVICE_TYPES and device_module.DEVICES is DEVICES
+    schema = load_schema()["properties"]
+    assert tuple(schema["config"]["properties"]["device"]["enum"]) == DEVICES
+    assert tuple(schema["env"]["properties"]["device_type"]["enum"]) == DEVICE_TYPES
+    with pytest.raises(ChimeraError, match="device"):
+        RunConfig(cell="fixed/dense", profile="ci", seed=0, device="tpu")
 
 
 def test_configure_process_disables_tokenizer_parallelism_and_sets_torch_flags(restore_torch_globals):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import statistics
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from chimera import cli
 from chimera.gates.bands import compute_bands
 from chimera.gates.bench_gate import compare
+from chimera.history import store as history_store
 from chimera.records.record import RunRecord
 from chimera.records.store import write_record
 from tests.unit.record_factory import run_record
@@ -115,7 +117,7 @@ def test_two_commits_show_both_with_normalised_step_times_metrics_and_the_failed
         for row, records in ((rows[0], records_a), (rows[1], records_b)):
             mine = [r for r in records if r.cell == cell]
             assert row["runs"] == "2 (0, 1)"
-            for column, key in (("clean train", "train_loss"), ("val loss", "val_loss"), ("val acc", "val_acc"),
+            for column, key in (("clean train", "clean_train_loss"), ("val loss", "val_loss"), ("val acc", "val_acc"),
                                 ("test acc", "test_acc")):
                 mean = statistics.fmean(getattr(m.final_metrics, key) for m in mine)
                 assert float(row[column]) == pytest.approx(mean, abs=5e-5)
@@ -137,6 +139,33 @@ def test_adding_the_same_files_again_changes_nothing(two_commits, capsys):
     copy = b / "copy-of-a-record.json"  # the same content under another name is the same file
     copy.write_bytes(next((a / "runs").rglob("record.json")).read_bytes())
     assert "added 0 file(s)" in history("add", str(copy), "--store", str(store), capsys=capsys)[1]
+
+
+def _columns(store: Path) -> tuple[list[str], str]:
+    """(the runs table's columns, the store's schema version)."""
+    with closing(sqlite3.connect(store)) as db:
+        return ([row[1] for row in db.execute("PRAGMA table_info(runs)")],
+                db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+
+def test_a_version_1_store_reads_its_train_loss_column_as_the_clean_train_loss_and_the_next_add_renames_it(
+        two_commits, capsys):
+    store, (a, records_a), (b, _) = two_commits
+    history("add", str(a), "--store", str(store), capsys=capsys)
+    shown, rows = history("--store", str(store), capsys=capsys)[1], history_store.load(store).runs
+    with closing(sqlite3.connect(store)) as db, db:  # the store as version 1 wrote it
+        db.execute("ALTER TABLE runs RENAME COLUMN clean_train_loss TO train_loss")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    assert history("--store", str(store), capsys=capsys)[1] == shown
+    assert history_store.load(store).runs == rows  # read as it is: showing changes nothing
+    assert sorted(r.clean_train_loss for r in rows.values()) == sorted(
+        r.final_metrics.clean_train_loss for r in records_a)
+    columns, version = _columns(store)
+    assert version == "1" and "train_loss" in columns  # reading migrates nothing
+    assert history("add", str(b), "--store", str(store), capsys=capsys)[0] == 0
+    columns, version = _columns(store)
+    assert version == "2" and "clean_train_loss" in columns and "train_loss" not in columns
+    assert {sha: row for sha, row in history_store.load(store).runs.items() if sha in rows} == rows
 
 
 CORRUPT = {

@@ -13,7 +13,8 @@ import pytest
 
 CHIMERA = Path(__file__).resolve().parents[2] / "chimera"
 # Records in, meaning out (analysis/), results in, verdict out (gates/), results over time (history/), all over
-# records/; STYLE.md's dependency arrows. Every module of those packages is checked, new ones included.
+# records/: analysis and gates import records, never train/ or model/. Every module of those packages is
+# checked, new ones included.
 READER_PACKAGES = ("analysis", "gates", "records", "history")
 READERS = sorted([f"{p.parent.name}.{p.stem}" for package in READER_PACKAGES
                   for p in (CHIMERA / package).glob("*.py") if p.stem != "__init__"] + ["fileio", "paths"])

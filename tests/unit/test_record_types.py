@@ -1,14 +1,17 @@
 """The record's shape is defined once: the typed classes and record.schema.json agree field by field,
-records round-trip through the classes, records of schema version 1 still load, and no module outside
-chimera/records/ builds a record as a hand-made dict."""
+records written now round-trip through the classes byte for byte, records of every earlier schema version
+still load (through chimera.records.upgrade), and no module outside chimera/records/ builds a record as a
+hand-made dict."""
 
 from __future__ import annotations
 
 import ast
 import json
+import types as types_module
 import typing
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +26,7 @@ from tests.unit.record_factory import CELL_SHAPES, minimal_record, run_record
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = sorted((REPO / "docs" / "results").rglob("record.json"))
 COMMITTED_V1 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 1]
-COMMITTED_CURRENT = [p for p in COMMITTED if p not in COMMITTED_V1]
+COMMITTED_V3 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 3]
 
 
 def _node(pointer: str) -> dict:
@@ -67,22 +70,88 @@ def test_every_class_and_its_schema_object_name_the_same_keys(cls):
     assert node["additionalProperties"] is False  # a key the class does not know is refused, not dropped
 
 
+# config.py keeps its closed sets of strings as tuples checked in __post_init__ (a --set value is parsed, then
+# checked there), not as Literal hints; the schema's enum for each must be the same set.
+CONFIG_CLOSED_SETS = {
+    (config_types.RunConfig, "device"): config_types.DEVICES,
+    (config_types.ModelConfig, "arch"): config_types.ARCHITECTURES,
+    (config_types.ModelConfig, "ffn"): config_types.FFN_KINDS,
+    (config_types.ModelConfig, "expert_kind"): config_types.EXPERT_KINDS,
+    (config_types.TrainConfig, "schedule"): config_types.SCHEDULES,
+    (config_types.TrainConfig, "precision"): config_types.PRECISIONS,
+}
+JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+
+
+def _schema_types(node: dict) -> set[str]:
+    """The JSON types a schema object allows: its `type`, else those of its `enum` or `const` values."""
+    if "$ref" in node:
+        node = load_schema()["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    if "type" in node:
+        return set(node["type"]) if isinstance(node["type"], list) else {node["type"]}
+    values = node["enum"] if "enum" in node else [node["const"]]
+    return {JSON_TYPES[type(value)] for value in values}
+
+
+def _hint_types(hint: Any) -> set[str]:
+    """The JSON types the writer turns a value of this type hint into."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types_module.UnionType):
+        return set().union(*(_hint_types(arg) for arg in typing.get_args(hint)))
+    if origin is typing.Literal:
+        return {JSON_TYPES[type(value)] for value in typing.get_args(hint)}
+    if origin in (list, tuple):
+        return {"array"}
+    if origin is dict or is_dataclass(hint):
+        return {"object"}
+    return {JSON_TYPES[hint]}
+
+
+def _agree(hint: Any, node: dict, where: str, *, absent_when_none: bool = False) -> None:
+    """`node` allows exactly the JSON types `hint` is written as, the same closed set for a Literal, and the
+    same for array items and map values. A key left out when None may still be null (a non-finite float)."""
+    allowed, written = _schema_types(node), _hint_types(hint)
+    if absent_when_none:
+        allowed, written = allowed - {"null"}, written - {"null"}
+    assert allowed == written, f"{where}: the schema allows {sorted(allowed)}, the class writes {sorted(written)}"
+    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    literal = next((a for a in (hint, *args) if typing.get_origin(a) is typing.Literal), None)
+    if literal is not None:
+        assert set(node["enum"]) - {None} == set(typing.get_args(literal)), where
+    inner = args[0] if len(args) == 1 and typing.get_origin(hint) in (typing.Union, types_module.UnionType) else hint
+    origin, parts = typing.get_origin(inner), typing.get_args(inner)
+    if origin in (list, tuple) and "items" in node and (origin is list or parts[-1] is Ellipsis or
+                                                         len(set(parts)) == 1):
+        _agree(parts[0], node["items"], f"{where}[]")
+    elif origin is dict and isinstance(node.get("additionalProperties"), dict):
+        _agree(parts[1], node["additionalProperties"], f"{where}.*")
+
+
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
-def test_closed_sets_and_nullability_agree_with_the_type_hints(cls):
+def test_every_field_is_written_as_the_json_types_closed_set_and_nullability_its_schema_allows(cls):
     node = _node(CLASSES[cls])
     hints = typing.get_type_hints(cls)
-    for name in (f.name for f in fields(cls)):
-        hint = hints[name]
-        schema = node["properties"][name]
-        args = typing.get_args(hint)
-        literal = next((a for a in (hint, *args) if typing.get_origin(a) is typing.Literal), None)
-        if literal is not None:
-            assert set(schema["enum"]) == set(typing.get_args(literal)), name
-        written_as_null = type(None) in args and not any(
-            f.metadata.get("absent_when_none") for f in fields(cls) if f.name == name)
-        if written_as_null:
-            allowed = schema.get("type", [])
-            assert "null" in allowed or None in schema.get("enum", []), f"{cls.__name__}.{name} can be null"
+    for f in fields(cls):
+        schema = node["properties"][f.name]
+        _agree(hints[f.name], schema, f"{cls.__name__}.{f.name}", absent_when_none=f.metadata.get("absent_when_none"))
+        if "enum" in schema and hints[f.name] is str:
+            assert set(schema["enum"]) == set(CONFIG_CLOSED_SETS[cls, f.name]), f"{cls.__name__}.{f.name}"
+
+
+def test_the_config_closed_sets_are_the_ones_config_checks():
+    for (cls, name), allowed in CONFIG_CLOSED_SETS.items():
+        assert _node(CLASSES[cls])["properties"][name]["enum"] == list(allowed)
+        with pytest.raises(ChimeraError, match=name):
+            config_types.config_from_dict(_with(config_types.config_to_dict(config_types.RunConfig(
+                cell="fixed/dense", profile="ci")), cls, name, "no-such-value"))
+
+
+def _with(config: dict, cls: type, name: str, value: Any) -> dict:
+    """A config dict with one field of section `cls` (or the top level) set to `value`."""
+    section = next((key for key, section_cls in config_types.SECTIONS.items() if section_cls is cls), None)
+    if section is None:
+        return {**config, name: value}
+    return {**config, section: {**config[section], name: value}}
 
 
 def test_a_curve_point_and_its_schema_object_name_the_same_keys():
@@ -125,7 +194,7 @@ def _version_1(record: types.RunRecord, *, mixed_precision: str) -> dict:
 def test_a_version_1_record_loads_upgraded_with_the_precision_its_environment_names(tmp_path):
     (tmp_path / "record.json").write_text(json.dumps(_version_1(minimal_record(), mixed_precision="bf16")))
     record = load_record(tmp_path)
-    assert record.schema_version == types.SCHEMA_VERSION == 3
+    assert record.schema_version == types.SCHEMA_VERSION == 4
     assert record.precision == types.Precision(value="bf16", source="auto", requested="auto", accelerate_launch=None)
     assert record.error is None and record.resume is None
     assert record.curves == minimal_record().curves
@@ -137,8 +206,31 @@ def test_a_version_2_record_from_before_the_train_pool_draws_from_the_default_ma
     del data["config"]["data"]["train_pool"]
     (tmp_path / "record.json").write_text(json.dumps(data))
     record = load_record(tmp_path)
-    assert record.schema_version == 3 and record.config.data.train_pool == DEFAULT_TRAIN_POOL
+    assert record.schema_version == types.SCHEMA_VERSION and record.config.data.train_pool == DEFAULT_TRAIN_POOL
     assert record.curves == minimal_record().curves
+
+
+def _version_3(record: types.RunRecord) -> dict:
+    """The JSON a version-3 trainer wrote: the final clean train loss under final_metrics.train_loss."""
+    data = record.to_json() | {"schema_version": 3}
+    data["final_metrics"] = _renamed(data["final_metrics"], "clean_train_loss", "train_loss")
+    return data
+
+
+def _renamed(node: dict, old: str, new: str) -> dict:
+    """`node` with key `old` renamed to `new` in its place (key order is what the writer's bytes follow)."""
+    return {(new if key == old else key): value for key, value in node.items()}
+
+
+def test_a_version_3_record_loads_with_its_final_train_loss_as_the_clean_train_loss(tmp_path):
+    original = minimal_record()
+    data = _version_3(original)
+    assert "clean_train_loss" not in data["final_metrics"]
+    (tmp_path / "record.json").write_text(json.dumps(data))
+    record = load_record(tmp_path)
+    assert record.schema_version == types.SCHEMA_VERSION == 4
+    assert record.final_metrics.clean_train_loss == data["final_metrics"]["train_loss"] == 0.9
+    assert record == original  # the curves keep train_loss: that one is the optimisation loss as trained
 
 
 def test_a_version_1_record_from_before_the_fingerprint_and_precision_axis_gets_none_and_the_precision_that_ran(
@@ -185,17 +277,25 @@ def test_a_version_2_record_with_an_unknown_env_or_config_key_is_refused(tmp_pat
         load_record(tmp_path)
 
 
-def test_committed_records_are_either_version_1_or_current():
-    assert COMMITTED_V1 and COMMITTED_CURRENT
-    assert {json.loads(p.read_text())["schema_version"] for p in COMMITTED_CURRENT} == {types.SCHEMA_VERSION}
+def test_committed_records_are_version_1_or_3_both_older_than_the_current_schema():
+    assert COMMITTED_V1 and COMMITTED_V3 and types.SCHEMA_VERSION == 4
+    assert len(COMMITTED_V1) + len(COMMITTED_V3) == len(COMMITTED)  # a new version needs its own test here
 
 
-@pytest.mark.parametrize("path", COMMITTED_CURRENT, ids=lambda p: str(p.parent.relative_to(REPO)))
-def test_the_committed_current_records_round_trip_through_the_classes_exactly(path):
-    raw = json.loads(path.read_text())
+@pytest.mark.parametrize("path", COMMITTED_V3, ids=lambda p: str(p.parent.relative_to(REPO)))
+def test_the_committed_version_3_records_load_and_are_rewritten_changing_only_the_version_and_one_key(
+        path, tmp_path):
+    text = path.read_text()
     record = load_record(path)
-    assert record.to_json() == raw and record.env.git_commit and record.env.cpu_flags is not None
+    assert record.env.git_commit and record.env.cpu_flags is not None
     assert "@sha256:" in record.config.data.train_pool  # the pool a rerun from the hub must rebuild
+    expected = text.replace('\n "schema_version": 3,\n', '\n "schema_version": 4,\n', 1).replace(
+        '\n "final_metrics": {\n  "train_loss": ', '\n "final_metrics": {\n  "clean_train_loss": ', 1)
+    assert expected.count('"clean_train_loss": ') == text.count('"clean_train_loss": ') + 1
+    written = write_record(record, tmp_path / "now")
+    assert written.read_text() == expected  # every other byte as committed
+    again = write_record(load_record(written), tmp_path / "again")
+    assert again.read_bytes() == written.read_bytes()  # a record written now round-trips exactly
 
 
 @pytest.mark.parametrize("path", COMMITTED_V1, ids=lambda p: str(p.parent.relative_to(REPO)))
@@ -205,8 +305,9 @@ def test_the_committed_version_1_records_load_and_keep_every_key_and_value(path)
     record = load_record(path)
     again = record.to_json()
     validate_record(again)
-    assert {k: v for k, v in again.items() if k not in ("schema_version", "precision", "config", "env")} == \
-        {k: v for k, v in raw.items() if k not in ("schema_version", "precision", "config", "env")}
+    upgraded = ("schema_version", "precision", "config", "env", "final_metrics")
+    assert {k: v for k, v in again.items() if k not in upgraded} == {k: v for k, v in raw.items() if k not in upgraded}
+    assert again["final_metrics"] == _renamed(raw["final_metrics"], "train_loss", "clean_train_loss")
     # config and env keep every key and value, exactly (as JSON text: 1 and 1.0 differ there); the upgrade
     # only adds what the record lacked: the hardware fields as None, the precision that ran
     for part, may_add in (("env", {*ADDED_AFTER_VERSION_1, "precision"}),

@@ -88,6 +88,7 @@ def test_pyproject_ranges_admit_the_pinned_versions():
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     pins = read_pins("requirements-cpu.txt")
+    assert {Requirement(spec).name for spec in project["dependencies"]} >= set(RUNTIME)  # the loop below checks some
     for spec in project["dependencies"]:
         requirement = Requirement(spec)
         assert requirement.specifier.contains(pins[requirement.name], prereleases=True), \
@@ -105,6 +106,11 @@ def test_pyproject_ranges_admit_the_pinned_versions():
 def test_the_lock_script_names_the_same_top_level_pins_as_the_files():
     script = (REPO / "scripts/lock_requirements.sh").read_text(encoding="utf-8")
     pins = {**read_pins("requirements-cpu.txt"), **read_pins("requirements-dev.txt")}
+    named = set()
     for name, version in re.findall(r"\b([a-z][a-z0-9-]*)==([0-9][0-9.]*)\b", script):
         if name in RUNTIME or name in DEV_TOOLS:
             assert pins[name] == version, f"lock script pins {name}=={version}, files have {pins[name]}"
+            named.add(name)
+    missing = sorted({*RUNTIME, *DEV_TOOLS} - named)
+    # every top-level pin is found, so a pattern that matches nothing fails here instead of passing
+    assert not missing, f"scripts/lock_requirements.sh pins no version of {missing}"
