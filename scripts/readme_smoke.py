@@ -71,8 +71,11 @@ SMOKES: tuple[Smoke, ...] = (
     Smoke("test-fast", ("make test-fast",), (Step('make test-fast PYTEST_ARGS="-k readme_smoke"'),)),
     Smoke("setup", ("make setup",), (Step("make setup"),)),  # a no-op after `make test`: proves it stays one
     Smoke("smoke-list", ("scripts/readme_smoke.py --list",), (Step("$PY scripts/readme_smoke.py --list"),)),
-    Smoke("readme-tables", ("python scripts/readme_tables.py --check",), (
-        Step("$PY scripts/readme_tables.py --check"),)),
+    # write after a passing check must change nothing: the pages' hash before and after
+    Smoke("tables", ("chimera tables check", "chimera tables write"), (
+        Step("$CHIMERA tables check"),
+        Step('before=$(cat README.md docs/*.md | sha256sum) && $CHIMERA tables write && '
+             'test "$before" = "$(cat README.md docs/*.md | sha256sum)"'))),
     Smoke("env", ("chimera env", "chimera --version"), (Step("$CHIMERA env"), Step("$CHIMERA --version"))),
     Smoke("matrix", ("make matrix", "chimera matrix --profile ci [--cells ...] [--precision P]",
                      "chimera matrix --profile ci --data-dir DATA",
@@ -113,11 +116,9 @@ SMOKES: tuple[Smoke, ...] = (
     Smoke("bands", ("make bands",), (
         Step('make bands RUNS=$SMOKE/runs PUBLISH=$SMOKE/publish BANDS_SEEDS="0 1" '
              'TRAIN_ARGS="$TINY --cells fixed/dense reference/bow"'),)),
-    Smoke("committed-results", ("chimera report docs/results/ablation-ci", "chimera report docs/results/full",
-                                "python scripts/results_table.py docs/results/full"), (
+    Smoke("committed-results", ("chimera report docs/results/ablation-ci", "chimera report docs/results/full"), (
         Step("$CHIMERA report docs/results/ablation-ci --out $SMOKE/ablation-report"),
-        Step("$CHIMERA report docs/results/full --out $SMOKE/full-report"),
-        Step("$PY scripts/results_table.py docs/results/full"))),
+        Step("$CHIMERA report docs/results/full --out $SMOKE/full-report"))),
     Smoke("bench-cpu", ("make bench-cpu", "pytest bench/test_bench_moe.py --benchmark-only",
                         "pytest bench/test_bench_ttq.py --benchmark-only"), (
         # every module of bench/ (the same files these commands name): ci shapes, tiny rounds and step budgets
