@@ -1,4 +1,4 @@
-"""bench/summarise.py turns a benchmark JSON into the README's table, numbers unchanged."""
+"""bench/summarise.py turns a benchmark JSON into the docs' tables, numbers unchanged."""
 
 from __future__ import annotations
 
