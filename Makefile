@@ -93,10 +93,10 @@ lint: setup ## ruff on the Python sources, hadolint on the Dockerfiles
 	$(VENV)/bin/ruff check chimera tests $(wildcard bench scripts)
 	$(VENV)/bin/hadolint docker/Dockerfile
 
-# What CI runs after `make test`: every command the README shows, in a short form (scripts/readme_smoke.py).
+# What CI runs after `make test`: every command README.md and docs/ show, in a short form (scripts/readme_smoke.py).
 # SMOKE_ARGS: e.g. --records DIR (real ci records for the doctor, loss gate and history), --strict, --only NAME...
 SMOKE_ARGS  ?=
-smoke: setup ## every README command once, at toy sizes or tiny benchmark rounds; fails on a crash
+smoke: setup ## every command README.md and docs/ show, once, at toy sizes or tiny benchmark rounds; fails on a crash
 	$(PY) scripts/readme_smoke.py $(SMOKE_ARGS)
 
 matrix: setup ## train every cell of the ci profile -> runs/ci/

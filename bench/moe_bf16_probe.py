@@ -5,8 +5,8 @@
 
 oneDNN builds a kernel for each new matmul shape; an expert's row count changes every step, so every expert
 matmul paid that build until chimera/model/moe.py padded the rows to a multiple of
-HALF_PRECISION_CPU_ROW_BUCKET. Meaningful only on a CPU with avx512_bf16 or AMX (README.md, "fp32 and bf16 on a
-CPU with native bf16", has the figures it gave on one); elsewhere bf16 is emulated and both numbers are slow.
+HALF_PRECISION_CPU_ROW_BUCKET. Meaningful only on a CPU with avx512_bf16 or AMX (docs/performance.md, "fp32 and
+bf16 on a CPU with native bf16", has the figures it gave on one); elsewhere bf16 is emulated and both numbers are slow.
 Medians of wall time.
 """
 

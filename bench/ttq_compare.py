@@ -10,7 +10,7 @@ from typing import Any
 
 from chimera.records.record import TargetTime
 
-HEADLINE_TARGET = ("val_acc", 0.75)  # extra_info["ratio_at_0.75"]: the target the README quotes
+HEADLINE_TARGET = ("val_acc", 0.75)  # extra_info["ratio_at_0.75"]: the target docs/performance.md quotes
 
 
 def target_key(metric: str, target: float) -> str:

@@ -39,7 +39,7 @@ class Change:
         return any(fnmatch.fnmatchcase(key, pattern) for pattern in self.keys)
 
 
-# The nine changes of the fix (README, "The story"), in the order the story tells them.
+# The nine changes of the fix (docs/findings.md, "The story"), in the order the story tells them.
 CHANGES: tuple[Change, ...] = (
     Change("width", ("model.d_model",), "model width (d_model)"),
     Change("depth", ("model.n_layers",), "number of encoder layers"),

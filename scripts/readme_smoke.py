@@ -1,15 +1,18 @@
-"""Run every command the README tells a user to run, each in a short form that fails on a crash.
+"""Run every command README.md and docs/*.md tell a user to run, each in a short form that fails on a crash.
 
     python scripts/readme_smoke.py --records runs/ci-evidence/records/ci     # what CI runs (make smoke)
-    python scripts/readme_smoke.py --list                                    # README command -> smoke step
+    python scripts/readme_smoke.py --list                                    # shown command -> smoke entry
     python scripts/readme_smoke.py --only bench-cpu history ...              # some entries only
 
-Why: a README command can rot while every test stays green (the time-to-quality benchmark crashed on the
-typed record for a whole release because no CI step ran it). Each entry below names the README commands
-it covers, verbatim, and the shell steps that run them at toy sizes (TINY: 64 rows, one layer of width
-32, 20 steps) or with tiny benchmark rounds. A step fails on an exit code it does not allow or a Python
-traceback in its output; a command this hardware cannot run (CUDA, MPS) must be refused with the message
-the entry names. tests/unit/test_readme_smoke.py fails when a README command has no entry here.
+Why: a documented command can rot while every test stays green (the time-to-quality benchmark crashed on the
+typed record for a whole release because no CI step ran it). The README is the front door and docs/ holds the
+rest, so both are read (PAGES). Each entry below names the commands it covers, verbatim as a page writes them,
+and the shell steps that run them at toy sizes (TINY: 64 rows, one layer of width 32, 20 steps) or with tiny
+benchmark rounds. A step fails on an exit code it does not allow or a Python traceback in its output; a
+command this hardware cannot run (CUDA, MPS) must be refused with the message the entry names. The few
+commands no CI machine can run (several GPUs, the CUDA image, re-locking the pins) have an entry that says
+why instead of steps. tests/unit/test_readme_smoke.py fails when a shown command has no entry here, and when
+an entry covers a command no page shows.
 
 --records: a folder of real ci-profile records (the ci matrix `make test` trains; CI keeps them in its
 evidence folder): the doctor, the loss gate and the history read those, since toy runs prove nothing to
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-README = REPO / "README.md"
+PAGES = ("README.md", "docs/*.md")  # the pages whose commands must each have an entry, relative to the root
 
 TINY = " ".join(f"--set {kv}" for kv in (
     "data.train_samples=64", "data.val_samples=32", "data.test_samples=32", "data.max_length=16",
@@ -39,10 +42,12 @@ TINY = " ".join(f"--set {kv}" for kv in (
     "train.warmup_steps=2", "train.max_steps=20", "train.eval_every=5"))
 TRAIN = "$CHIMERA train --cell fixed/dense --profile ci --data-dir $DATA --device cpu --quiet $TINY"
 
-# A README command is an inline code span or a line of a fenced block that starts like one of these.
+# A shown command is an inline code span or a line of a fenced block (backslash continuations joined) that,
+# after any environment assignments (`DOCKER=podman`, `EXTRA_RUN_ARGS="--gpus all"`), starts like one of these.
 # At least one argument: a bare `make` or `tensorboard` names a tool, not a command.
-COMMAND_START = re.compile(r"^(make|chimera|tox|pytest|python|pip|accelerate launch|tensorboard|bash|DOCKER=\S+|"
-                           r"CHIMERA_[A-Z_]+=\S+|\.venv/bin/\S+|scripts/\S+\.(sh|py))\s+\S")
+ENV_ASSIGNMENTS = re.compile(r"""^(?:[A-Z_][A-Z0-9_]*=(?:"[^"]*"|'[^']*'|\S+)\s+)*""")
+COMMAND_START = re.compile(r"^(make|chimera|tox|pytest|python|pip|torchrun|docker|accelerate launch|tensorboard|bash|"
+                           r"\.venv/bin/\S+|scripts/\S+\.(sh|py))\s+\S")
 TRACEBACK = "Traceback (most recent call last)"
 
 
@@ -59,9 +64,9 @@ class Step:
 @dataclass(frozen=True)
 class Smoke:
     name: str
-    covers: tuple[str, ...]  # README commands, exactly as the README writes them
+    covers: tuple[str, ...]  # shown commands, exactly as their page writes them
     steps: tuple[Step, ...] = field(default_factory=tuple)
-    why_not_run: str = ""  # instead of steps: what runs it (only `make test` and `make smoke`, which CI runs itself)
+    why_not_run: str = ""  # instead of steps: why no CI machine runs it here, and what checks it instead
 
 
 SMOKES: tuple[Smoke, ...] = (
@@ -71,10 +76,14 @@ SMOKES: tuple[Smoke, ...] = (
     Smoke("test-fast", ("make test-fast",), (Step('make test-fast PYTEST_ARGS="-k readme_smoke"'),)),
     Smoke("setup", ("make setup",), (Step("make setup"),)),  # a no-op after `make test`: proves it stays one
     Smoke("smoke-list", ("scripts/readme_smoke.py --list",), (Step("$PY scripts/readme_smoke.py --list"),)),
-    Smoke("readme-tables", ("python scripts/readme_tables.py --check",), (
-        Step("$PY scripts/readme_tables.py --check"),)),
+    # write after a passing check must change nothing: the pages' hash before and after
+    Smoke("tables", ("chimera tables check", "chimera tables write"), (
+        Step("$CHIMERA tables check"),
+        Step('before=$(cat README.md docs/*.md | sha256sum) && $CHIMERA tables write && '
+             'test "$before" = "$(cat README.md docs/*.md | sha256sum)"'))),
     Smoke("env", ("chimera env", "chimera --version"), (Step("$CHIMERA env"), Step("$CHIMERA --version"))),
-    Smoke("matrix", ("make matrix", "chimera matrix --profile ci [--cells ...] [--precision P]",
+    Smoke("make-n", ("make -n TARGET",), (Step("make -n matrix", expect="chimera matrix --profile ci"),)),
+    Smoke("matrix", ("make matrix", "chimera matrix", "chimera matrix --profile ci [--cells ...] [--precision P]",
                      "chimera matrix --profile ci --data-dir DATA",
                      "chimera matrix --profile ci --seeds 1 2 3 4 --data-dir DATA --out docs/results/ci-seeds"), (
         Step('make matrix RUNS=$SMOKE/runs TRAIN_ARGS="$TINY --quiet --precision fp32"'),)),
@@ -88,44 +97,79 @@ SMOKES: tuple[Smoke, ...] = (
     Smoke("check-bands", ("chimera check-bands", "chimera check-bands RUN_DIR",
                           "chimera check-bands docs/results/ci-seeds"), (
         Step("$CHIMERA check-bands $RECORDS"), Step("$CHIMERA check-bands docs/results/ci-seeds"))),
-    Smoke("train", ("chimera train --cell fixed/dense --profile ci [--data-dir D] [--out runs/] [--seed N] "
-                    "[--set train.lr=2e-4 ...] [--device auto\\|cpu\\|cuda\\|mps] "
+    Smoke("train", ("chimera train", "chimera train --cell fixed/dense --profile ci [--data-dir D] [--out runs/] "
+                    "[--seed N] [--set train.lr=2e-4 ...] [--device auto\\|cpu\\|cuda\\|mps] "
                     "[--precision auto\\|fp32\\|bf16\\|fp16]",
-                    "chimera train --cell CELL --profile full --seed S --data-dir DATA"), (
-        Step(f"{TRAIN} --out $SMOKE/train --seed 1 --set train.lr=2e-4 --precision fp32 --log-with tensorboard"),)),
+                    "chimera train --cell CELL --profile full --seed S --data-dir DATA",
+                    "chimera train --cell fixed/dense --profile ci",
+                    "chimera train --cell fixed/dense --profile ci --set train.max_steps=100",
+                    "chimera train --cell fixed/dense --profile ci --set data.train_pool=all",
+                    "chimera train --device cuda"), (
+        Step(f"{TRAIN} --out $SMOKE/train --seed 1 --set train.lr=2e-4 --precision fp32 --log-with tensorboard"),
+        Step(f"{TRAIN} --out $SMOKE/train-pool-all --set data.train_pool=all"),
+        # a torch without CUDA (or a host without a visible GPU) refuses in one line, never trains on the CPU
+        Step(TRAIN.replace("--device cpu", "--device cuda") + " --out $SMOKE/train-cuda", ok=(2,),
+             expect="--device cuda:"))),
+    Smoke("torchrun", ("torchrun --nproc_per_node 2 -m chimera train --device cpu --cell fixed/dense --profile ci",
+                       "torchrun --nproc_per_node 2 -m chimera train --device cpu --set train.batch_size=16 ..."), (
+        Step("$VENV/bin/torchrun --nproc_per_node 2 -m chimera train --device cpu --cell fixed/dense --profile ci "
+             "--data-dir $DATA --quiet $TINY --set train.batch_size=8 --out $SMOKE/torchrun"),)),
     Smoke("resume", ("chimera train ... --resume RUN_DIR",), (
         Step("$PY tests/fault_injection.py --signal TERM --at-step 13 -- train --cell fixed/dense --profile ci "
              "--data-dir $DATA --device cpu --quiet $TINY --out $SMOKE/resume", ok=(130, 143)),
         Step(f"{TRAIN} --out $SMOKE/resume --resume $SMOKE/resume/fixed-dense-ci-s0"))),
-    Smoke("reproduce", ("chimera reproduce RECORD.json",), (
+    Smoke("reproduce", ("chimera reproduce", "chimera reproduce RECORD.json",
+                        "chimera reproduce runs/ci/fixed-dense-ci-s0/record.json --out runs/reproduced"), (
         Step("$CHIMERA reproduce $SMOKE/train/fixed-dense-ci-s1/record.json --out $SMOKE/reproduced --data-dir $DATA "
              "--quiet"),)),
     Smoke("trackers", ("chimera train\\|matrix ... --log-with tensorboard [mlflow ...]", "tensorboard --logdir runs/",
                        "pip install -e '.[trackers]'"), (
         Step("$VENV/bin/pip install --quiet --no-deps -e '.[trackers]'"),
         Step("$VENV/bin/tensorboard --inspect --logdir $SMOKE/train", expect="val_loss"))),  # the train entry's run
-    Smoke("accelerate-launch", ("accelerate launch --mixed_precision ...",), (
+    Smoke("accelerate-launch", ("accelerate launch --mixed_precision ...",
+                                "accelerate launch --config_file docker/accelerate/cpu_2proc.yaml -m chimera train "
+                                "--device cpu --cell fixed/dense --profile ci"), (
         Step("$VENV/bin/accelerate launch --cpu --num_processes 1 --mixed_precision no -m chimera train "
-             "--cell fixed/dense --profile ci --data-dir $DATA --quiet $TINY --out $SMOKE/launched"),)),
+             "--cell fixed/dense --profile ci --data-dir $DATA --quiet $TINY --out $SMOKE/launched"),
+        Step("$VENV/bin/accelerate launch --config_file docker/accelerate/cpu_2proc.yaml -m chimera train --device cpu "
+             "--cell fixed/dense --profile ci --data-dir $DATA --quiet $TINY --set train.batch_size=8 "
+             "--out $SMOKE/launched-2proc"))),
+    Smoke("needs-gpus", (
+        "accelerate launch --config_file docker/accelerate/multi_gpu.yaml -m chimera train --cell fixed/dense "
+        "--profile ci",
+        "accelerate launch --config_file docker/accelerate/multi_node.yaml -m chimera train --cell fixed/dense "
+        "--profile ci",
+        "accelerate launch --config_file docker/accelerate/multi_node.yaml --machine_rank 1 -m chimera train "
+        "--cell fixed/dense --profile ci",
+        'docker run --rm --gpus all --ipc=host --network host -v "/path/to/ag_news:/data:ro" -v "$PWD/runs:/runs" '
+        '--user "$(id -u):$(id -g)" chimera-bench:cuda accelerate launch --config_file '
+        "docker/accelerate/multi_gpu.yaml -m chimera train --cell fixed/dense --profile ci --out /runs",
+        'EXTRA_RUN_ARGS="--gpus all" DATA_DIR=path/to/ag_news scripts/container_run.sh runs chimera-bench:cuda '
+        "chimera train --cell fixed/dense --profile ci --out /results"),
+          why_not_run="NVIDIA GPUs (two machines for multi_node) and the CUDA image; CI machines have neither. The "
+                      "same launcher runs on CPU in accelerate-launch (cpu_2proc.yaml) and torchrun, the same "
+                      "container script in bench-cpu-docker; tests/unit/test_docker.py loads every accelerate config"),
     Smoke("ablation", ("make ablation", "chimera matrix --profile ci --ablation fixed/dense --seeds 0 1 2"), (
         Step('make ablation RUNS=$SMOKE/runs PUBLISH=$SMOKE/publish ABLATION_SEEDS=0 TRAIN_ARGS="$TINY --cells '
              'fixed/dense baseline/dense fixed/dense-without-dropout baseline/dense-with-dropout"'),)),
     Smoke("bands", ("make bands",), (
         Step('make bands RUNS=$SMOKE/runs PUBLISH=$SMOKE/publish BANDS_SEEDS="0 1" '
              'TRAIN_ARGS="$TINY --cells fixed/dense reference/bow"'),)),
-    Smoke("committed-results", ("chimera report docs/results/ablation-ci", "chimera report docs/results/full",
-                                "python scripts/results_table.py docs/results/full"), (
+    Smoke("committed-results", ("chimera report docs/results/ablation-ci", "chimera report docs/results/full"), (
         Step("$CHIMERA report docs/results/ablation-ci --out $SMOKE/ablation-report"),
-        Step("$CHIMERA report docs/results/full --out $SMOKE/full-report"),
-        Step("$PY scripts/results_table.py docs/results/full"))),
+        Step("$CHIMERA report docs/results/full --out $SMOKE/full-report"))),
     Smoke("bench-cpu", ("make bench-cpu", "pytest bench/test_bench_moe.py --benchmark-only",
                         "pytest bench/test_bench_ttq.py --benchmark-only"), (
         # every module of bench/ (the same files these commands name): ci shapes, tiny rounds and step budgets
         Step("CHIMERA_BENCH_ROUNDS=tiny CHIMERA_BENCH_PROFILE=ci make bench-cpu RESULTS=$SMOKE/bench"),)),
     Smoke("bench-summary", ("python bench/summarise.py --cells FILE",), (
         Step("$PY bench/summarise.py --cells $SMOKE/bench/cpu/bench.json"),)),
-    Smoke("bench-compare", ("chimera bench compare", "chimera bench compare NEW.json BASELINE.json"), (
-        Step("$CHIMERA bench compare bench/baselines/cpu.json bench/baselines/cpu.json"),)),
+    Smoke("bench-compare", ("chimera bench compare", "chimera bench compare NEW.json BASELINE.json",
+                            "chimera bench compare --markdown"), (
+        Step("$CHIMERA bench compare bench/baselines/cpu.json bench/baselines/cpu.json --markdown $SMOKE/gate.md"),)),
+    # the gate against the pass itself: the target's two-pass plumbing runs, and no noise can fail it
+    Smoke("bench-ci", ("make bench-ci",), (
+        Step("CHIMERA_BENCH_ROUNDS=tiny make bench-ci RESULTS=$SMOKE/bench BASELINE=$SMOKE/bench/ci/bench.json"),)),
     Smoke("history", ("chimera history add FILE_OR_FOLDER... [--store S]",
                       "chimera history add runs/ci bench/results/ci/bench.json", "chimera history",
                       "chimera history [show] [--cells P] [--bands B]",
@@ -133,36 +177,87 @@ SMOKES: tuple[Smoke, ...] = (
         Step("$CHIMERA history add $RECORDS $SMOKE/bench/cpu/bench.json --store $SMOKE/history.sqlite"),
         Step("$CHIMERA history show --store $SMOKE/history.sqlite"),
         Step("$CHIMERA report $RECORDS --history $SMOKE/history.sqlite --out $SMOKE/report-history"))),
-    Smoke("bench-cpu-docker", ("DOCKER=podman make docker-cpu bench-cpu-docker",), (
+    Smoke("bench-cpu-docker", ("DOCKER=podman make docker-cpu bench-cpu-docker", "make docker-cpu bench-cpu-docker",
+                               "make docker-cpu", "make bench-cpu-docker", "make wheelhouse",
+                               "pytest /app/bench -c /app/pyproject.toml --benchmark-only "
+                               "--benchmark-json=/results/bench.json",  # the image's default command
+                               "scripts/container_run.sh RESULTS_DIR IMAGE [COMMAND...]",
+                               "DOCKER=podman DATA_DIR=path/to/ag_news scripts/container_run.sh runs/container "
+                               "chimera-bench:cpu chimera train --cell fixed/dense --profile ci --out /results"), (
         Step('DOCKER=podman EXTRA_RUN_ARGS="-e CHIMERA_BENCH_ROUNDS=tiny -e CHIMERA_BENCH_PROFILE=ci" '
-             'make docker-cpu bench-cpu-docker RESULTS=$SMOKE/bench TORCH_INDEX=', needs="podman"),)),
+             'make docker-cpu bench-cpu-docker RESULTS=$SMOKE/bench TORCH_INDEX=', needs="podman"),
+        Step("make wheelhouse TARGET=cpu TORCH_INDEX="),  # the image's wheels are there: pip downloads nothing
+        Step("DOCKER=podman DATA_DIR=$DATA bash scripts/container_run.sh $SMOKE/container chimera-bench:cpu chimera "
+             "train --cell fixed/dense --profile ci --out /results $TINY", needs="podman"))),
+    Smoke("cuda-image", ("make docker-cuda",
+                         'DOCKER=podman BUILD_FLAGS="-v /etc/ssl/certs:/etc/ssl/certs:ro" make docker-cuda'),
+          why_not_run="about 3 GB of wheels and 15 minutes (docs/containers.md); the CPU image, built from the same "
+                      "Dockerfile, runs in bench-cpu-docker, and scripts/check_cuda_set.sh resolves the CUDA set"),
     Smoke("bench-cuda", ("make bench-cuda",), (
         Step("make bench-cuda", ok=(2,), expect="bench-cuda needs an NVIDIA GPU"),)),
-    Smoke("bench-cuda-native", ("make bench-cuda-native",), (
+    Smoke("bench-cuda-native", ("make bench-cuda-native", "make bench-cuda-native CUDA_PY=python3"), (
         Step("make bench-cuda-native CUDA_PY=$PY", ok=(2,), expect="sees no CUDA device"),)),
     Smoke("bench-mps", ("make bench-mps",), (
         Step("make bench-mps", ok=(2,), expect="bench-mps needs an Apple silicon Mac"),)),
-    Smoke("gpu-check", ("scripts/gpu_check.sh --prepare", "scripts/gpu_check.sh --device cuda --budget full"), (
+    Smoke("gpu-check", ("scripts/gpu_check.sh --prepare", "scripts/gpu_check.sh --device cuda --budget full",
+                        "scripts/gpu_check.sh --prepare --kit DIR [--data-dir AG_NEWS]",
+                        "scripts/gpu_check.sh --device cuda --budget full --kit DIR"), (
         Step("bash scripts/gpu_check.sh --prepare --no-download --kit $SMOKE/kit --data-dir $DATA"),
         Step("bash scripts/gpu_check.sh --device cuda --budget full --kit $SMOKE/kit --out $SMOKE/gpu-check", ok=(2,),
              expect="CUDA is not available"))),
-    Smoke("repro", ("tox -e repro",), (
-        Step('CHIMERA_REPRO_SET="${TINY//--set /}" CHIMERA_REPRO_CELLS="fixed/dense" $VENV/bin/tox -e repro'),)),
+    Smoke("repro", ("tox -e repro", 'CHIMERA_REPRO_SET="data.train_samples=256 data.val_samples=64 '
+                    "data.test_samples=64 data.max_length=16 data.vocab_size=512 model.d_model=32 model.d_ff=64 "
+                    'model.n_layers=1 train.warmup_steps=5 train.max_steps=40 train.eval_every=10" tox -e repro',
+                    "CHIMERA_REPRO_SECOND_SEED=1 tox -e repro"), (
+        Step('CHIMERA_REPRO_SET="${TINY//--set /}" CHIMERA_REPRO_CELLS="fixed/dense" $VENV/bin/tox -e repro'),
+        Step('CHIMERA_REPRO_SET="${TINY//--set /}" CHIMERA_REPRO_CELLS="fixed/dense" CHIMERA_REPRO_SECOND_SEED=1 '
+             "$VENV/bin/tox -e repro", ok=(1,), expect="DIFFERENT"))),  # the comparison has teeth
+    Smoke("data-manifest", ("python scripts/make_data_manifest.py /work/shared/data/ag_news --name "
+                            "ag_news-train-subset --check",), (
+        Step("$PY scripts/make_data_manifest.py $DATA --name ag_news-train-subset --check"),)),
+    Smoke("full-record-from-the-hub", ("chimera reproduce docs/results/full/fixed-dense-full-s0/record.json "
+                                       "--out runs/reproduced",),
+          why_not_run="no --data-dir: it reads the Hugging Face hub, which CI cannot reach, and trains the full "
+                      "profile; reproduce runs the same command on a ci record, and "
+                      "tests/integration/test_data_manifest_real.py rebuilds the committed records' subsets"),
+    Smoke("lock-requirements", ("bash scripts/lock_requirements.sh",),
+          why_not_run="re-resolves every pinned set against the package indexes (minutes of downloads) and rewrites "
+                      "them; tests/unit/test_requirements.py checks the sets it wrote agree"),
 )
 
 
-def readme_commands(text: str) -> set[str]:
-    """The commands a README shows: code spans and fenced-block lines that start like a command."""
+def is_command(text: str) -> bool:
+    """A known program with at least one argument, after any environment assignments."""
+    return bool(COMMAND_START.match(text[ENV_ASSIGNMENTS.match(text).end():]))
+
+
+def page_commands(text: str) -> set[str]:
+    """The commands a page shows: code spans and fenced-block lines (continuations joined) that are commands."""
     found = set()
     for block in re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M):
-        found |= {line.split(" #")[0].strip() for line in block.splitlines()}
+        found |= {" ".join(line.split(" #")[0].split()) for line in re.sub(r"\\\n", " ", block).splitlines()}
     prose = re.sub(r"^```[a-z]*\n.*?^```", "", text, flags=re.S | re.M)
     found |= {" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose)}
-    return {command for command in found if COMMAND_START.match(command)}
+    return {command for command in found if is_command(command)}
 
 
-def uncovered(text: str) -> set[str]:
-    return readme_commands(text) - {command for smoke in SMOKES for command in smoke.covers}
+def shown_commands(root: Path = REPO) -> dict[str, list[str]]:
+    """Every command README.md and docs/*.md show, with the pages that show it."""
+    pages = sorted({path for pattern in PAGES for path in root.glob(pattern) if path.is_file()})
+    shown: dict[str, list[str]] = {}
+    for path in pages:
+        for command in page_commands(path.read_text(encoding="utf-8")):
+            shown.setdefault(command, []).append(path.relative_to(root).as_posix())
+    return shown
+
+
+def covered() -> set[str]:
+    return {command for smoke in SMOKES for command in smoke.covers}
+
+
+def uncovered(shown: dict[str, list[str]]) -> set[str]:
+    """Shown commands no entry covers."""
+    return set(shown) - covered()
 
 
 def _environment(out: Path, records: Path | None, data: str) -> dict[str, str]:
@@ -207,15 +302,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print README command -> entry and exit")
     args = parser.parse_args(argv)
 
-    missing = uncovered(README.read_text(encoding="utf-8"))
+    shown = shown_commands()
+    missing = uncovered(shown)
     if args.list:
         for smoke in SMOKES:
             for command in smoke.covers:
-                print(f"{smoke.name:18} {command}")
-        print("\n".join(f"{'(none)':18} {command}" for command in sorted(missing)))
+                print(f"{smoke.name:24} {command}   [{', '.join(shown.get(command, ['shown nowhere']))}]")
+        print("\n".join(f"{'(none)':24} {command}   [{', '.join(shown[command])}]" for command in sorted(missing)))
         return 0
     if missing:
-        print("README commands with no smoke entry: " + "; ".join(sorted(missing)), file=sys.stderr)
+        print("commands shown with no smoke entry: " + "; ".join(sorted(missing)), file=sys.stderr)
         return 1
     names = {smoke.name for smoke in SMOKES}
     if args.only and set(args.only) - names:
@@ -234,15 +330,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and smoke.name not in args.only:
             continue
         if smoke.why_not_run:
-            print(f"{smoke.name:18} not run here: {smoke.why_not_run}", flush=True)
+            print(f"{smoke.name:24} not run here: {smoke.why_not_run}", flush=True)
             continue
         if args.records is None and "$RECORDS" in " ".join(step.run for step in smoke.steps):
-            print(f"{smoke.name:18} skipped: needs --records", flush=True)
+            print(f"{smoke.name:24} skipped: needs --records", flush=True)
             skipped += 1
             continue
         for step in smoke.steps:
             verdict, why = run_step(step, env, log)
-            print(f"{smoke.name:18} {verdict:7} {why}   $ {step.run[:110]}", flush=True)
+            print(f"{smoke.name:24} {verdict:7} {why}   $ {step.run[:110]}", flush=True)
             failed += verdict == "FAILED"
             skipped += verdict == "skipped"
             if verdict != "ok":

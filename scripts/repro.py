@@ -10,8 +10,10 @@ may depend on str hashing order):
      (exact JSON numbers; wall-clock fields, run ids and timestamps are not results and are ignored);
   2. `chimera reproduce` on one record of the first run: rebuilt from the record alone, the diff must be
      empty;
-  3. `chimera check-bands` on the first run when chimera/gates/bands/<profile>.json exists and no --set
-     overrides are in force (bands describe the unmodified profile); otherwise skipped with a note.
+  3. `chimera check-bands` on the first run against the packaged bands of its profile and precision
+     (chimera.gates.bands.bands_path: bands/<profile>.json for fp32, bands/<profile>-<precision>.json
+     otherwise) when that file exists and no --set overrides are in force (bands describe the unmodified
+     profile); otherwise skipped with a note.
 
 Every option can come from the environment, which is how tox passes it:
   --seed / CHIMERA_REPRO_SEED (0)        --second-seed / CHIMERA_REPRO_SECOND_SEED (same as --seed)
@@ -32,6 +34,7 @@ import time
 from pathlib import Path
 
 from chimera.analysis.record_diff import diff_records, format_diff
+from chimera.gates.bands import bands_path
 from chimera.records.store import find_records, load_record
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,14 +105,20 @@ def reproduce_one(args: argparse.Namespace) -> bool:
 
 
 def check_bands(args: argparse.Namespace) -> bool:
-    bands = REPO / "chimera" / "gates" / "bands" / f"{args.profile}.json"
-    if not bands.is_file():
-        print(f"  skipped: {bands.relative_to(REPO)} does not exist yet (the benchmarks issue lands it)")
-        return True
+    """The first run against the packaged bands of its profile and precision (the file check-bands would pick)."""
     if args.overrides:
         print(f"  skipped: bands describe the unmodified {args.profile} profile, and --set overrides are in force")
         return True
-    done = chimera("check-bands", str(args.out / "first"), hash_seed="0", cache=args.out / "cache-first")
+    precisions = sorted({load_record(path).precision.value for path in find_records([args.out / "first"])})
+    if len(precisions) != 1:
+        print(f"  the first run holds records of {len(precisions)} precisions ({', '.join(precisions)}), expected 1")
+        return False
+    bands = bands_path(args.profile, precisions[0])
+    if not bands.is_file():
+        print(f"  skipped: no packaged bands for {precisions[0]} runs of the {args.profile} profile ({bands.name})")
+        return True
+    done = chimera("check-bands", str(args.out / "first"), "--bands", str(bands), hash_seed="0",
+                   cache=args.out / "cache-first")
     print(f"  chimera check-bands: exit {done.returncode}")
     print(indent((done.stdout + done.stderr).strip()))
     return done.returncode == 0

@@ -205,7 +205,7 @@ def table_rows(table: AblationTable) -> tuple[tuple[str, ...], list[list[str]]]:
 
 
 def carrying_changes(table: AblationTable, metric: str) -> list[tuple[str, float]]:
-    """Changes whose effect on `metric` is outside seed noise, largest first (the README's "which matter")."""
+    """Changes whose effect on `metric` is outside seed noise, largest first (docs/findings.md's "which matter")."""
     found = [(change, e[metric].mean) for change, e in table.effects.items()
              if e[metric].mean is not None and not e[metric].within_noise]
     return sorted(found, key=lambda item: -abs(item[1]))

@@ -1,4 +1,4 @@
-"""bench/summarise.py turns a benchmark JSON into the README's table, numbers unchanged."""
+"""bench/summarise.py turns a benchmark JSON into the docs' tables, numbers unchanged."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def ttq_row(target: float, ours: tuple | None, peer: tuple | None) -> dict:
 
 
 def test_the_time_to_quality_table_has_one_row_per_target_with_both_clocks_and_the_ratio(tmp_path):
-    from bench.summarise import ttq_table
+    from chimera.analysis.bench_tables import ttq_table
     from chimera.records.bench_report import load_bench_report
 
     ttq = ttq_entry(**{"val_acc@0.7": ttq_row(0.7, (180, 48.71, 28.4), (500, 163.5, 112.7)),
@@ -64,7 +64,7 @@ def test_the_cells_header_names_the_gemm_each_precisions_mfu_divides_by():
     """fp32 rows divide by the fp32 GEMM, bf16 rows by the bf16 one: a pass with both names both."""
     from pathlib import Path
 
-    from bench.summarise import cells_table
+    from chimera.analysis.bench_tables import cells_table
     from chimera.records.bench_report import load_bench_report
 
     results = Path(__file__).resolve().parents[2] / "docs" / "results" / "bench"

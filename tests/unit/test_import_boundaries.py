@@ -70,6 +70,13 @@ def test_config_and_records_import_only_what_sits_below_them(package):
     assert not bad, sorted(bad)
 
 
+def test_the_library_never_imports_the_benchmarks_or_the_scripts():
+    """bench/ and scripts/ sit above chimera/ (they import it): the docs' tables render in chimera/analysis/."""
+    bad = {f"{path.relative_to(CHIMERA.parent)}: {name}" for path in sorted(CHIMERA.rglob("*.py"))
+           for name in _imports(path) if name.split(".")[0] in ("bench", "scripts", "tests")}
+    assert not bad, sorted(bad)
+
+
 def test_importing_the_cli_and_every_reader_loads_no_torch():
     code = ("import importlib, json, sys\n"
             f"for m in {['chimera.cli', *(f'chimera.{m}' for m in READERS)]!r}:\n"

@@ -37,7 +37,7 @@ def test_steady_and_disturbed_runs_are_told_apart_by_the_slowest_interval():
 
 
 def test_the_threshold_separates_the_committed_full_runs_as_their_history_says():
-    """README: the baseline runs shared their core for a while; the fixed and reference runs had it alone."""
+    """docs/findings.md: the baseline runs shared their core for a while; the fixed and reference runs had it alone."""
     verdicts = {path.parent.name: step_spread(load_record(path)).disturbed
                 for path in sorted(FULL_RUNS.glob("*/record.json"))}
     assert len(verdicts) >= 8

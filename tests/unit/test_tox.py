@@ -3,13 +3,17 @@ fails on a changed record (the full `tox -e repro` trains for minutes and is not
 
 from __future__ import annotations
 
+import argparse
 import configparser
 import copy
+import dataclasses
 import importlib.util
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from chimera.gates.bands import bands_path
 from chimera.records import store as records
 from tests.unit.record_factory import run_record
 
@@ -70,3 +74,26 @@ def test_repro_comparison_passes_identical_runs_and_fails_a_changed_one(tmp_path
     records.write_record(changed, tmp_path / "second" / "fixed-moe", overwrite=True)
     assert not repro.compare_runs(tmp_path / "first", tmp_path / "second")
     assert "fixed/moe: DIFFERENT" in capsys.readouterr().out
+
+
+def test_repro_checks_bands_for_the_runs_precision_and_skips_where_none_are_packaged(tmp_path, capsys, monkeypatch):
+    repro = _repro_module()
+    record = run_record("fixed/dense")
+    record.precision = dataclasses.replace(record.precision, value="bf16")
+    records.write_record(record, tmp_path / "first" / "fixed-dense")
+    called = []
+    monkeypatch.setattr(repro, "chimera", lambda *args, **kwargs: called.append(args))
+    args = argparse.Namespace(profile="ci", overrides=[], out=tmp_path)
+    assert repro.check_bands(args)  # no ci-bf16.json is packaged: skipped, not judged against the fp32 bands
+    assert "no packaged bands for bf16 runs of the ci profile (ci-bf16.json)" in capsys.readouterr().out
+    assert not called
+
+
+def test_repro_checks_fp32_runs_against_the_packaged_bands_check_bands_would_pick(tmp_path, monkeypatch):
+    repro = _repro_module()
+    records.write_record(run_record("fixed/dense"), tmp_path / "first" / "fixed-dense")
+    called = []
+    monkeypatch.setattr(repro, "chimera", lambda *args, **kwargs: called.append(args) or
+                        subprocess.CompletedProcess(args, 0, "ok", ""))
+    assert repro.check_bands(argparse.Namespace(profile="ci", overrides=[], out=tmp_path))
+    assert called == [("check-bands", str(tmp_path / "first"), "--bands", str(bands_path("ci", "fp32")))]

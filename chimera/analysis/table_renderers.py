@@ -1,16 +1,17 @@
-"""The README's measured tables, each rebuilt from committed files by the renderer its numbers came from.
+"""The measured tables of README.md and docs/, each rendered from committed files by the code its numbers came from.
 
-Imported by scripts/readme_tables.py (which holds README.md to them); no command of its own. Each generator
-takes the committed file or folder it reads and returns the table's markdown lines; none trains or measures.
+Each renderer takes the committed file or folder it reads (run records, or a pytest-benchmark JSON) and
+returns the table's markdown lines; none trains or measures. chimera/analysis/doc_tables.py names which
+renderer draws which marked table and holds the pages to them (`chimera tables check`).
 """
 
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.summarise import cells_table, ttq_table
 from chimera.ablation import CHANGES, LEAVE_OUT, variant_name
 from chimera.analysis.ablation_effects import (
     AblationTable,
@@ -19,15 +20,19 @@ from chimera.analysis.ablation_effects import (
     format_start_value,
     metrics_for,
 )
-from chimera.analysis.report import fmt_stat, group_by_cell
+from chimera.analysis.bench_tables import cells_table, ttq_table
+from chimera.analysis.doctor import diagnose
+from chimera.analysis.doctor_checks import is_reference
+from chimera.analysis.report import fmt_stat, group_by_cell, seeds_label, time_to_target_cell
 from chimera.errors import ChimeraError
 from chimera.records.bench_report import load_bench_report
 from chimera.records.record import RunRecord
 from chimera.records.store import find_records, load_record
-from scripts.results_table import table_lines
 
-HEADLINE_METRICS = ("gap", "test_acc", "clean_train_loss", "best_val_loss")  # the README's ablation columns, first
-MINUS = "−"  # the README's typographic minus, in numbers and formulas
+FULL_RESULTS_HEADER = ("cell", "seeds", "steps", "min clean train loss", "final clean train loss", "val loss",
+                       "val acc", "test acc", "best step", "time to val acc {target}", "doctor")
+HEADLINE_METRICS = ("gap", "test_acc", "clean_train_loss", "best_val_loss")  # the ablation table's first columns
+MINUS = "−"  # the docs' typographic minus, in numbers and formulas
 
 
 def _records(folder: Path) -> list[tuple[Path, RunRecord]]:
@@ -41,14 +46,43 @@ def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def full_results(folder: Path) -> list[str]:
-    """The original experiment at full scale: scripts/results_table.py's table, time to val acc 0.75."""
-    return table_lines(folder)
+def full_results(folder: Path, target: float = 0.75) -> list[str]:
+    """One row per cell: seeds (with the status of a run that did not finish), steps trained, clean train loss
+    (minimum over the run and final), val loss, val and test accuracy, best step, time to the target val accuracy
+    (wall seconds, evaluations included) and the doctor's verdict. Mean ± sample std over seeds where they differ."""
+    loaded = _records(folder)
+    references = [r for _, r in loaded if is_reference(r)]
+    header = [h.format(target=f"{target:g}") for h in FULL_RESULTS_HEADER]
+    lines = [_row(header), "|" + "---|" * len(header)]
+    for cell, records in group_by_cell(loaded).items():
+        metrics = [r.final_metrics for r in records]
+        min_train = [min(v for _, v in r.curve("clean_train_loss")) for r in records]
+        lines.append(_row([cell, seeds_label(records), ", ".join(str(m.steps) for m in metrics),
+                           fmt_stat(min_train, ".3g"), fmt_stat([m.clean_train_loss for m in metrics], ".3g"),
+                           fmt_stat([m.val_loss for m in metrics], ".3g"),
+                           fmt_stat([m.val_acc for m in metrics], ".3f"),
+                           fmt_stat([m.test_acc for m in metrics], ".3f"),
+                           ", ".join(str(m.best_step) for m in metrics),
+                           time_to_target_cell(records, "val_acc", target), verdict(records, references)]))
+    return lines
+
+
+def verdict(records: Sequence[RunRecord], references: Sequence[RunRecord]) -> str:
+    """`N error(s): code` / warnings by code over the cell's records; `clean` when neither."""
+    counts: Counter = Counter()
+    for record in records:
+        for finding in diagnose(record, references=list(references)):
+            if finding.severity in ("error", "warning"):
+                counts[(finding.severity, finding.code)] += 1
+    if not counts:
+        return "clean"
+    n = len(records)
+    return ", ".join(f"{severity} `{code}` ({k} of {n})" for (severity, code), k in sorted(counts.items()))
 
 
 def ablation(folder: Path, direction: str = LEAVE_OUT) -> list[str]:
-    """One direction of the ablation as the README shows it: the headline metrics first, the start cell's own
-    values, then the changes from the one that narrows the generalisation gap most; effects formatted by
+    """One direction of the ablation: the headline metrics first, the start cell's own values, then the changes
+    from the one that narrows the generalisation gap most; effects formatted by
     chimera/analysis/ablation_effects.py exactly as the report prints them."""
     loaded = _records(folder)
     by_cell = group_by_cell(loaded)
@@ -139,10 +173,10 @@ def _best_steps(records: Sequence[RunRecord]) -> str:
 
 
 def speed(bench_json: Path) -> list[str]:
-    """How fast it trains: bench/summarise.py's `--cells` table of a committed pytest-benchmark JSON."""
+    """How fast it trains: chimera/analysis/bench_tables.py's cells table (`bench/summarise.py --cells`)."""
     return cells_table(load_bench_report(bench_json))
 
 
 def time_to_quality(bench_json: Path) -> list[str]:
-    """Ours against the peer's trainer: bench/summarise.py's `--ttq` table of the same JSON."""
+    """Ours against the peer's trainer: the time-to-quality table (`bench/summarise.py --ttq`) of the same JSON."""
     return ttq_table(load_bench_report(bench_json))
