@@ -24,6 +24,7 @@ EXPERT_KINDS = ("gelu", "swiglu")
 DeviceType = typing.Literal["cpu", "cuda", "mps"]  # what a run trains on (chimera.train.device.probe_device)
 DEVICE_TYPES: tuple[str, ...] = typing.get_args(DeviceType)
 DEVICES = ("auto", *DEVICE_TYPES)  # what --device and RunConfig.device accept: "auto" picks cuda, then mps, then cpu
+STEP_MODES = ("auto", "eager", "compile", "graph")  # which runs where: chimera.train.device.choose_step_mode
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # which are legal where: chimera.train.device.precision_problem
 ACCELERATE_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}  # ours -> Accelerator(mixed_precision=)
 FROM_ACCELERATE = {value: ours for ours, value in ACCELERATE_PRECISION.items()}  # "no" -> "fp32", ...
@@ -163,8 +164,13 @@ class TrainConfig:
     # auto: accelerate's launch setting if any, else fp32 on CPU and MPS, bf16 (else fp16) on CUDA. A run
     # record's config holds the precision that ran, so the record alone reruns it.
     precision: str = "auto"
+    # How a step runs: eager (op by op), compile (torch.compile of the whole step: forward, loss, gradients,
+    # clipping, AdamW, one graph, no host sync), graph (the same step replayed as CUDA graphs); auto: graph
+    # on CUDA, eager on CPU and MPS. A record's config holds the mode that ran.
+    step_mode: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(self.step_mode in STEP_MODES, "train.step_mode", f"must be one of {STEP_MODES}, got {self.step_mode!r}")
         _check(self.precision in PRECISIONS, "train.precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
         _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, "train.lr", f"must be > 0, got {self.lr}")

@@ -36,14 +36,15 @@ class TextDataset(Dataset):
 
 
 class EncodeCollate:
-    """Tokenizes a batch with dynamic padding; a module-level class so worker processes can pickle it."""
+    """Tokenizes a batch, padded to its longest row or (`fixed_width`) to max_length; a module-level class
+    so worker processes can pickle it."""
 
-    def __init__(self, bundle: TokenizerBundle, max_length: int) -> None:
-        self.bundle, self.max_length = bundle, max_length
+    def __init__(self, bundle: TokenizerBundle, max_length: int, *, fixed_width: bool = False) -> None:
+        self.bundle, self.max_length, self.fixed_width = bundle, max_length, fixed_width
 
     def __call__(self, rows: list[tuple[str, int]]) -> dict[str, torch.Tensor]:
         texts, labels = zip(*rows, strict=True)
-        input_ids, attention_mask = encode_batch(self.bundle, texts, self.max_length)
+        input_ids, attention_mask = encode_batch(self.bundle, texts, self.max_length, fixed_width=self.fixed_width)
         return {"input_ids": input_ids, "attention_mask": attention_mask,
                 "labels": torch.tensor(labels, dtype=torch.long)}
 
@@ -56,11 +57,11 @@ def epoch_order(n: int, *, seed: int, epoch: int) -> list[int]:
 
 def train_loader(split: TextSplit, bundle: TokenizerBundle, *, augmenter: Augmenter | None, seed: int,
                  epoch: int, batch_size: int, max_length: int, pin_memory: bool = False, num_workers: int = 0,
-                 drop_last: bool = True) -> DataLoader:
-    """One epoch of shuffled, optionally augmented training batches."""
+                 drop_last: bool = True, fixed_width: bool = False) -> DataLoader:
+    """One epoch of shuffled, optionally augmented training batches (`fixed_width`: all batch_size x max_length)."""
     dataset = TextDataset(split, augmenter=augmenter, seed=seed, epoch=epoch)
     return DataLoader(dataset, batch_size=batch_size, sampler=epoch_order(len(split), seed=seed, epoch=epoch),
-                      collate_fn=EncodeCollate(bundle, max_length), drop_last=drop_last,
+                      collate_fn=EncodeCollate(bundle, max_length, fixed_width=fixed_width), drop_last=drop_last,
                       pin_memory=pin_memory, num_workers=num_workers)
 
 

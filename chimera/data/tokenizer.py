@@ -68,9 +68,10 @@ def build_tokenizer(texts: Sequence[str], *, vocab_size: int, lowercase: bool,
     return _bundle(raw, path)
 
 
-def encode_batch(bundle: TokenizerBundle, texts: Sequence[str],
-                 max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask), both (B, T) with T the longest row after truncation to max_length.
+def encode_batch(bundle: TokenizerBundle, texts: Sequence[str], max_length: int, *,
+                 fixed_width: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (B, T) with T the longest row after truncation to max_length, or
+    max_length itself with `fixed_width` (one shape for every batch: what a compiled step needs).
 
     An empty text becomes [CLS] [UNK], so no row is all padding.
     """
@@ -79,7 +80,7 @@ def encode_batch(bundle: TokenizerBundle, texts: Sequence[str],
     rows = [e.ids[:max_length] if len(e.ids) > 1 else [bundle.cls_id, bundle.unk_id]
             for e in bundle.tokenizer.encode_batch(list(texts))]
     lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
-    width = int(lengths.max()) if rows else 1
+    width = max_length if fixed_width else int(lengths.max()) if rows else 1
     ids = torch.tensor([r + [bundle.pad_id] * (width - len(r)) for r in rows], dtype=torch.long)
     mask = torch.arange(width) < lengths[:, None]  # (B, T)
     return ids.view(len(rows), width), mask

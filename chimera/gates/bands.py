@@ -70,6 +70,8 @@ def config_fingerprint(resolved: dict) -> str:
     and checks."""
     config = {k: v for k, v in resolved.items() if k not in ("seed", "device", "evaluation")}
     config["train"] = {k: v for k, v in config["train"].items() if k != "precision"}  # bands are per precision
+    if config["train"].get("step_mode", "eager") == "eager":  # eager steps as every run did before the field
+        config["train"].pop("step_mode", None)
     pool = str(config["data"].get("train_pool", IMPLIED_TRAIN_POOL)).partition("@")[0]
     config["data"] = {k: v for k, v in config["data"].items() if k != "train_pool" or pool != IMPLIED_TRAIN_POOL}
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()

@@ -6,7 +6,8 @@ the attention matmuls together (profile in bench/README.md). Here one 64-bit dra
 uniform integers, and an element is kept when its integer is at least round(p · 2^15): the same
 Bernoulli mask up to a keep probability rounded to 1/32768 (p = 0.4 becomes 0.399994), at a quarter
 of the draws. The scale is 1 / (1 - p_rounded), so the expected activation is unchanged exactly.
-CUDA and MPS have fused dropout kernels and keep `F.dropout`.
+CUDA and MPS have fused dropout kernels and keep `F.dropout`, as does a compiled step (the compiler
+generates the mask inside its fused kernels).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """`F.dropout(x, p, training)`, with `keep_mask` on CPU."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
+    if x.device.type != "cpu" or p >= 1.0 or torch.compiler.is_compiling():  # compiled: inductor fuses the mask
         return F.dropout(x, p, training=True)
     mask, scale = keep_mask(x.shape, p, x.device)
     return x * (mask.to(x.dtype) * scale)  # autograd: d/dx = the same scaled mask

@@ -2,7 +2,10 @@
 
 Each block's FFN is either `DenseFFN` or, when `cfg.ffn == "moe"`, `MoEFFN` on every
 `cfg.moe_every`-th block counted back from the last one. FFNs run on the packed non-padding tokens
-only, so padding costs attention work but no FFN work, and MoE routing never sees a pad token.
+only, so padding costs attention work but no FFN work, and MoE routing never sees a pad token. With
+`static_shapes` (compiled steps) the FFN runs on every position instead: packing has a data-dependent
+shape and its `nonzero` waits for the device; pad positions never reach a real token's output anyway
+(masked as attention keys and out of the pooling).
 """
 
 from __future__ import annotations
@@ -111,9 +114,10 @@ class EncoderClassifier(nn.Module):
     """`forward(input_ids (B, T), attention_mask (B, T) bool) -> ClassifierOutput`."""
 
     def __init__(self, cfg: ModelConfig, *, vocab_size: int, max_length: int, num_classes: int = 4,
-                 pad_id: int = 0) -> None:
+                 pad_id: int = 0, static_shapes: bool = False) -> None:
         super().__init__()
         self.cfg, self.pad_id, self.max_length = cfg, pad_id, max_length
+        self.static_shapes = static_shapes  # no data-dependent shape or host sync: see forward
         self.tok_emb = nn.Embedding(vocab_size, cfg.d_model)
         self.pos_emb = nn.Embedding(max_length, cfg.d_model)  # learned positions
         self.emb_dropout = Dropout(cfg.dropout)
@@ -128,9 +132,12 @@ class EncoderClassifier(nn.Module):
         mask = attention_mask.bool()  # (B, T), True = real token
         positions = torch.arange(T, device=input_ids.device)
         x = self.emb_dropout(self.tok_emb(input_ids) + self.pos_emb(positions))  # (B, T, C)
-        padded = not bool(mask.all())  # a batch of full-length rows needs neither mask nor packing
+        if self.static_shapes:  # every row and position computed, pads masked out of attention and pooling
+            padded, tokens = True, None
+        else:  # a batch of full-length rows needs neither mask nor packing; a padded one packs its tokens
+            padded = not bool(mask.all())
+            tokens = mask.reshape(-1).nonzero().squeeze(1) if padded else None  # (N,) packed non-padding positions
         key_mask = mask[:, None, None, :] if padded else None  # (B, 1, 1, T), broadcast over heads and queries
-        tokens = mask.reshape(-1).nonzero().squeeze(1) if padded else None  # (N,) packed non-padding positions
         aux_loss = x.new_zeros(())
         moe: list[MoEStats] = []
         for i, block in enumerate(self.blocks):

@@ -242,6 +242,7 @@ class FinalMetrics(_JsonObject):
     train_samples_per_s: float | None = None  # over optimiser-step time only
     train_acc: float | None = _optional()  # measured by a run that finished
     restored_best: bool | None = _optional()  # whether the best weights were restored before measuring
+    compile_s: float | None = _optional()  # step modes compile and graph: the first step, which compiles it
 
 
 

@@ -52,8 +52,12 @@ def _v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
 def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
     """Version 4 names the final clean train loss (eval mode, no smoothing, no augmentation) what it is:
     final_metrics.clean_train_loss, written as final_metrics.train_loss before. The value, and its place
-    among the keys, stay as they were; curve points keep train_loss, the optimisation loss as trained."""
+    among the keys, stay as they were; curve points keep train_loss, the optimisation loss as trained.
+    It also names the step mode (config.train.step_mode): every earlier run stepped eagerly."""
     data = {**data, "schema_version": 4}
+    config = data.get("config")
+    if isinstance(config, dict) and isinstance(config.get("train"), dict) and "step_mode" not in config["train"]:
+        data["config"] = {**config, "train": {**config["train"], "step_mode": "eager"}}
     final = data.get("final_metrics")
     if isinstance(final, dict) and "train_loss" in final and "clean_train_loss" not in final:
         data["final_metrics"] = {("clean_train_loss" if k == "train_loss" else k): v for k, v in final.items()}

@@ -19,7 +19,15 @@ from pathlib import Path
 
 import torch
 
-from chimera.config import ACCELERATE_PRECISION, DEVICE_TYPES, DEVICES, FROM_ACCELERATE, PRECISIONS, DeviceType
+from chimera.config import (
+    ACCELERATE_PRECISION,
+    DEVICE_TYPES,
+    DEVICES,
+    FROM_ACCELERATE,
+    PRECISIONS,
+    STEP_MODES,
+    DeviceType,
+)
 from chimera.errors import ChimeraError
 from chimera.records.env import VERSIONED_PACKAGES, RunEnv
 from chimera.records.record import Precision
@@ -74,6 +82,7 @@ class DevicePolicy:
     deterministic_algorithms: bool  # torch.use_deterministic_algorithms(True)
     float32_matmul_precision: str = "high"  # torch.set_float32_matmul_precision; TF32 on CUDA only
     fused_adamw: bool = False  # torch.optim.AdamW(fused=True): one kernel for all parameters (CPU, CUDA)
+    step_mode: str = "eager"  # eager | compile | graph (chimera.config.TrainConfig.step_mode, resolved)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICE_TYPES:
@@ -83,6 +92,8 @@ class DevicePolicy:
                              f"got {self.mixed_precision!r}")
         if self.num_workers < 0:
             raise ValueError(f"DevicePolicy.num_workers must be >= 0, got {self.num_workers}")
+        if self.step_mode not in STEP_MODES or self.step_mode == "auto":
+            raise ValueError(f"DevicePolicy.step_mode must be eager, compile or graph, got {self.step_mode!r}")
         if self.float32_matmul_precision not in ("highest", "high", "medium"):
             raise ValueError("DevicePolicy.float32_matmul_precision must be highest, high or medium, "
                              f"got {self.float32_matmul_precision!r}")
@@ -102,10 +113,10 @@ class PrecisionChoice:
     accelerate_launch: str | None  # $ACCELERATE_MIXED_PRECISION as found ("no", "bf16", ...), None when unset
     precision: str  # what choose_policy is asked for; still "auto" when nobody chose
 
-    def policy_for(self, info: DeviceInfo) -> DevicePolicy:
+    def policy_for(self, info: DeviceInfo, *, step_mode: str = "eager") -> DevicePolicy:
         """choose_policy for this choice; an illegal precision's one line says where it came from."""
         try:
-            return choose_policy(info, precision=self.precision)
+            return choose_policy(info, precision=self.precision, step_mode=step_mode)
         except ChimeraError as exc:
             if self.source != "accelerate":
                 raise
@@ -205,9 +216,27 @@ def cpu_has_native_bf16(flags: frozenset[str] | set[str], capability: str | None
     return bool(set(flags) & set(NATIVE_BF16_CPU_FLAGS)) or any(k in capability.upper() for k in ("AMX", "BF16"))
 
 
-def choose_policy(info: DeviceInfo, *, precision: str = "auto") -> DevicePolicy:
+def choose_step_mode(info: DeviceInfo, requested: str, precision: str) -> str:
+    """The step mode a run takes (train.step_mode): auto is graph on CUDA and eager elsewhere (compiling was
+    measured no faster on a 2-core CPU, bench/README.md), and eager wherever fp16 trains, since its grad
+    scaler checks for inf on the host every step. ChimeraError for a mode this device or precision cannot run."""
+    if requested not in STEP_MODES:
+        raise ChimeraError(f"train.step_mode {requested!r}: use one of {', '.join(STEP_MODES)}")
+    if requested == "auto":
+        return "graph" if info.type == "cuda" and precision != "fp16" else "eager"
+    if requested == "graph" and info.type != "cuda":
+        raise ChimeraError(f"train.step_mode graph replays CUDA graphs, and this run's device is {info.type}: "
+                           "use compile or eager")
+    if requested != "eager" and precision == "fp16":
+        raise ChimeraError(f"train.step_mode {requested} cannot run fp16: its grad scaler checks for inf on the "
+                           "host every step; train in bf16 (or fp32), or use step_mode eager")
+    return requested
+
+
+def choose_policy(info: DeviceInfo, *, precision: str = "auto", step_mode: str = "eager") -> DevicePolicy:
     """The policy for a device; "auto" picks bf16 (else fp16) on CUDA and fp32 elsewhere; an illegal
-    precision (precision_problem) is a ChimeraError with one line naming what the hardware lacks."""
+    precision (precision_problem) or step mode (choose_step_mode) is a ChimeraError with one line naming
+    what the hardware lacks."""
     if precision not in PRECISIONS:
         raise ChimeraError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "auto":
@@ -239,6 +268,7 @@ def choose_policy(info: DeviceInfo, *, precision: str = "auto") -> DevicePolicy:
         # fell from 4.8 to 1.0 ms (fixed/dense, full shapes) and from 19 to 3.3 ms (baseline/dense).
         # MPS keeps the foreach default.
         fused_adamw=info.type in ("cpu", "cuda"),
+        step_mode=choose_step_mode(info, step_mode, precision),
     )
 
 

@@ -13,9 +13,13 @@ from chimera.train.schedule import lr_multiplier
 
 def build_optimizer(model: nn.Module, train: TrainConfig, policy: DevicePolicy) -> torch.optim.AdamW:
     """AdamW on `weight_decay_groups`; the single-kernel variant where the device policy says so
-    (same update rule, to rounding; `DevicePolicy.fused_adamw`)."""
-    return torch.optim.AdamW(weight_decay_groups(model, train.weight_decay), lr=train.lr, betas=train.betas,
-                             fused=policy.fused_adamw)
+    (same update rule, to rounding; `DevicePolicy.fused_adamw`). Compiled steps update through torch's
+    functional AdamW with device-side step counts (chimera.train.whole_step), so their optimiser is the
+    capturable foreach one, whose state is laid out the same way."""
+    groups = weight_decay_groups(model, train.weight_decay)
+    if policy.step_mode != "eager":
+        return torch.optim.AdamW(groups, lr=train.lr, betas=train.betas, foreach=True, capturable=True)
+    return torch.optim.AdamW(groups, lr=train.lr, betas=train.betas, fused=policy.fused_adamw)
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:

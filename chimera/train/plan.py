@@ -17,6 +17,7 @@ from pathlib import Path
 
 from chimera.config import RunConfig
 from chimera.data.manifest import pin_pool
+from chimera.errors import ChimeraError
 from chimera.train.device import (
     ACCELERATE_ENV,
     DeviceInfo,
@@ -27,12 +28,14 @@ from chimera.train.device import (
 )
 from chimera.train.run_folder import run_dir_for
 
+DYNAMO_ENV = "ACCELERATE_DYNAMO_BACKEND"  # what `accelerate launch --dynamo_backend` sets
+
 
 @dataclass(frozen=True, kw_only=True)
 class RunPlan:
     """What a run will be, decided before it starts; the record stores each part as it was decided."""
 
-    config: RunConfig  # resolved and pinned: train pool with its manifest hash, the precision that will run
+    config: RunConfig  # resolved and pinned: train pool with its manifest hash, the precision and step mode
     device: DeviceInfo  # what the machine offers (probed once)
     policy: DevicePolicy  # how the run uses it: precision, pinned memory, workers, determinism
     precision: PrecisionChoice  # which precision was asked for and who decided
@@ -41,6 +44,15 @@ class RunPlan:
     @property
     def name(self) -> str:
         return self.run_dir.name
+
+
+def refuse_accelerate_dynamo(backend: str | None) -> None:
+    """`accelerate launch --dynamo_backend B` would compile the model inside `accelerator.prepare`, under the
+    step's own compilation: compiled twice, or graph-broken. Refused in one line that names the knob to use."""
+    if backend is not None and backend.strip().lower() not in ("", "no"):
+        raise ChimeraError(f"${DYNAMO_ENV}={backend} (accelerate launch --dynamo_backend or its config file): "
+                           "chimera compiles the whole step itself; drop that setting and pass "
+                           "--set train.step_mode=compile (or graph on CUDA)")
 
 
 def make_plan(config: RunConfig, *, out_dir: Path, accelerate_launch: str | None = None) -> RunPlan:
@@ -53,8 +65,9 @@ def make_plan(config: RunConfig, *, out_dir: Path, accelerate_launch: str | None
     run_dir = run_dir_for(config, out_dir)
     launch = os.environ.get(ACCELERATE_ENV) if accelerate_launch is None else accelerate_launch
     choice = resolve_precision(config.train.precision, launch)
+    refuse_accelerate_dynamo(os.environ.get(DYNAMO_ENV))
     device = probe_device(config.device)
-    policy = choice.policy_for(device)
+    policy = choice.policy_for(device, step_mode=config.train.step_mode)
     pinned = replace(config, data=replace(config.data, train_pool=pin_pool(config.data.train_pool)),
-                     train=replace(config.train, precision=policy.precision))
+                     train=replace(config.train, precision=policy.precision, step_mode=policy.step_mode))
     return RunPlan(config=pinned, device=device, policy=policy, precision=choice, run_dir=run_dir)

@@ -35,6 +35,7 @@ from chimera.train.plan import RunPlan
 from chimera.train.run_setup import NUM_CLASSES, RunInputs, build_model
 from chimera.train.stopping import EarlyStopping
 from chimera.train.tracking import evaluation_values
+from chimera.train.whole_step import WholeStep
 
 
 class RunFailed(ChimeraError):
@@ -66,6 +67,7 @@ class LoopState:
     evaluations: int = 0
     interval_seconds: float = 0.0
     interval_steps: int = 0
+    compile_seconds: float | None = None  # compile and graph modes: the first step, which compiles
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready data: the record's lists in their JSON form, early stopping as its own state."""
@@ -76,13 +78,13 @@ class LoopState:
 
     @classmethod
     def from_state_dict(cls, plain: dict[str, Any]) -> LoopState:
-        values = {name: plain[name] for name in _SCALARS}
+        values = {name: plain[name] for name in _SCALARS if name in plain}
         values.update({name: [kind.from_json(item) for item in plain[name]] for name, kind in _LISTS.items()})
         return cls(stopper=EarlyStopping.from_state_dict(plain["stopper"]), **values)
 
 
 _SCALARS = ("step", "loss_sum", "loss_count", "last_grad_norm", "train_seconds", "wall_seconds", "evaluations",
-            "interval_seconds", "interval_steps")
+            "interval_seconds", "interval_steps", "compile_seconds")
 _LISTS = {"curves": CurvePoint, "timing": TimingPoint, "events": Event}  # kept in the record's JSON form
 
 
@@ -108,6 +110,9 @@ class Recipe:
         self.model, self.optimizer, self.schedule = accelerator.prepare(model, optimizer, schedule)
         self.state = LoopState(stopper=EarlyStopping(patience=tc.patience, min_delta=tc.min_delta))
         self.eval_loaders: dict[str, Any] = {}  # val, clean_train, test: prepared by `for_data`
+        self.whole_step = None if plan.policy.step_mode == "eager" else WholeStep(
+            self.model, self.optimizer.optimizer, label_smoothing=tc.label_smoothing, grad_clip=tc.grad_clip,
+            mode=plan.policy.step_mode)
 
     @classmethod
     def for_data(cls, plan: RunPlan, accelerator: Accelerator, inputs: RunInputs) -> Recipe:
@@ -126,13 +131,18 @@ class Recipe:
 
     # --- one optimiser step ------------------------------------------------------------------------
 
-    def step(self, batch: dict[str, torch.Tensor]) -> float:
-        """One optimiser step exactly as training runs it (the benchmarks time this method).
+    def step(self, batch: dict[str, torch.Tensor]) -> float | torch.Tensor:
+        """One optimiser step exactly as training runs it (the benchmarks time this method); the loss.
 
-        A non-finite loss or gradient norm stops the run before the weights change. With several processes
-        the loss is averaged over them first, so all see the same value and stop at the same step.
+        Eager: a non-finite loss or gradient norm stops the run before the weights change; with several
+        processes the loss is averaged over them first, so all see the same value and stop at the same step.
+        Compile and graph: the whole step is one graph (chimera.train.whole_step) and the loss stays a device
+        tensor; a non-finite step is caught at the next evaluation or checkpoint (`sync_device_state`).
         """
         accelerator, state = self.accelerator, self.state
+        if self.whole_step is not None:
+            state.loss_count += 1
+            return self.whole_step(batch["input_ids"], batch["attention_mask"], batch["labels"])
         out = self.model(batch["input_ids"], batch["attention_mask"])
         loss = F.cross_entropy(out.logits.float(), batch["labels"], label_smoothing=self.config.train.label_smoothing)
         loss = loss + out.aux_loss
@@ -172,13 +182,16 @@ class Recipe:
                 loss = self.step(batch)
                 elapsed = time.perf_counter() - tick
                 state.step += 1
-                state.train_seconds += elapsed
-                state.interval_seconds += elapsed
-                state.interval_steps += 1
+                if self.whole_step is not None and state.compile_seconds is None:  # the first call compiles
+                    state.compile_seconds = elapsed
+                else:
+                    state.train_seconds += elapsed
+                    state.interval_seconds += elapsed
+                    state.interval_steps += 1
                 bar.update(1)
                 if state.step % tc.eval_every == 0 or state.step == tc.max_steps:
                     last = self._evaluate_and_log(eval_loaders, clock)
-                    bar.set_postfix(loss=f"{loss:.3f}", val_loss=f"{last.val_loss:.3f}",
+                    bar.set_postfix(loss=f"{float(loss):.3f}", val_loss=f"{last.val_loss:.3f}",
                                     samples_s=f"{state.timing[-1].samples_per_s or 0:.0f}")
                     if tc.early_stopping and state.stopper.should_stop:
                         state.events.append(Event(step=state.step, kind="early_stop", detail=f"no val-loss gain > "
@@ -208,8 +221,21 @@ class Recipe:
                        val=evaluate(self.model, eval_loaders["val"], accelerator),
                        test=evaluate(self.model, eval_loaders["test"], accelerator))
 
+    def sync_device_state(self) -> None:
+        """Compile and graph modes: stop on the first non-finite step, and move the running loss and the last
+        gradient norm from the device into the loop state (one sync). Eager keeps them on the host already."""
+        if self.whole_step is None:
+            return
+        bad = self.whole_step.first_bad_step()
+        if bad is not None:
+            what, value = ("loss", bad.loss) if not math.isfinite(bad.loss) else ("gradient norm", bad.grad_norm)
+            _diverged(bad.step, what, value)
+        loss_sum, self.state.last_grad_norm = self.whole_step.drain()
+        self.state.loss_sum += loss_sum
+
     def _evaluate_and_log(self, eval_loaders: dict, clock: _WallClock) -> CurvePoint:
         config, state, accelerator = self.config, self.state, self.accelerator
+        self.sync_device_state()
         state.evaluations += 1
         val = evaluate(self.model, eval_loaders["val"], accelerator, with_moe=config.model.ffn == "moe")
         clean = None
@@ -244,6 +270,7 @@ class Recipe:
         self.state = LoopState.from_state_dict(plain)
 
     def save_checkpoint(self) -> None:
+        self.sync_device_state()  # nothing is written past the last good step
         checkpoint.save(self.plan.run_dir, self.accelerator, self.state_dict(), config=config_to_dict(self.config))
 
     def resume(self) -> int:

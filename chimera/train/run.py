@@ -97,7 +97,9 @@ def run_record(plan: RunPlan, recipe: Recipe, outcome: Outcome | None, *, data: 
     samples_per_step = config.train.batch_size * world
     metrics = FinalMetrics(
         steps=state.step, wall_s=wall_s, best_step=state.stopper.best_step,
-        train_samples_per_s=state.step * samples_per_step / state.train_seconds if state.train_seconds else None)
+        train_samples_per_s=(_timed_steps(state) * samples_per_step / state.train_seconds
+                             if state.train_seconds else None),
+        compile_s=state.compile_seconds)
     status, resume_info = "failed", ResumeInfo(resumed_from_step=resumed_from) if resumed_from is not None else None
     if outcome is not None:
         status = outcome.status
@@ -109,7 +111,8 @@ def run_record(plan: RunPlan, recipe: Recipe, outcome: Outcome | None, *, data: 
                 clean_train_loss=clean.loss, val_loss=val.loss, val_acc=val.acc, train_acc=clean.acc,
                 test_loss=test.loss, test_acc=test.acc, best_step=state.stopper.best_step,
                 stopped_early=outcome.status == "stopped_early", restored_best=bool(config.train.early_stopping),
-                steps=metrics.steps, wall_s=wall_s, train_samples_per_s=metrics.train_samples_per_s)
+                steps=metrics.steps, wall_s=wall_s, train_samples_per_s=metrics.train_samples_per_s,
+                compile_s=state.compile_seconds)
     slug = config.cell.replace("/", "-")
     return RunRecord(
         run_id=f"{slug}-{config.profile}-s{config.seed}-{created:%Y%m%dT%H%M%SZ}",
@@ -121,6 +124,11 @@ def run_record(plan: RunPlan, recipe: Recipe, outcome: Outcome | None, *, data: 
         time_to_target=time_to_target(state.curves, state.timing, config.evaluation.targets(),
                                       samples_per_step=samples_per_step),
         error=error, resume=resume_info)
+
+
+def _timed_steps(state) -> int:
+    """Steps whose time train_seconds holds: all but the first in compile and graph modes (it compiles)."""
+    return state.step - (1 if state.compile_seconds is not None else 0)
 
 
 def _write(record: RunRecord, run_dir: Path, accelerator: Accelerator) -> None:

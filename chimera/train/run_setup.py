@@ -60,7 +60,8 @@ def prepare_inputs(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | No
 
     def make_train_loader(epoch: int) -> DataLoader:
         loader = train_loader(subsets.train, bundle, augmenter=augmenter, seed=config.seed, epoch=epoch,
-                              batch_size=config.train.batch_size, max_length=dc.max_length, pin_memory=pin)
+                              batch_size=config.train.batch_size, max_length=dc.max_length, pin_memory=pin,
+                              fixed_width=plan.policy.step_mode != "eager")
         return _own_generator(loader, config.seed * EPOCH_STRIDE + epoch)
 
     evals = {name: _own_generator(eval_loader(getattr(subsets, name), bundle, batch_size=EVAL_BATCH_SIZE,
@@ -106,7 +107,11 @@ def check_data_matches(data_info: DataInfo, expected: DataInfo, *, where: str) -
 
 def build_model(config: RunConfig, *, vocab_size: int, pad_id: int,
                 num_classes: int) -> EncoderClassifier | BagOfNgramsClassifier:
-    """The cell's classifier: the transformer encoder, or the linear bag-of-n-grams reference."""
-    model_class = BagOfNgramsClassifier if config.model.arch == "bag_of_ngrams" else EncoderClassifier
-    return model_class(config.model, vocab_size=vocab_size, max_length=config.data.max_length,
-                       num_classes=num_classes, pad_id=pad_id)
+    """The cell's classifier: the transformer encoder (static shapes where the step compiles), or the
+    linear bag-of-n-grams reference."""
+    if config.model.arch == "bag_of_ngrams":
+        return BagOfNgramsClassifier(config.model, vocab_size=vocab_size, max_length=config.data.max_length,
+                                     num_classes=num_classes, pad_id=pad_id)
+    return EncoderClassifier(config.model, vocab_size=vocab_size, max_length=config.data.max_length,
+                             num_classes=num_classes, pad_id=pad_id,
+                             static_shapes=config.train.step_mode in ("compile", "graph"))
