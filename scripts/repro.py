@@ -10,7 +10,7 @@ may depend on str hashing order):
      (exact JSON numbers; wall-clock fields, run ids and timestamps are not results and are ignored);
   2. `chimera reproduce` on one record of the first run: rebuilt from the record alone, the diff must be
      empty;
-  3. `chimera check-bands` on the first run when chimera/gates/bands/<profile>.json exists and no --set
+  3. `chimera bands check` on the first run when chimera/gates/bands/<profile>.json exists and no --set
      overrides are in force (bands describe the unmodified profile); otherwise skipped with a note.
 
 Every option can come from the environment, which is how tox passes it:
@@ -109,8 +109,8 @@ def check_bands(args: argparse.Namespace) -> bool:
     if args.overrides:
         print(f"  skipped: bands describe the unmodified {args.profile} profile, and --set overrides are in force")
         return True
-    done = chimera("check-bands", str(args.out / "first"), hash_seed="0", cache=args.out / "cache-first")
-    print(f"  chimera check-bands: exit {done.returncode}")
+    done = chimera("bands", "check", str(args.out / "first"), hash_seed="0", cache=args.out / "cache-first")
+    print(f"  chimera bands check: exit {done.returncode}")
     print(indent((done.stdout + done.stderr).strip()))
     return done.returncode == 0
 
