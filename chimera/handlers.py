@@ -99,6 +99,18 @@ def run_tables_write(args: argparse.Namespace) -> int:
     return 0
 
 
+def summary_line(cell: str, record, run_dir: Path) -> str:
+    """The line a finished run logs; a metric the run did not measure is `n/a`, never 0 or nan."""
+    m = record.final_metrics
+
+    def value(number: float | None, spec: str) -> str:
+        return "n/a" if number is None else format(number, spec)
+
+    return (f"{cell}: {record.status} at step {m.steps}; clean train loss {value(m.train_loss, '.4f')}, "
+            f"val loss {value(m.val_loss, '.4f')}, val acc {value(m.val_acc, '.3f')}, "
+            f"test acc {value(m.test_acc, '.3f')} -> {run_dir / 'record.json'}")
+
+
 def _repository() -> Path:
     return Path(chimera.__file__).resolve().parents[1]
 
@@ -171,9 +183,5 @@ def _train_one(config, out: Path, data_dir: Path | None, args, *, resume: bool) 
     except RunFailed as exc:
         print(f"chimera: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    run_dir = run_dir_for(config, out)
-    m = record.final_metrics
-    log.info("%s: %s at step %d; clean train loss %.4f, val loss %.4f, val acc %.3f, test acc %.3f -> %s",
-             config.cell, record.status, m.steps, m.train_loss or float("nan"),
-             m.val_loss or float("nan"), m.val_acc or 0.0, m.test_acc or 0.0, run_dir / "record.json")
+    log.info("%s", summary_line(config.cell, record, run_dir_for(config, out)))
     return EXIT_INTERRUPTED if record.status == "interrupted" else 0

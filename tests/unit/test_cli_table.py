@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ import pytest
 from chimera import cli, commands
 from chimera.commands import COMMANDS, RENAMED, leaves
 from chimera.errors import ChimeraError
+from chimera.handlers import summary_line
+from tests.unit.record_factory import minimal_record
 
 
 def test_names_are_unique_and_a_default_subcommand_exists():
@@ -94,3 +97,11 @@ def test_exit_codes(raised, code, said, monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "handler", lambda command: run)
     assert cli.main(["env"]) == code and capsys.readouterr().err == said
+
+
+def test_the_summary_line_says_n_a_for_a_metric_not_measured_and_keeps_a_zero_loss(tmp_path):
+    record = minimal_record()
+    record.final_metrics = replace(record.final_metrics, train_loss=0.0, val_loss=0.25, val_acc=None, test_acc=0.0)
+    line = summary_line("fixed/dense", record, tmp_path / "run")
+    assert "clean train loss 0.0000, val loss 0.2500, val acc n/a, test acc 0.000 ->" in line
+    assert line.startswith("fixed/dense: completed at step 10;") and line.endswith(str(tmp_path / "run/record.json"))
