@@ -29,6 +29,15 @@ def test_names_are_unique_and_a_default_subcommand_exists():
     assert set(RENAMED).isdisjoint(c.name for c in COMMANDS) and set(RENAMED.values()) <= set(leaves())
 
 
+def test_nothing_imports_the_cli_and_the_table_imports_no_handler():
+    from tests.unit.test_import_cycles import import_graph
+
+    graph = import_graph()
+    assert {module for module, targets in graph.items() if "chimera.cli" in targets} == {"chimera.__main__"}
+    assert graph["chimera.commands"] <= {"chimera", "chimera.paths"}  # reading the table loads nothing else
+    assert not {module for module, targets in graph.items() if "chimera.commands" in targets} - {"chimera.cli"}
+
+
 @pytest.mark.parametrize("name", sorted(leaves()))
 def test_every_handler_names_a_function_of_an_existing_module(name):
     module, _, function = leaves()[name].handler.partition(":")
