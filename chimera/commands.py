@@ -289,8 +289,8 @@ COMMANDS: tuple[Command, ...] = (
             subcommands=(
                 Command(name="check", help="print each table that differs from its sources; exit 1 when any does",
                         handler="chimera.handlers:run_tables_check"),
-                Command(name="write", help="rewrite the generated tables from their sources; print the files "
-                        "rewritten", handler="chimera.handlers:run_tables_write"),
+                Command(name="write", help="rewrite the generated tables from their sources; print the tables "
+                        "whose text changed", handler="chimera.handlers:run_tables_write"),
             )),
 )
 

@@ -91,7 +91,7 @@ def run_tables_check(args: argparse.Namespace) -> int:
 
 
 def run_tables_write(args: argparse.Namespace) -> int:
-    """`chimera tables write`: regenerate the tables; print the names of the files rewritten."""
+    """`chimera tables write`: regenerate the tables; print the name of each table whose text changed."""
     from chimera.analysis.doc_tables import write_tables
 
     for name in write_tables(_repository()):

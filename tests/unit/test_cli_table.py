@@ -62,14 +62,14 @@ def test_the_tables_command_is_declared_with_check_and_write():
     assert leaves()["tables write"].handler == "chimera.handlers:run_tables_write"
 
 
-def test_tables_check_prints_each_problem_and_fails_write_prints_the_files(monkeypatch, capsys):
+def test_tables_check_prints_each_problem_and_fails_write_prints_the_tables_written(monkeypatch, capsys):
     """Against a stand-in for chimera.analysis.doc_tables (written elsewhere): the repository root goes in."""
     roots = []
     fake = types.SimpleNamespace(check_tables=lambda root: roots.append(root) or ["README.md: table x differs"],
-                                 write_tables=lambda root: roots.append(root) or ["README.md"])
+                                 write_tables=lambda root: roots.append(root) or ["full-results"])
     monkeypatch.setitem(sys.modules, "chimera.analysis.doc_tables", fake)
     assert cli.main(["tables", "check"]) == 1 and capsys.readouterr().out == "README.md: table x differs\n"
-    assert cli.main(["tables", "write"]) == 0 and capsys.readouterr().out == "README.md\n"
+    assert cli.main(["tables", "write"]) == 0 and capsys.readouterr().out == "full-results\n"
     assert roots == [Path(commands.__file__).resolve().parents[1]] * 2 and (roots[0] / "pyproject.toml").is_file()
 
 
