@@ -116,10 +116,10 @@ bench-cpu: setup ## benchmarks on this machine's CPU, full shapes -> bench/resul
 bench-ci: setup ## short CI pass (ci shapes) + speed gate against bench/baselines/cpu.json -> bench/results/ci/bench.json
 	mkdir -p $(RESULTS)/ci
 	CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(RESULTS)/ci/bench.json
-	$(PY) -m chimera.gates.bench_gate compare $(RESULTS)/ci/bench.json $(BASELINE) $(GATE_ARGS) || { \
+	$(VENV)/bin/chimera bench compare $(RESULTS)/ci/bench.json $(BASELINE) $(GATE_ARGS) || { \
 	  echo "speed gate: regression in the first pass; confirming with a second pass"; \
 	  CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(RESULTS)/ci/bench-confirm.json && \
-	  $(PY) -m chimera.gates.bench_gate compare $(RESULTS)/ci/bench-confirm.json $(BASELINE) $(GATE_ARGS); }
+	  $(VENV)/bin/chimera bench compare $(RESULTS)/ci/bench-confirm.json $(BASELINE) $(GATE_ARGS); }
 
 bench-baseline: setup ## regenerate bench/baselines/cpu.json with the short CI pass (on a quiet machine)
 	CHIMERA_DEVICE=cpu $(VENV)/bin/$(CI_BENCH) --benchmark-json=$(BASELINE)
@@ -139,7 +139,7 @@ ablation: setup ## which change of the fix matters: fixed/dense and its 18 varia
 	cp $(RUNS)/ablation-$(PROFILE)/report/ablation.json $(PUBLISH)/analysis/ablation-$(PROFILE).json
 
 check-bands: setup ## loss gate: the runs under runs/$(PROFILE) against chimera/gates/bands/$(PROFILE).json
-	$(VENV)/bin/chimera check-bands runs/$(PROFILE)
+	$(VENV)/bin/chimera bands check runs/$(PROFILE)
 
 docker-cuda: ## build the CUDA image (docker/Dockerfile, TARGET=cuda; DOCKER=podman for podman)
 	$(CUDA_BUILD)

@@ -23,7 +23,7 @@ short_pass() {  # the CI pass of bench/README.md, into $1
 }
 
 gate() {  # prints the table; returns the gate's exit code
-  "$PYTHON" -m chimera.gates.bench_gate compare "$1" "$BASELINE"
+  "$PYTHON" -m chimera bench compare "$1" "$BASELINE"
 }
 
 echo "gate proof against $BASELINE; load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime)"

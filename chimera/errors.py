@@ -7,3 +7,9 @@ Its message is a single line naming the file, line or key at fault and, where ob
 
 class ChimeraError(Exception):
     """A user-fixable problem: bad input, bad config, missing data or corpus."""
+
+
+# The exit codes of every command: chimera.cli maps ChimeraError and Ctrl-C, handlers return the others.
+EXIT_FAILED = 1  # a run failed, a check found a problem or a reproduction differs
+EXIT_BAD_INPUT = 2  # a ChimeraError: one line on stderr, no traceback
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM; a resumable checkpoint was written

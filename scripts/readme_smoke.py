@@ -11,8 +11,9 @@ and the shell steps that run them at toy sizes (TINY: 64 rows, one layer of widt
 benchmark rounds. A step fails on an exit code it does not allow or a Python traceback in its output; a
 command this hardware cannot run (CUDA, MPS) must be refused with the message the entry names. The few
 commands no CI machine can run (several GPUs, the CUDA image, re-locking the pins) have an entry that says
-why instead of steps. tests/unit/test_readme_smoke.py fails when a shown command has no entry here, and when
-an entry covers a command no page shows.
+why instead of steps. tests/unit/test_readme_smoke.py fails when a shown command has no entry here, when
+an entry covers a command no page shows, and (like this script) when an entry names a `chimera` command the
+command table (chimera/commands.py) does not declare, or declares only as an old spelling.
 
 --records: a folder of real ci-profile records (the ci matrix `make test` trains; CI keeps them in its
 evidence folder): the doctor, the loss gate and the history read those, since toy runs prove nothing to
@@ -33,6 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from chimera.commands import COMMANDS, leaves
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = ("README.md", "docs/*.md")  # the pages whose commands must each have an entry, relative to the root
 
@@ -49,6 +52,8 @@ ENV_ASSIGNMENTS = re.compile(r"""^(?:[A-Z_][A-Z0-9_]*=(?:"[^"]*"|'[^']*'|\S+)\s+
 COMMAND_START = re.compile(r"^(make|chimera|tox|pytest|python|pip|torchrun|docker|accelerate launch|tensorboard|bash|"
                            r"\.venv/bin/\S+|scripts/\S+\.(sh|py))\s+\S")
 TRACEBACK = "Traceback (most recent call last)"
+# `chimera` (or $CHIMERA, .venv/bin/chimera, -m chimera) as a program, then its next two words.
+CHIMERA_CALL = re.compile(r"(?:^|(?<=[\s/]))(?:\$CHIMERA|chimera)(?=\s)\s+(\S+)(?:\s+(\S+))?")
 
 
 @dataclass(frozen=True)
@@ -94,9 +99,9 @@ SMOKES: tuple[Smoke, ...] = (
         Step("$CHIMERA doctor $RECORDS", ok=(0, 1)),  # 1: the baseline's memorisation is an error-level finding
         Step("$CHIMERA doctor $SMOKE/runs/ci --json > $SMOKE/doctor.json", ok=(0, 1)),
         Step("$CHIMERA doctor docs/results/ci-seeds", ok=(1,), expect="memorisation"))),  # the 10 baseline runs
-    Smoke("check-bands", ("chimera check-bands", "chimera check-bands RUN_DIR",
-                          "chimera check-bands docs/results/ci-seeds"), (
-        Step("$CHIMERA check-bands $RECORDS"), Step("$CHIMERA check-bands docs/results/ci-seeds"))),
+    Smoke("bands-check", ("chimera bands check", "chimera bands check RUN_DIR",
+                          "chimera bands check docs/results/ci-seeds"), (
+        Step("$CHIMERA bands check $RECORDS"), Step("$CHIMERA bands check docs/results/ci-seeds"))),
     Smoke("train", ("chimera train", "chimera train --cell fixed/dense --profile ci [--data-dir D] [--out runs/] "
                     "[--seed N] [--set train.lr=2e-4 ...] [--device auto\\|cpu\\|cuda\\|mps] "
                     "[--precision auto\\|fp32\\|bf16\\|fp16]",
@@ -260,6 +265,31 @@ def uncovered(shown: dict[str, list[str]]) -> set[str]:
     return set(shown) - covered()
 
 
+def chimera_commands(text: str) -> set[str]:
+    """The chimera commands a shell line or README command runs, named as the command table names them
+    ("bands check"; `chimera history` is "history show", its default); an undeclared one as typed."""
+    groups = {command.name: command for command in COMMANDS if command.subcommands}
+    found = set()
+    for first, second in CHIMERA_CALL.findall(text):
+        sub = second.strip("[]")
+        for name in re.split(r"\\?\|", first):  # `chimera train\|matrix ...` names two
+            if name.startswith("-") or name == "...":
+                continue  # `chimera --version`: no command
+            if name not in groups:
+                found.add(name)
+            elif sub in {s.name for s in groups[name].subcommands} or not groups[name].default:
+                found.add(f"{name} {sub}".strip())
+            else:
+                found.add(f"{name} {groups[name].default}")
+    return found
+
+
+def undeclared(smokes: tuple[Smoke, ...] = SMOKES) -> set[str]:
+    """chimera commands an entry covers or runs that the command table does not declare (old spellings too)."""
+    texts = [text for smoke in smokes for text in (*smoke.covers, *(step.run for step in smoke.steps))]
+    return {name for text in texts for name in chimera_commands(text)} - set(leaves())
+
+
 def _environment(out: Path, records: Path | None, data: str) -> dict[str, str]:
     venv = REPO / ".venv"
     return {**os.environ, "SMOKE": str(out), "RECORDS": str(records or out / "no-records"), "DATA": data,
@@ -312,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if missing:
         print("commands shown with no smoke entry: " + "; ".join(sorted(missing)), file=sys.stderr)
+        return 1
+    if undeclared():
+        print("smoke entries name commands chimera/commands.py does not declare: " + "; ".join(sorted(undeclared())),
+              file=sys.stderr)
         return 1
     names = {smoke.name for smoke in SMOKES}
     if args.only and set(args.only) - names:

@@ -10,7 +10,7 @@ may depend on str hashing order):
      (exact JSON numbers; wall-clock fields, run ids and timestamps are not results and are ignored);
   2. `chimera reproduce` on one record of the first run: rebuilt from the record alone, the diff must be
      empty;
-  3. `chimera check-bands` on the first run against the packaged bands of its profile and precision
+  3. `chimera bands check` on the first run against the packaged bands of its profile and precision
      (chimera.gates.bands.bands_path: bands/<profile>.json for fp32, bands/<profile>-<precision>.json
      otherwise) when that file exists and no --set overrides are in force (bands describe the unmodified
      profile); otherwise skipped with a note.
@@ -105,7 +105,7 @@ def reproduce_one(args: argparse.Namespace) -> bool:
 
 
 def check_bands(args: argparse.Namespace) -> bool:
-    """The first run against the packaged bands of its profile and precision (the file check-bands would pick)."""
+    """The first run against the packaged bands of its profile and precision (what `chimera bands check` picks)."""
     if args.overrides:
         print(f"  skipped: bands describe the unmodified {args.profile} profile, and --set overrides are in force")
         return True
@@ -117,9 +117,9 @@ def check_bands(args: argparse.Namespace) -> bool:
     if not bands.is_file():
         print(f"  skipped: no packaged bands for {precisions[0]} runs of the {args.profile} profile ({bands.name})")
         return True
-    done = chimera("check-bands", str(args.out / "first"), "--bands", str(bands), hash_seed="0",
+    done = chimera("bands", "check", str(args.out / "first"), "--bands", str(bands), hash_seed="0",
                    cache=args.out / "cache-first")
-    print(f"  chimera check-bands: exit {done.returncode}")
+    print(f"  chimera bands check: exit {done.returncode}")
     print(indent((done.stdout + done.stderr).strip()))
     return done.returncode == 0
 

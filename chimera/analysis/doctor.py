@@ -111,14 +111,6 @@ def doctor_main(paths: list[Path | str], *, as_json: bool = False, data_dir: Pat
     return 1 if errors else 0
 
 
-def add_doctor_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", type=Path, metavar="RECORD.json|RUN_DIR",
-                        help="record files, or folders searched recursively for record.json")
-    parser.add_argument("--json", action="store_true", help="print findings as JSON")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="AG News folder for the leakage rescan; default: the record's data.source, "
-                             "else $CHIMERA_DATA_DIR")
-
-
 def run_doctor(args: argparse.Namespace) -> int:
+    """`chimera doctor` (its arguments: chimera/commands.py)."""
     return doctor_main(args.paths, as_json=args.json, data_dir=args.data_dir)

@@ -340,19 +340,8 @@ def render_report(run_dir: Path | str, out_dir: Path | str, *,
     return ReportFiles(markdown=markdown, html=page, images=images)
 
 
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                        help="folder searched recursively for record.json")
-    parser.add_argument("--out", type=Path, default=Path("report"),
-                        help="report folder; default: %(default)s")
-    parser.add_argument("--bench-dir", type=Path, default=None,  # None: the default, which may be absent
-                        help="pytest-benchmark JSON results for the throughput figure; default: bench/results "
-                        "when present")
-    parser.add_argument("--history", type=Path, default=None, metavar="STORE",
-                        help="also draw the trends of a `chimera history` store (a History section and figure)")
-
-
 def run_report(args: argparse.Namespace) -> int:
+    """`chimera report` (its arguments: chimera/commands.py)."""
     files = render_report(args.run_dir, args.out, bench_dir=args.bench_dir or Path("bench/results"),
                           history=args.history)
     log.info("wrote %s, %s and %d figure(s)", files.markdown, files.html, len(files.images))

@@ -1,7 +1,7 @@
 """The loss gate: reference convergence bands per cell, built from several seeds, checked against new runs.
 
     chimera bands build runs/bands-ci --out chimera/gates/bands/ci.json     # from >= 5 seeds per cell
-    chimera check-bands runs/ci [--bands chimera/gates/bands/ci.json]       # exit 1 when a run is outside
+    chimera bands check runs/ci [--bands chimera/gates/bands/ci.json]       # exit 1 when a run is outside
 
 As MLPerf checks convergence against reference runs: for each cell, over its seeds, of three
 final_metrics (val_loss: the final clean validation loss, after restoring the best checkpoint when
@@ -200,18 +200,8 @@ def _load_records(paths: list[Path]) -> list[RunRecord]:
     return [load_record(path) for path in find_records(list(paths))]
 
 
-def add_bands_arguments(parser: argparse.ArgumentParser) -> None:
-    """`chimera bands build RUN_DIR... --out FILE` under the `bands` sub-command parser."""
-    sub = parser.add_subparsers(dest="bands_command", required=True, metavar="BANDS_COMMAND")
-    build = sub.add_parser("build", help="compute per-cell convergence bands from multi-seed runs",
-                           description="Write mean ± max(3·std, floor) of final val loss, val acc and best step "
-                                       "per cell over seeds.")
-    build.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR", help="folders searched for record.json")
-    build.add_argument("--out", type=Path, required=True, help="bands JSON to write, e.g. chimera/gates/bands/ci.json")
-    build.add_argument("--min-seeds", type=int, default=MIN_SEEDS, help="seeds required per cell; default %(default)s")
-
-
 def run_bands(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """`chimera bands build`: write the bands JSON and print each cell's bands."""
     bands = compute_bands(_load_records(args.paths), min_seeds=args.min_seeds)
     atomic_write_text(args.out, json.dumps(bands, indent=1) + "\n")
     out = out or sys.stdout
@@ -222,15 +212,8 @@ def run_bands(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
-def add_check_bands_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", type=Path, metavar="RUN_DIR", help="folders searched for record.json")
-    parser.add_argument("--bands", type=Path, default=None,
-                        help=f"bands JSON; default {BANDS_DIR.name}/<profile>.json (fp32 runs) or "
-                             f"{BANDS_DIR.name}/<profile>-<precision>.json packaged with chimera")
-
-
 def run_check_bands(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Print one line per record and each violation; 1 when any record is outside its band."""
+    """`chimera bands check`: one line per record and each violation; 1 when any record is outside its band."""
     records = _load_records(args.paths)
     precision = records[0].precision.value
     path = args.bands or bands_path(records[0].profile, precision)

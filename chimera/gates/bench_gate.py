@@ -1,7 +1,6 @@
 """The speed gate: compare two pytest-benchmark JSON files, machine-normalised, and fail on a regression.
 
     chimera bench compare bench/results/ci.json bench/baselines/cpu.json [--threshold 0.15] [--markdown FILE]
-    python -m chimera.gates.bench_gate compare NEW.json BASELINE.json        # the same, without the CLI wiring
 
 Each benchmark's median time is divided by the median of the fp32 calibration GEMM of the *same*
 file (bench/test_bench_gemm.py), so it is measured in "calibration GEMMs per step". A machine that
@@ -12,13 +11,15 @@ Like is compared with like: each benchmark's precision (extra_info.precision; ol
 the same in both files, else the comparison is refused (exit 2) rather than read as a speed change.
 Exit codes: 0 pass, 1 regression, 2 unreadable or incomparable input. Files are read by
 chimera.records.bench_report; like it, this imports only the standard library and chimera.errors/fileio,
-so it runs anywhere the JSON files are.
+so it runs anywhere the JSON files are. `python -m chimera.gates.bench_gate compare ...`, the old spelling,
+still runs `chimera bench compare ...` for one release.
 """
 
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,20 +163,8 @@ def format_markdown(rows: list[Row], *, threshold: float = DEFAULT_THRESHOLD, ti
     return "\n".join(lines)
 
 
-def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("new", type=Path, metavar="NEW.json", help="pytest-benchmark JSON of the run to check")
-    parser.add_argument("baseline", type=Path, metavar="BASELINE.json", help="reference JSON, e.g. "
-                        "bench/baselines/cpu.json")
-    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                        help="fail when a normalised time grows by more than this fraction; default %(default)s")
-    parser.add_argument("--group", dest="groups", action="append", metavar="PATTERN",
-                        help="benchmark group(s) to compare, shell patterns (repeatable); default: train-step")
-    parser.add_argument("--markdown", type=Path, metavar="FILE", default=None,
-                        help="also append the table as markdown to FILE, e.g. $GITHUB_STEP_SUMMARY")
-
-
 def run_compare(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Print the table; 1 when any benchmark regressed or went missing, else 0 (ChimeraError -> 2 in cli)."""
+    """`chimera bench compare`: print the table; 1 when a benchmark regressed or went missing (ChimeraError: 2)."""
     rows = compare(args.new, args.baseline, threshold=args.threshold, groups=tuple(args.groups or DEFAULT_GROUPS))
     (out or sys.stdout).write(format_table(rows, threshold=args.threshold) + "\n")
     if getattr(args, "markdown", None):
@@ -187,30 +176,12 @@ def run_compare(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 1 if any(r.failed for r in rows) else 0
 
 
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    """`chimera bench compare ...` under the `bench` sub-command parser."""
-    sub = parser.add_subparsers(dest="bench_command", required=True, metavar="BENCH_COMMAND")
-    add_compare_arguments(sub.add_parser(
-        "compare", help="machine-normalised speed gate between two pytest-benchmark JSON files",
-        description="Compare median step times divided by the same file's calibration GEMM; exit 1 when a "
-                    "benchmark is slower than the baseline by more than --threshold."))
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    if args.bench_command == "compare":
-        return run_compare(args)
-    raise ChimeraError(f"unknown bench command {args.bench_command!r}")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chimera.gates.bench_gate", description=__doc__.splitlines()[0])
-    add_bench_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_bench(args)
-    except ChimeraError as exc:
-        print(f"chimera: error: {exc}", file=sys.stderr)
-        return 2
+    """The old spelling, `python -m chimera.gates.bench_gate ARGS`: runs `chimera bench ARGS` (goes next release)."""
+    print("chimera: `python -m chimera.gates.bench_gate` is now `chimera bench`; the old name goes in the next "
+          "release", file=sys.stderr)
+    args = sys.argv[1:] if argv is None else argv
+    return subprocess.run([sys.executable, "-m", "chimera", "bench", *args], check=False).returncode
 
 
 if __name__ == "__main__":

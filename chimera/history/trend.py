@@ -75,7 +75,7 @@ class CellTrend:
 
 
 def packaged_bands(profile: str, precision: str) -> dict | None:
-    """The bands `chimera check-bands` would use for these runs; None when none are packaged."""
+    """The bands `chimera bands check` would use for these runs; None when none are packaged."""
     path = bands_path(profile, precision)
     return load_bands(path, precision=precision) if path.exists() else None
 

@@ -75,10 +75,10 @@ def test_baseline_cell_memorises_while_val_loss_diverges(ci_runs, cell):
 
 
 def test_fresh_ci_matrix_falls_inside_the_reference_convergence_bands(ci_runs):
-    """The loss gate CI runs: `chimera check-bands` on this session's ci matrix (bands: chimera/gates/bands/ci.json)."""
+    """The loss gate CI runs: `chimera bands check` on this session's ci matrix (bands: chimera/gates/bands/ci.json)."""
     from tests.helpers import run_chimera
 
-    result = run_chimera("check-bands", str(ci_runs), check=False)
+    result = run_chimera("bands", "check", str(ci_runs), check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chimera import fileio
+from chimera import cli, fileio
 from chimera.errors import ChimeraError
 from chimera.gates import bench_gate
 from chimera.gates.bench_gate import compare, format_table, run_compare
@@ -140,12 +140,23 @@ def test_different_profiles_or_devices_are_not_compared(tmp_path):
         compare(bench_file(tmp_path / "cuda.json", device="cuda"), base)
 
 
-def test_main_exit_codes(tmp_path, capsys):
+def test_exit_codes(tmp_path, capsys):
     base = bench_file(tmp_path / "base.json")
-    assert bench_gate.main(["compare", str(base), str(base)]) == 0
+    assert cli.main(["bench", "compare", str(base), str(base)]) == 0
+    assert cli.main(["bench", "compare", str(bench_file(tmp_path / "s.json", scale=1.5)), str(base)]) == 1
+    (tmp_path / "empty.json").write_text("{}")
+    assert cli.main(["bench", "compare", str(tmp_path / "empty.json"), str(base)]) == 2
+    assert "empty.json: not a pytest-benchmark file" in capsys.readouterr().err
+
+
+def test_the_old_module_entry_point_runs_chimera_bench_and_names_it(tmp_path, capfd):
+    """`python -m chimera.gates.bench_gate compare ...` still works for one release, and says what replaced it."""
+    base = bench_file(tmp_path / "base.json")
     assert bench_gate.main(["compare", str(bench_file(tmp_path / "s.json", scale=1.5)), str(base)]) == 1
-    assert bench_gate.main(["compare", str(tmp_path / "absent.json"), str(base)]) == 2
-    assert "absent.json: no such benchmark file" in capsys.readouterr().err
+    out, err = capfd.readouterr()
+    assert "REGRESSION" in out
+    assert err.splitlines()[0] == ("chimera: `python -m chimera.gates.bench_gate` is now `chimera bench`; the old "
+                                   "name goes in the next release")
 
 
 @pytest.mark.parametrize("module", [bench_gate, bench_report, fileio], ids=["bench_gate", "bench_report", "fileio"])
@@ -154,8 +165,8 @@ def test_gate_imports_only_stdlib_chimera_errors_fileio_and_the_bench_reader(mod
     chimera_imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                        and node.module and node.module.startswith("chimera")}
     assert chimera_imports <= {"chimera.errors", "chimera.fileio", "chimera.records.bench_report"}
-    stdlib = {"__future__", "argparse", "collections", "dataclasses", "fnmatch", "json", "os", "pathlib", "sys",
-              "tempfile", "types", "typing"}
+    stdlib = {"__future__", "argparse", "collections", "dataclasses", "fnmatch", "json", "os", "pathlib", "subprocess",
+              "sys", "tempfile", "types", "typing"}
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)

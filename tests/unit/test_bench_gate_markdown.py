@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from chimera import cli
-from chimera.gates import bench_gate
 from chimera.gates.bench_gate import compare, format_markdown
 from tests.unit.test_bench_gate import bench_file
 
@@ -22,7 +21,7 @@ def test_markdown_table_has_a_row_per_benchmark_and_bold_failures(tmp_path):
 
 def test_markdown_option_appends_one_table_per_call_and_keeps_the_exit_code(tmp_path, capsys):
     base, summary = bench_file(tmp_path / "base.json"), tmp_path / "summary.md"
-    assert bench_gate.main(["compare", str(base), str(base), "--markdown", str(summary)]) == 0
+    assert cli.main(["bench", "compare", str(base), str(base), "--markdown", str(summary)]) == 0
     slow = bench_file(tmp_path / "slow.json", scale=1.5)
     assert cli.main(["bench", "compare", str(slow), str(base), "--markdown", str(summary)]) == 1
     text = summary.read_text()

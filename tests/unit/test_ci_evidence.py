@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chimera.gates import bench_gate
+from chimera import cli
 from chimera.records.bench_report import load_bench_report
 from chimera.records.store import write_record
 from tests.helpers import copy_records
@@ -57,7 +57,7 @@ def test_the_job_summary_gets_the_gate_table_that_ci_run_writes():
     # .ci/run: both gate commands (the image's pass, the host's confirming make bench-ci) append to that file
     assert 'gate_table="$EVIDENCE/speed-gate.md"' in CI_RUN
     assert '--markdown "$gate_table"' in CI_RUN and 'make bench-ci GATE_ARGS="--markdown $gate_table"' in CI_RUN
-    gate_lines = [line for line in MAKEFILE.splitlines() if "chimera.gates.bench_gate compare" in line]
+    gate_lines = [line for line in MAKEFILE.splitlines() if "chimera bench compare" in line]
     assert len(gate_lines) == 2 and all("$(GATE_ARGS)" in line for line in gate_lines)
 
 
@@ -85,8 +85,8 @@ def test_the_evidence_script_fills_every_uploaded_path(tmp_path):
     bench_file(host / "bench.json")
     write_matrix(evidence / "records" / "ci", cells=["fixed/dense", "baseline/moe"], seeds=(0,))
     gate = evidence / "speed-gate.md"
-    assert bench_gate.main(["compare", str(container / "bench" / "bench.json"), str(host / "bench.json"),
-                            "--markdown", str(gate)]) == 0
+    assert cli.main(["bench", "compare", str(container / "bench" / "bench.json"), str(host / "bench.json"),
+                     "--markdown", str(gate)]) == 0
     env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "CONTAINER_OUT": str(container),
            "HOST_BENCH": str(host), "MPLBACKEND": "Agg"}
     done = subprocess.run(["bash", str(REPO / "scripts" / "ci_evidence.sh"), str(evidence)], capture_output=True,

@@ -39,7 +39,7 @@ def _bands(root: Path) -> tuple[Path, list[str]]:
     record, _ = _record(root)
     path = root / "bands.json"
     shutil.copy(REPO / "chimera/gates/bands/ci.json", path)
-    return path, ["check-bands", str(record.parent), "--bands", str(path)]
+    return path, ["bands", "check", str(record.parent), "--bands", str(path)]
 
 
 def _speed_baseline(root: Path) -> tuple[Path, list[str]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import subprocess
@@ -12,7 +11,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from chimera.analysis.doctor import Thresholds, add_doctor_arguments, diagnose, doctor_main, run_doctor
+from chimera import cli
+from chimera.analysis.doctor import Thresholds, diagnose, doctor_main, run_doctor
 from chimera.analysis.leakage_scan import (
     duplicate_rows,
     fallback_normalise,
@@ -204,9 +204,7 @@ def test_doctor_json_output_parses(tmp_path):
 
 def test_cli_adapter_parses_paths_json_and_data_dir(tmp_path, capsys):
     write_record(run_record("fixed/moe"), tmp_path / "run")
-    parser = argparse.ArgumentParser()
-    add_doctor_arguments(parser)
-    args = parser.parse_args([str(tmp_path / "run"), "--json", "--data-dir", str(tmp_path)])
+    args = cli.build_parser().parse_args(["doctor", str(tmp_path / "run"), "--json", "--data-dir", str(tmp_path)])
     assert run_doctor(args) == 0
     assert json.loads(capsys.readouterr().out)["errors"] == 0
 

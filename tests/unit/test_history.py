@@ -253,12 +253,12 @@ def test_the_loss_gate_flags_a_commit_whose_runs_leave_the_bands(tmp_path, capsy
                        "val_loss)"]
 
 
-def test_without_bands_the_packaged_ones_judge_the_runs_as_check_bands_does(tmp_path, capsys):
-    """These synthetic runs are not the packaged ci config, so check-bands fails them (`config`); so does history.
+def test_without_bands_the_packaged_ones_judge_the_runs_as_bands_check_does(tmp_path, capsys):
+    """These synthetic runs are not the packaged ci config, so `bands check` fails them (`config`); so does history.
     A profile without packaged bands reads `no bands` and is not flagged."""
     store = tmp_path / "h.sqlite"
     a, _ = write_results(tmp_path / "a", COMMIT_A, TIME_A, {"fixed/dense": 2.0}, seeds=(0,))
-    assert cli.main(["check-bands", str(a / "runs")]) == 1 and "config differs" in capsys.readouterr().out
+    assert cli.main(["bands", "check", str(a / "runs")]) == 1 and "config differs" in capsys.readouterr().out
     other = record_at("fixed/dense", 0, COMMIT_B, TIME_B)
     other.profile, other.run_id = "smoke", "fixed-dense-smoke-s0"
     write_record(other, tmp_path / "b" / "fixed-dense-smoke-s0")

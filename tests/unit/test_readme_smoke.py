@@ -9,8 +9,20 @@ from pathlib import Path
 
 import pytest
 
+from chimera.commands import RENAMED, leaves
 from scripts import readme_smoke
-from scripts.readme_smoke import SMOKES, Step, covered, page_commands, run_step, shown_commands, uncovered
+from scripts.readme_smoke import (
+    SMOKES,
+    Smoke,
+    Step,
+    chimera_commands,
+    covered,
+    page_commands,
+    run_step,
+    shown_commands,
+    uncovered,
+    undeclared,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SHOWN = shown_commands(REPO)
@@ -18,6 +30,7 @@ CI = (REPO / ".ci" / "run").read_text(encoding="utf-8")
 # Entries without steps, each a deliberate decision: CI runs `make test` and `make smoke` itself; the rest need
 # hardware, a network or minutes no CI machine has (each entry says what checks it instead).
 NOT_RUN = {"test", "needs-gpus", "cuda-image", "full-record-from-the-hub", "lock-requirements"}
+MAKEFILE = (REPO / "Makefile").read_text(encoding="utf-8")
 
 
 def test_every_command_the_readme_and_the_docs_show_has_a_smoke_entry():
@@ -44,6 +57,48 @@ def test_only_the_deliberate_few_go_without_steps_each_saying_why_and_ci_runs_th
     assert unrun["test"].covers == ("make test", "make smoke")
     assert all(len(smoke.why_not_run) > 60 for smoke in unrun.values())
     assert not any(smoke.why_not_run for smoke in SMOKES if smoke.steps)
+
+
+def test_every_chimera_command_an_entry_covers_or_runs_is_declared_in_the_command_table():
+    assert not undeclared(), f"not in chimera/commands.py (or only as an old spelling): {undeclared()}"
+
+
+def test_an_old_spelling_or_a_made_up_command_in_an_entry_is_caught():
+    old = next(iter(RENAMED))
+    entry = Smoke("x", (f"chimera {old} RUN_DIR",), (Step("$CHIMERA bands frobnicate"), Step("$CHIMERA bench")))
+    assert undeclared((entry,)) == {old, "bands frobnicate", "bench"}
+
+
+def _make_recipe(target: str, seen: frozenset[str] = frozenset()) -> str:
+    """The recipe lines of a Makefile target, with the targets it runs through $(MAKE) or as prerequisites."""
+    match = re.search(rf"^{re.escape(target)}:([^\n#]*).*\n((?:\t.*\n)*)", MAKEFILE, flags=re.M)
+    if not match or target in seen:
+        return ""
+    inner = set(match[1].split()) | set(re.findall(r"\$\(MAKE\) (?:--\S+ )*([a-z][\w-]*)", match[2]))
+    return match[2] + "".join(_make_recipe(t, seen | {target}) for t in sorted(inner))
+
+
+def _run_by_the_smoke() -> set[str]:
+    """The chimera commands the smoke's steps run: directly, or in the recipes of the make targets they run."""
+    runs = [step.run for smoke in SMOKES for step in smoke.steps]
+    targets = {t for run in runs for words in re.findall(r"\bmake ((?:[a-z][\w-]* ?)+)", run) for t in words.split()}
+    return {name for text in [*runs, *map(_make_recipe, sorted(targets))] for name in chimera_commands(text)}
+
+
+def test_every_declared_command_a_page_shows_is_run_by_a_smoke_step():
+    shown = {name for command in shown_commands() for name in chimera_commands(command)}
+    assert {"train", "bands check", "bench compare", "history add", "history show"} <= shown
+    assert shown <= set(leaves()), f"a page teaches commands the table lacks: {shown - set(leaves())}"
+    assert not shown - _run_by_the_smoke(), f"shown on a page, run by no smoke step: {shown - _run_by_the_smoke()}"
+
+
+def test_chimera_commands_are_named_as_the_table_names_them():
+    assert chimera_commands("$CHIMERA history add x && .venv/bin/chimera history --store S") == {"history add",
+                                                                                                "history show"}
+    assert chimera_commands("chimera train\\|matrix ... --log-with T") == {"train", "matrix"}
+    assert chimera_commands("chimera history [show] [--cells P]") == {"history show"}
+    assert chimera_commands("accelerate launch -m chimera train --cell C") == {"train"}
+    assert not chimera_commands("chimera --version; python -m chimera.gates.bench_gate; see chimera/gates/bands")
     assert re.search(r"^make test$", CI, flags=re.M)
     assert re.search(r"^make .*smoke SMOKE_ARGS=\"--strict --records \$CHIMERA_KEEP_RUNS", CI, flags=re.M)
     assert CI.index("\nmake test\n") < CI.index("smoke SMOKE_ARGS")

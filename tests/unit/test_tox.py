@@ -96,4 +96,4 @@ def test_repro_checks_fp32_runs_against_the_packaged_bands_check_bands_would_pic
     monkeypatch.setattr(repro, "chimera", lambda *args, **kwargs: called.append(args) or
                         subprocess.CompletedProcess(args, 0, "ok", ""))
     assert repro.check_bands(argparse.Namespace(profile="ci", overrides=[], out=tmp_path))
-    assert called == [("check-bands", str(tmp_path / "first"), "--bands", str(bands_path("ci", "fp32")))]
+    assert called == [("bands", "check", str(tmp_path / "first"), "--bands", str(bands_path("ci", "fp32")))]
