@@ -70,7 +70,8 @@ def config_fingerprint(resolved: dict) -> str:
     and checks."""
     config = {k: v for k, v in resolved.items() if k not in ("seed", "device", "evaluation")}
     config["train"] = {k: v for k, v in config["train"].items() if k != "precision"}  # bands are per precision
-    if config["train"].get("step_mode", "eager") == "eager":  # eager steps as every run did before the field
+    # a record holds the mode that ran; eager (or auto, before it resolves) hashes as every run did before the field
+    if config["train"].get("step_mode", "eager") in ("eager", "auto"):
         config["train"].pop("step_mode", None)
     pool = str(config["data"].get("train_pool", IMPLIED_TRAIN_POOL)).partition("@")[0]
     config["data"] = {k: v for k, v in config["data"].items() if k != "train_pool" or pool != IMPLIED_TRAIN_POOL}

@@ -141,8 +141,10 @@ class Recipe:
         """
         accelerator, state = self.accelerator, self.state
         if self.whole_step is not None:
+            loss = self.whole_step(batch["input_ids"], batch["attention_mask"], batch["labels"])
+            self.schedule.step()  # host arithmetic; the next step reads the new rate from its tensor
             state.loss_count += 1
-            return self.whole_step(batch["input_ids"], batch["attention_mask"], batch["labels"])
+            return loss
         out = self.model(batch["input_ids"], batch["attention_mask"])
         loss = F.cross_entropy(out.logits.float(), batch["labels"], label_smoothing=self.config.train.label_smoothing)
         loss = loss + out.aux_loss

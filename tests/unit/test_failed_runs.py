@@ -82,3 +82,16 @@ def test_a_full_disk_mid_run_ends_with_one_line_and_keeps_the_previous_checkpoin
     else:
         record = load_record(run_dir)
         assert record.status == "failed" and "No space left on device" in record.error
+
+
+def test_a_compiled_step_that_diverges_stops_at_the_next_evaluation_naming_the_first_bad_step(tmp_path, data):
+    """Step mode compile keeps the loss on the device: the check moves to the evaluation, the message and exit
+    code stay; the record names the mode and keeps the compile time apart."""
+    done, record = _train(tmp_path, data, "--set", "train.lr=1e6", "--set", "train.step_mode=compile")
+    assert done.returncode == 1
+    line = _one_line(done.stderr)
+    assert "non-finite loss" in line and "at step 3" in line and "learning rate" in line
+    assert record.status == "failed" and "at step 3" in record.error
+    assert [p.step for p in record.curves] == [1, 2]  # the evaluation of step 3 found it and wrote nothing
+    assert [(e.step, e.kind) for e in record.events] == [(3, "non_finite")]
+    assert record.config.train.step_mode == "compile" and record.final_metrics.compile_s > 0
