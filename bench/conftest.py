@@ -21,6 +21,7 @@ Real AG News (only the time-to-quality benchmark trains on it): --data-dir, else
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import os
 from dataclasses import dataclass
@@ -30,13 +31,15 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from bench.harness import GEMM_SIZE, TORCH_DTYPES, bench_precisions, fresh_accelerator, gemm_flops, measure_gemm
+from bench.harness import TORCH_DTYPES, bench_precisions, fresh_accelerator, gemm_flops, gemm_size, measure_gemm
 from bench.machine import machine_block, move_session_fields, session_block
 from bench.memory import CellMemory, MemoryProbes
 from chimera.errors import ChimeraError
 from chimera.train.device import DeviceInfo, DevicePolicy, choose_policy, configure_process, probe_device
 
 PROFILES = ("full", "ci")
+STEP_MODES_ENV, SWEEP_ENV = "CHIMERA_BENCH_STEP_MODES", "CHIMERA_BENCH_BATCH_SWEEP"
+SWEEP_FACTORS = (1, 8, 64)
 PROFILE_ENV, DEVICE_ENV, PRECISION_ENV = "CHIMERA_BENCH_PROFILE", "CHIMERA_DEVICE", "CHIMERA_BENCH_PRECISION"
 DATA_ENV, REQUIRE_DATA_ENV = "CHIMERA_DATA_DIR", "CHIMERA_REQUIRE_DATA"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ag_news"  # as the Makefile's DATA_DIR
@@ -71,6 +74,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help=f"precisions for the GEMM, train-step and peer benchmarks: native (fp32 and the "
                           f"hardware's native half precision) or a list of fp32, bf16, fp16 (default "
                           f"${PRECISION_ENV}, else native)")
+    parser.addoption("--bench-step-modes", default=None, metavar="auto|M[,M...]",
+                     help=f"step modes timed besides the device's own (auto: eager on CPU and MPS, graph on CUDA): "
+                          f"a list of eager, compile, graph (default ${STEP_MODES_ENV}, else eager on CUDA to "
+                          "compare, none elsewhere)")
+    parser.addoption("--bench-batch-sweep", action=argparse.BooleanOptionalAction, default=None,
+                     help=f"time each cell's step at the profile's batch x1, x8, x64 to show where the device "
+                          f"saturates (default ${SWEEP_ENV}, else on for CUDA, off elsewhere and in CI)")
     parser.addoption("--data-dir", default=None,
                      help=f"real AG News folder for the time-to-quality benchmark (default ${DATA_ENV}, "
                           f"else {SHARED_DATA} when present)")
@@ -97,13 +107,45 @@ def _precisions(config: pytest.Config) -> tuple[tuple[str, ...], dict[str, str]]
         raise pytest.UsageError(str(exc)) from None
 
 
+def extra_step_modes(config: pytest.Config) -> tuple[str, ...]:
+    """Step modes timed besides the device's own (test_bench_train_step's test_train_step_in_mode)."""
+    info = _device_info()
+    own = choose_policy(info, step_mode="auto").step_mode
+    raw = config.getoption("--bench-step-modes") or os.environ.get(STEP_MODES_ENV)
+    wanted = ("eager",) if raw is None and info.type == "cuda" else tuple(
+        m.strip() for m in (raw or "").split(",") if m.strip() and m.strip() != "auto")
+    for mode in wanted:
+        try:
+            choose_policy(info, step_mode=mode)
+        except ChimeraError as exc:
+            raise pytest.UsageError(f"--bench-step-modes {raw}: {exc}") from None
+    return tuple(m for m in dict.fromkeys(wanted) if m != own)
+
+
+def batch_sweep(config: pytest.Config) -> tuple[int, ...]:
+    """The batch-size factors of the sweep benchmark; () when it is off."""
+    flag = config.getoption("--bench-batch-sweep")
+    if flag is None:
+        raw = os.environ.get(SWEEP_ENV)
+        flag = _device_info().type == "cuda" if raw is None else raw.strip().lower() in ("1", "true", "on", "yes")
+    return SWEEP_FACTORS if flag else ()
+
+
 def _default_precision() -> str:
     return choose_policy(_device_info()).precision  # what `chimera train` runs without --precision
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """One instance per precision for benchmarks whose function takes `precision`; left-out ones skip with why."""
-    if "precision" not in inspect.signature(metafunc.function).parameters:
+    """One instance per precision for benchmarks whose function takes `precision`; left-out ones skip with why.
+    Likewise per extra step mode (`step_mode`) and batch factor (`batch_factor`), skipped when none is asked."""
+    parameters = inspect.signature(metafunc.function).parameters
+    for name, values, why in (("step_mode", extra_step_modes(metafunc.config), "no extra step mode asked for "
+                               "(--bench-step-modes)"),
+                              ("batch_factor", batch_sweep(metafunc.config), "batch sweep off (--bench-batch-sweep)")):
+        if name in parameters:
+            metafunc.parametrize(name, list(values) or [pytest.param(None, marks=pytest.mark.skip(reason=why))],
+                                 ids=(lambda v, n=name: f"x{v}" if n == "batch_factor" and v else str(v)))
+    if "precision" not in parameters:
         return
     run, skipped = _precisions(metafunc.config)
     params = [*run, *(pytest.param(p, marks=pytest.mark.skip(reason=why)) for p, why in skipped.items())]
@@ -211,9 +253,10 @@ def calibration_gemm(pytestconfig: pytest.Config, accelerator: Accelerator, prec
     """The calibration GEMM in `precision`, measured once per session: the denominator of MFU in that precision."""
     calibrations = pytestconfig.__dict__.setdefault("_chimera_calibrations", {})
     if precision not in calibrations:
+        n = gemm_size(accelerator.device)
         seconds = measure_gemm(accelerator.device, TORCH_DTYPES[precision])
-        calibrations[precision] = {"size": GEMM_SIZE, "dtype": precision, "median_s": seconds,
-                                   "flop_per_s": gemm_flops() / seconds}
+        calibrations[precision] = {"size": n, "dtype": precision, "median_s": seconds,
+                                   "flop_per_s": gemm_flops(n) / seconds}
     return calibrations[precision]
 
 

@@ -29,7 +29,10 @@ from chimera.train.recipe import Recipe
 from chimera.train.run import build_accelerator
 from chimera.train.run_setup import NUM_CLASSES
 
-GEMM_SIZE = 2048  # the calibration GEMM: (n, n) @ (n, n), 2·n³ FLOPs
+# The calibration GEMM, (n, n) @ (n, n), 2·n³ FLOPs, sized so that it measures the device's practical peak:
+# 2048² runs 40-70 ms on a 2-core CPU, but took 0.1 ms on an H200 (launch-bound, a meaningless peak).
+GEMM_SIZES = {"cpu": 2048, "mps": 4096, "cuda": 8192}
+GEMM_SIZE = GEMM_SIZES["cpu"]
 INJECT_ENV = "CHIMERA_BENCH_INJECT_SLOWDOWN"
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # GEMM dtype per precision
 FIRST_TOKEN_ID = 3  # ids 0-2 are [PAD], [UNK], [CLS] (chimera.data.tokenizer)
@@ -74,6 +77,11 @@ def fresh_accelerator(policy: DevicePolicy) -> Accelerator:
     return build_accelerator(policy)
 
 
+def gemm_size(device: torch.device) -> int:
+    """The calibration GEMM's n on this kind of device (GEMM_SIZES)."""
+    return GEMM_SIZES[device.type]
+
+
 def gemm_operands(device: torch.device, dtype: torch.dtype, n: int = GEMM_SIZE) -> tuple[torch.Tensor, ...]:
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(n, n, generator=generator).to(device=device, dtype=dtype) for _ in range(2))
@@ -86,8 +94,9 @@ def gemm_flops(n: int = GEMM_SIZE) -> int:
 
 def measure_gemm(device: torch.device, dtype: torch.dtype = torch.float32, *, repeats: int = 10,
                  warmup: int = 3) -> float:
-    """Median seconds of one calibration GEMM, timed with perf_counter (the session fixture's figure)."""
-    a, b, out = gemm_operands(device, dtype)
+    """Median seconds of one calibration GEMM of this device's size, timed with perf_counter (the session
+    fixture's figure)."""
+    a, b, out = gemm_operands(device, dtype, gemm_size(device))
     times = []
     for i in range(warmup + repeats):
         start = time.perf_counter()
@@ -148,22 +157,30 @@ class StepBench:
     slowdown: InjectedSlowdown
 
     @classmethod
-    def for_config(cls, config: RunConfig, policy: DevicePolicy, accelerator: Accelerator) -> StepBench:
-        """The cell's plan in `policy`'s precision and its recipe (`accelerator` from
-        `chimera.train.run.build_accelerator(policy)`)."""
-        pinned = replace(config, device=policy.device, train=replace(config.train, precision=policy.precision))
+    def for_config(cls, config: RunConfig, policy: DevicePolicy, accelerator: Accelerator, *,
+                   step_mode: str = "auto", batch: dict[str, torch.Tensor] | None = None) -> StepBench:
+        """The cell's plan in `policy`'s precision and `step_mode` (auto: the device's), and its recipe
+        (`accelerator` from `chimera.train.run.build_accelerator(policy)`); `batch` (default: synthetic,
+        every position a real token) is what each step trains on."""
+        pinned = replace(config, device=policy.device,
+                         train=replace(config.train, precision=policy.precision, step_mode=step_mode))
         plan = make_plan(pinned, out_dir=Path(tempfile.gettempdir()))  # nothing is written: no run folder
-        if plan.policy != policy:
+        if replace(plan.policy, step_mode=policy.step_mode) != policy:
             raise ChimeraError(f"{config.cell}: the run's policy {plan.policy} differs from the benchmark's {policy}")
         torch.manual_seed(config.seed)
         recipe = Recipe.for_benchmark(plan, accelerator)
         recipe.model.train()
         device = accelerator.device
         rows = config.train.batch_size * config.data.max_length
-        return cls(config=plan.config, accelerator=accelerator, recipe=recipe, batch=synthetic_batch(config, device),
+        batch = synthetic_batch(config, device) if batch is None else {k: v.to(device) for k, v in batch.items()}
+        return cls(config=plan.config, accelerator=accelerator, recipe=recipe, batch=batch,
                    slowdown=InjectedSlowdown.from_env(rows=rows, d_model=config.model.d_model, device=device))
 
-    def step(self) -> float:
+    @property
+    def step_mode(self) -> str:
+        return self.recipe.plan.policy.step_mode
+
+    def step(self) -> float | torch.Tensor:
         loss = self.recipe.step(self.batch)
         self.slowdown()
         synchronize(self.accelerator.device)
@@ -171,15 +188,18 @@ class StepBench:
 
     @property
     def samples(self) -> int:
-        return self.config.train.batch_size * self.accelerator.num_processes
+        return self.batch["input_ids"].shape[0] * self.accelerator.num_processes
 
     @property
     def tokens(self) -> int:
-        return self.samples * self.config.data.max_length
+        """Real (non-padding) tokens per step, over every process."""
+        return int(self.batch["attention_mask"].sum()) * self.accelerator.num_processes
 
     def flops(self) -> int:
+        """Matmul FLOPs of the step as its batch's shape computes them (padding included: it is computed)."""
+        batch, length = self.batch["input_ids"].shape
         return self.accelerator.num_processes * model_train_step_flops(
-            **asdict(self.config.model), batch=self.config.train.batch_size, seq_len=self.config.data.max_length)
+            **asdict(self.config.model), batch=batch, seq_len=length)
 
 
 def throughput_info(*, median_s: float, samples: int, tokens: int, flops: int, calibration_flop_per_s: float) -> dict:

@@ -186,6 +186,15 @@ for p, why in e["not_native"].items(): print(f"skipped {p}: {why}")' "$OUT/envir
   done
   step "determinism-$last" "$PYTHON" -m chimera reproduce "$OUT/runs/$last/fixed-dense-ci-s0/record.json" \
     --out "$OUT/determinism" --data-dir "$DATA_DIR" --cache-dir "$OUT/cache" --quiet
+  if [ "$DEVICE" = cuda ]; then
+    # graph mode asks the GPU nothing: 100 steps per cell under torch.cuda.set_sync_debug_mode("error")
+    step sync-debug "$PYTHON" bench/sync_check.py --steps 100 --mode graph
+    # the original experiment on the GPU: time to 0.75 val accuracy and wall time, beside the CPU's records
+    if [ "$BUDGET" = full ]; then
+      step run-full "$PYTHON" -m chimera train --cell fixed/dense --profile full --device "$DEVICE" \
+        --data-dir "$DATA_DIR" --out "$OUT/runs/full" --cache-dir "$OUT/cache" --quiet
+    fi
+  fi
 
   {
     echo "# gpu_check: --device $DEVICE --budget $BUDGET"

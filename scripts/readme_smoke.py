@@ -217,7 +217,7 @@ SMOKES: tuple[Smoke, ...] = (
         Step('CHIMERA_REPRO_SET="${TINY//--set /}" CHIMERA_REPRO_CELLS="fixed/dense" $VENV/bin/tox -e repro'),
         Step('CHIMERA_REPRO_SET="${TINY//--set /}" CHIMERA_REPRO_CELLS="fixed/dense" CHIMERA_REPRO_SECOND_SEED=1 '
              "$VENV/bin/tox -e repro", ok=(1,), expect="DIFFERENT"))),  # the comparison has teeth
-    Smoke("data-manifest", ("python scripts/make_data_manifest.py /work/shared/data/ag_news --name "
+    Smoke("data-manifest", ('python scripts/make_data_manifest.py "$CHIMERA_DATA_DIR" --name '
                             "ag_news-train-subset --check",), (
         Step("$PY scripts/make_data_manifest.py $DATA --name ag_news-train-subset --check"),)),
     Smoke("full-record-from-the-hub", ("chimera reproduce docs/results/full/fixed-dense-full-s0/record.json "

@@ -61,7 +61,7 @@ def prepare_inputs(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | No
     def make_train_loader(epoch: int) -> DataLoader:
         loader = train_loader(subsets.train, bundle, augmenter=augmenter, seed=config.seed, epoch=epoch,
                               batch_size=config.train.batch_size, max_length=dc.max_length, pin_memory=pin,
-                              fixed_width=plan.policy.step_mode != "eager")
+                              num_workers=plan.policy.num_workers, fixed_width=plan.policy.step_mode != "eager")
         return _own_generator(loader, config.seed * EPOCH_STRIDE + epoch)
 
     evals = {name: _own_generator(eval_loader(getattr(subsets, name), bundle, batch_size=EVAL_BATCH_SIZE,

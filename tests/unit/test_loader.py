@@ -93,3 +93,26 @@ def test_pre_tokenized_eval_batches_equal_tokenizing_each_batch(bundle: Tokenize
     assert len(batches) == len(expected)
     for got, want in zip(batches, expected, strict=True):
         assert all(torch.equal(got[k], want[k]) and got[k].dtype == want[k].dtype for k in want)
+
+
+def test_augmented_batches_are_the_same_for_any_worker_count(bundle: TokenizerBundle) -> None:
+    """The GPU policy hands the loader worker processes; a run's batches must not depend on how many."""
+    def batches(workers: int) -> list[dict[str, torch.Tensor]]:
+        return list(train_loader(SPLIT, bundle, augmenter=AUGMENTER, seed=2, epoch=1, batch_size=8, max_length=10,
+                                 num_workers=workers))
+
+    alone = batches(0)
+    for got in (batches(1), batches(2)):
+        assert all(torch.equal(g[key], e[key]) for g, e in zip(got, alone, strict=True) for key in e)
+
+
+def test_fixed_width_batches_all_have_max_length_columns(bundle: TokenizerBundle) -> None:
+    """Compiled steps need one shape: every batch padded to max_length, the mask marking the real tokens."""
+    loose = next(iter(train_loader(SPLIT, bundle, augmenter=None, seed=0, epoch=0, batch_size=16, max_length=20)))
+    fixed = next(iter(train_loader(SPLIT, bundle, augmenter=None, seed=0, epoch=0, batch_size=16, max_length=20,
+                                   fixed_width=True)))
+    assert fixed["input_ids"].shape == (16, 20) and loose["input_ids"].shape[1] < 20
+    width = loose["input_ids"].shape[1]
+    assert torch.equal(fixed["input_ids"][:, :width], loose["input_ids"])
+    assert torch.equal(fixed["attention_mask"][:, :width], loose["attention_mask"])
+    assert not fixed["attention_mask"][:, width:].any() and (fixed["input_ids"][:, width:] == bundle.pad_id).all()

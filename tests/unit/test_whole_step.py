@@ -17,6 +17,8 @@ from chimera.train.recipe import Recipe, TrainingDiverged
 from chimera.train.run import build_accelerator
 from chimera.train.whole_step import WholeStep
 
+pytestmark = pytest.mark.slow  # each test compiles (tens of seconds on two cores)
+
 TINY = ["model.d_model=32", "model.n_heads=2", "model.d_ff=64", "model.n_layers=2", "data.max_length=12",
         "data.vocab_size=256", "train.batch_size=6"]
 
