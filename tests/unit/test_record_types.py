@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import types as types_module
 import typing
 from dataclasses import fields, is_dataclass
@@ -79,6 +80,7 @@ CONFIG_CLOSED_SETS = {
     (config_types.ModelConfig, "expert_kind"): config_types.EXPERT_KINDS,
     (config_types.TrainConfig, "schedule"): config_types.SCHEDULES,
     (config_types.TrainConfig, "precision"): config_types.PRECISIONS,
+    (config_types.TrainConfig, "step_mode"): config_types.STEP_MODES,
 }
 JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
 
@@ -283,7 +285,7 @@ def test_committed_records_are_version_1_or_3_both_older_than_the_current_schema
 
 
 @pytest.mark.parametrize("path", COMMITTED_V3, ids=lambda p: str(p.parent.relative_to(REPO)))
-def test_the_committed_version_3_records_load_and_are_rewritten_changing_only_the_version_and_one_key(
+def test_the_committed_version_3_records_load_and_are_rewritten_changing_only_the_version_and_two_keys(
         path, tmp_path):
     text = path.read_text()
     record = load_record(path)
@@ -291,6 +293,9 @@ def test_the_committed_version_3_records_load_and_are_rewritten_changing_only_th
     assert "@sha256:" in record.config.data.train_pool  # the pool a rerun from the hub must rebuild
     expected = text.replace('\n "schema_version": 3,\n', '\n "schema_version": 4,\n', 1).replace(
         '\n "final_metrics": {\n  "train_loss": ', '\n "final_metrics": {\n  "clean_train_loss": ', 1)
+    # ... and the step mode every earlier run stepped in, after config.train's last key (its precision)
+    expected = re.sub(r'(\n   "precision": "\w+")(\n  },\n  "evaluation")', r'\1,\n   "step_mode": "eager"\2', expected,
+                      count=1)
     assert expected.count('"clean_train_loss": ') == text.count('"clean_train_loss": ') + 1
     written = write_record(record, tmp_path / "now")
     assert written.read_text() == expected  # every other byte as committed
@@ -311,7 +316,7 @@ def test_the_committed_version_1_records_load_and_keep_every_key_and_value(path)
     # config and env keep every key and value, exactly (as JSON text: 1 and 1.0 differ there); the upgrade
     # only adds what the record lacked: the hardware fields as None, the precision that ran
     for part, may_add in (("env", {*ADDED_AFTER_VERSION_1, "precision"}),
-                          ("config", {"train.precision", "data.train_pool"})):
+                          ("config", {"train.precision", "data.train_pool", "train.step_mode"})):
         written, original = _flat(again[part]), _flat(raw[part])
         assert json.dumps({k: written[k] for k in original}) == json.dumps(original)
         assert set(written) - set(original) <= may_add
