@@ -115,16 +115,19 @@ def blocked_experts(rows: torch.Tensor, stacks: tuple[torch.Tensor, ...], block_
 def grouped_experts(rows: torch.Tensor, stacks: tuple[torch.Tensor, ...], plan: Dispatch,
                     gelu: bool) -> torch.Tensor:
     """`blocked_experts` for a layout of one-row blocks, by `F.grouped_mm` over the experts' row ranges (the
-    last range runs on to R, so no row is left unwritten); biases gathered per row."""
+    last range runs on to R, so no row is left unwritten)."""
     offsets = plan.ends.to(torch.int32)
     offsets[-1] = rows.shape[0]
     rows = rows.to(stacks[0].dtype)  # grouped_mm has no autocast rule: both operands in the stacks' dtype
     if gelu:
         w_in, b_in, w_out, b_out = stacks
-        if plan.block_expert is not None:
-            b_in, b_out = b_in.index_select(0, plan.block_expert), b_out.index_select(0, plan.block_expert)
-        h = F.gelu(F.grouped_mm(rows, w_in, offs=offsets) + b_in)  # (R, ff)
-        return F.grouped_mm(h, w_out, offs=offsets) + b_out
+        # each row's bias as (R, E) one-hot @ (E, width), added in place by addmm_: exactly the bias, with neither
+        # an (R, width) gather (whose backward is a row-by-row index_add) nor a second (R, width) tensor
+        experts = torch.arange(w_in.shape[0], device=rows.device)
+        one_hot = (experts if plan.block_expert is None else plan.block_expert).unsqueeze(1) == experts
+        one_hot = one_hot.to(rows.dtype)
+        h = F.gelu(F.grouped_mm(rows, w_in, offs=offsets).addmm_(one_hot, b_in))  # (R, ff)
+        return F.grouped_mm(h, w_out, offs=offsets).addmm_(one_hot, b_out)
     w_gate, w_in, w_out = stacks
     h = F.silu(F.grouped_mm(rows, w_gate, offs=offsets)) * F.grouped_mm(rows, w_in, offs=offsets)
     return F.grouped_mm(h, w_out, offs=offsets)
