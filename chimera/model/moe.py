@@ -174,7 +174,7 @@ class MoEFFN(nn.Module):
 
         dtype = _matmul_dtype(x)
         if self.expert_matmul == "auto":
-            grouped = grouped_applies(x.device, dtype, torch.compiler.is_compiling())
+            grouped = grouped_applies(x.device, dtype, torch.compiler.is_compiling(), self.w_in.shape[1:])
         else:
             grouped = self.expert_matmul == "grouped"
         most = self.capacity(n)  # static bound: top-k picks k distinct experts, so an expert gets <= n slots

@@ -26,12 +26,14 @@ import torch.nn.functional as F
 EXPERT_BLOCK_ROWS = 128
 
 
-def grouped_applies(device: torch.device, dtype: torch.dtype, compiling: bool) -> bool:
+def grouped_applies(device: torch.device, dtype: torch.dtype, compiling: bool, widths: tuple[int, ...]) -> bool:
     """Grouped GEMM in eager fp32 on a CPU, blocks elsewhere. On a 2-core AVX2 CPU the blocks cost 1.2x to 1.8x
     the grouped GEMM's time (bench/test_bench_moe.py's docstring); but `F.grouped_mm` cannot be traced in fp32
     (torch 2.13's fake kernel accepts bf16 only), reads its offsets on the host on CUDA except in bf16 on
-    sm90/sm100, and on a CPU runs one matmul per expert, whose new row counts cost a bf16 kernel build each."""
-    return device.type == "cpu" and dtype == torch.float32 and not compiling
+    sm90/sm100, on a CPU runs one matmul per expert, whose new row counts cost a bf16 kernel build each, and
+    takes only rows whose `widths` (d_model, d_ff) span a multiple of 16 bytes."""
+    aligned = all(width * dtype.itemsize % 16 == 0 for width in widths)
+    return device.type == "cpu" and dtype == torch.float32 and not compiling and aligned
 
 
 def expert_counts(expert_index: torch.Tensor, num_experts: int) -> torch.Tensor:

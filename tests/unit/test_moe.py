@@ -243,7 +243,7 @@ def sorted_reference(moe: MoEFFN, x: torch.Tensor) -> dict[str, torch.Tensor]:
     routed = n * k
     balance = e * torch.dot(counts.float() / routed, probs.mean(dim=0))
     z = torch.logsumexp(logits, dim=-1).square().mean()
-    return {"output": y.new_zeros(n, D).index_add_(0, token, y),
+    return {"output": y.new_zeros(n, y.shape[1]).index_add_(0, token, y),
             "aux_loss": moe.aux_loss_coef * balance + moe.z_loss_coef * z, "balance_loss": balance,
             "z_loss": z, "tokens_per_expert": counts.float() / routed,
             "router_entropy": -(probs * torch.log_softmax(logits, dim=-1)).sum(-1).mean().detach(),
@@ -331,12 +331,23 @@ def test_blocked_layout_spends_at_most_1_2x_the_routed_matmul_flops_at_the_matri
 
 
 def test_grouped_matmul_runs_in_eager_fp32_on_a_cpu_only():
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert grouped_applies(cpu, torch.float32, compiling=False)
-    assert not grouped_applies(cpu, torch.float32, compiling=True)  # grouped_mm traces in bf16 only
-    assert not grouped_applies(cpu, torch.bfloat16, compiling=False)  # a bf16 kernel per new row count
-    assert not grouped_applies(cuda, torch.float32, compiling=False)  # host-side offsets outside bf16 on sm90+
-    assert not grouped_applies(cuda, torch.bfloat16, compiling=False)
+    cpu, cuda, widths = torch.device("cpu"), torch.device("cuda"), (D, FF)
+    assert grouped_applies(cpu, torch.float32, False, widths)
+    assert not grouped_applies(cpu, torch.float32, True, widths)  # grouped_mm traces in bf16 only
+    assert not grouped_applies(cpu, torch.bfloat16, False, widths)  # a bf16 kernel per new row count
+    assert not grouped_applies(cuda, torch.float32, False, widths)  # host-side offsets outside bf16 on sm90+
+    assert not grouped_applies(cuda, torch.bfloat16, False, widths)
+    assert not grouped_applies(cpu, torch.float32, False, (6, 12))  # rows of 24 bytes: no grouped_mm
+
+
+@pytest.mark.parametrize(("d_model", "d_ff"), [(6, 12), (8, 10)])
+def test_widths_grouped_mm_refuses_run_blocked_and_equal_the_reference(d_model, d_ff):
+    torch.manual_seed(0)
+    moe = MoEFFN(d_model=d_model, d_ff=d_ff, num_experts=4, top_k=2, expert_kind="gelu", capacity_factor_train=None,
+                 capacity_factor_eval=None, aux_loss_coef=0.01, z_loss_coef=0.001, dropout=0.0)
+    x = torch.randn(30, d_model, generator=torch.Generator().manual_seed(1))
+    expected = sorted_reference(moe, x)["output"]
+    torch.testing.assert_close(moe(x).output, expected)
 
 
 def _matmul_shapes(moe: MoEFFN, x: torch.Tensor) -> list[tuple]:
