@@ -20,19 +20,24 @@ Cases run one after another, so a ratio carries the machine's noise of the momen
 medians of repeated runs. `transformers` is a bench-only dependency, imported here only.
 
 Why eager fp32 on a CPU keeps the grouped GEMM (`grouped_applies`): the layer before this change (sorted
-slots, one matmul pair per expert slice) and after it, timed side by side in one process on 2026-12-06, a
-2-core AVX2 EPYC shared with other jobs, pinned to one core (1 thread); GELU experts, top-2 of 4, fp32,
-forward + backward of output and aux loss, medians of 21 interleaved rounds after 3 warm-up; tokens =
-batch x max_length of the matrix profiles. Time relative to the layer before:
+slots, one matmul pair per expert slice, a host sync) and after it, timed side by side in one process on
+2026-12-06, a 2-core AVX2 EPYC shared with other jobs, pinned to one core (1 thread); GELU experts, top-2
+of 4, fp32, forward + backward of output and aux loss, medians of 21 interleaved rounds after 3 warm-up;
+tokens = batch x max_length of the matrix profiles. Time relative to the layer before:
 
-    cell, profile    d / ff      tokens  grouped  blocked (128 rows)  blocked (256 rows)
-    fixed/moe ci     128 / 512   1,536    1.04         1.51               1.37
-    baseline/moe ci  256 / 1024  1,024    0.99         1.77               1.80
-    fixed/moe full   128 / 512   2,048    0.99         1.25               1.17
-    baseline/moe full 256 / 1024 2,048    0.99         1.39               1.26
+    cell, profile      d / ff      tokens  grouped  blocked (128 rows)  blocked (256 rows)
+    fixed/moe ci       128 / 512   1,536    1.02         1.30               1.29
+    baseline/moe ci    256 / 1024  1,024    1.07         1.85               1.77
+    fixed/moe full     128 / 512   2,048    1.04         1.27               1.23
+    baseline/moe full  256 / 1024  2,048    1.18         1.61               1.31
 
-The blocks spend x1.09 to x1.19 (128 rows) the routed FLOPs and copy each block's expert weights
-(blocks x d x ff per matrix, forward and backward), which this CPU feels; not measured on a GPU.
+Repeated runs moved each figure by up to about 0.1 (grouped 0.99-1.09 elsewhere). The blocks spend x1.09
+to x1.19 (128 rows) the routed FLOPs and copy each block's expert weights (blocks x d x ff per matrix,
+forward and backward), which this CPU feels; not measured on a GPU. A whole train step (the trainer's
+`train_step`, deterministic algorithms on, 8 batches with random padding in turn, 24 interleaved rounds):
+fixed/moe ci 1.16x the step before, baseline/moe ci 1.03x; with glibc's mmap and trim thresholds raised
+(MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=4294967296) 1.05x and 1.00x: most of the
+difference is the (tokens x k, d_ff) buffers being returned to the OS and faulted back in every step.
 """
 
 from __future__ import annotations
