@@ -1,13 +1,14 @@
-"""Why the MoE train step lost under bf16 on a CPU with native bf16, and what the row bucket buys back.
+"""Why the MoE train step lost under bf16 on a CPU with native bf16, and what fixed matmul shapes buy back.
 
     python -m bench.moe_bf16_probe shapes          # bf16 vs fp32 matmul: one repeated shape vs 200 new ones
-    python -m bench.moe_bf16_probe steps bf16      # MoE cells' train step with the expert row bucket off and on
+    python -m bench.moe_bf16_probe steps bf16      # MoE cells' train step, per-expert matmuls vs fixed blocks
 
-oneDNN builds a kernel for each new matmul shape; an expert's row count changes every step, so every expert
-matmul paid that build until chimera/model/moe.py padded the rows to a multiple of
-HALF_PRECISION_CPU_ROW_BUCKET. Meaningful only on a CPU with avx512_bf16 or AMX (docs/performance.md, "fp32 and
-bf16 on a CPU with native bf16", has the figures it gave on one); elsewhere bf16 is emulated and both numbers are slow.
-Medians of wall time.
+oneDNN builds a kernel for each new matmul shape; an expert's row count changes every step, so every
+per-expert matmul pays that build (expert_matmul="grouped", what a bf16 step ran before the row bucket of
+commit 03079f5). The blocked layout (chimera/model/moe_dispatch.py, bf16's default) runs the same shapes
+every step for a given token count. Meaningful only on a CPU with avx512_bf16 or AMX (docs/performance.md,
+"fp32 and bf16 on a CPU with native bf16", has the figures the bucket's form gave on one); elsewhere bf16 is emulated
+and both numbers are slow. Medians of wall time.
 """
 
 from __future__ import annotations
@@ -47,25 +48,24 @@ def shapes() -> None:
 
 
 def steps(precision: str) -> None:
-    """The MoE cells' full-shape train step (bench/harness.py's StepBench) with the row bucket 1 (off) and on."""
+    """The MoE cells' full-shape train step (bench/harness.py's StepBench), each way of running the experts."""
     from bench.harness import StepBench, fresh_accelerator
     from chimera.matrix import load_matrix
-    from chimera.model import moe
+    from chimera.model.moe import MoEFFN
     from chimera.train.device import choose_policy, configure_process, probe_device
 
     policy = choose_policy(probe_device("cpu"), precision=precision)
     configure_process(policy)
     accelerator = fresh_accelerator(policy)
-    bucket = moe.HALF_PRECISION_CPU_ROW_BUCKET
     for cell in ("fixed/moe", "baseline/moe"):
         config = load_matrix().resolve(cell, "full", device="cpu")
-        for rows in (1, bucket) if precision != "fp32" else (1,):  # fp32 is never padded
-            moe.HALF_PRECISION_CPU_ROW_BUCKET = rows
-            step = StepBench.for_config(config, policy, accelerator).step
-            print(f"{precision} {cell}, expert rows padded to a multiple of {rows}: {median_ms(step):.1f} ms/step",
-                  flush=True)
+        for matmul in ("grouped", "blocked"):
+            bench = StepBench.for_config(config, policy, accelerator)
+            for module in bench.model.modules():
+                if isinstance(module, MoEFFN):
+                    module.expert_matmul = matmul
+            print(f"{precision} {cell}, expert_matmul={matmul}: {median_ms(bench.step):.1f} ms/step", flush=True)
             accelerator.free_memory()
-    moe.HALF_PRECISION_CPU_ROW_BUCKET = bucket
 
 
 if __name__ == "__main__":

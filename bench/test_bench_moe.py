@@ -10,12 +10,34 @@ Each case's extra_info holds its matmul GFLOP/s and the derived ratios, which ar
     top2_vs_2x_dense    MoE (GELU experts) / (2 x dense FFN): top-2 does exactly twice the dense
                         matmul work on the same tokens, so 1.0 is the ideal
     top2_vs_dense_2ff   MoE (GELU experts) / dense FFN with d_ff = 2 x ff (equal active parameters)
+    blocked_vs_auto     MoE with the blocked expert matmul (fixed shapes: what a compiled step, CUDA and
+                        bf16 run) / MoE as the device's default runs it (chimera/model/moe_dispatch.py)
     mixtral_speedup     Mixtral block / MoE (SwiGLU experts): the same FLOPs, so per time = per FLOP;
                         against the eager experts (a standalone block's default) and grouped_mm (the
                         default of a whole v5 model)
 
 Cases run one after another, so a ratio carries the machine's noise of the moment: compare the
 medians of repeated runs. `transformers` is a bench-only dependency, imported here only.
+
+Why eager fp32 on a CPU keeps the grouped GEMM (`grouped_applies`): the layer before this change (sorted
+slots, one matmul pair per expert slice, a host sync) and after it, timed side by side in one process on
+2026-12-06, a 2-core AVX2 EPYC shared with other jobs, pinned to one core (1 thread); GELU experts, top-2
+of 4, fp32, forward + backward of output and aux loss, medians of 21 interleaved rounds after 3 warm-up;
+tokens = batch x max_length of the matrix profiles. Time relative to the layer before:
+
+    cell, profile      d / ff      tokens  grouped  blocked (128 rows)  blocked (256 rows)
+    fixed/moe ci       128 / 512   1,536    1.02         1.30               1.29
+    baseline/moe ci    256 / 1024  1,024    1.07         1.85               1.77
+    fixed/moe full     128 / 512   2,048    1.04         1.27               1.23
+    baseline/moe full  256 / 1024  2,048    1.18         1.61               1.31
+
+Repeated runs moved each figure by up to about 0.1 (grouped 0.99-1.09 elsewhere). The blocks spend x1.09
+to x1.19 (128 rows) the routed FLOPs and copy each block's expert weights (blocks x d x ff per matrix,
+forward and backward), which this CPU feels; not measured on a GPU. A whole train step (the trainer's
+`train_step`, deterministic algorithms on, 8 batches with random padding in turn, 24 interleaved rounds):
+fixed/moe ci 1.16x the step before, baseline/moe ci 1.03x; with glibc's mmap and trim thresholds raised
+(MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=4294967296) 1.05x and 1.00x: most of the
+difference is the (tokens x k, d_ff) buffers being returned to the OS and faulted back in every step.
 """
 
 from __future__ import annotations
@@ -35,7 +57,8 @@ SHAPES = {"ci": (128, 512), "full": (256, 1024)}  # (d_model, d_ff)
 ROUNDS = {"ci": 25, "full": 15}
 WARMUP_ROUNDS = 3
 TOKENS, EXPERTS, TOP_K = 2048, 4, 2
-VARIANTS = ("dense", "dense_2ff", "moe_top2", "mixtral_eager", "mixtral_grouped_mm", "moe_swiglu")
+VARIANTS = ("dense", "dense_2ff", "moe_top2", "moe_top2_blocked", "mixtral_eager", "mixtral_grouped_mm",
+            "moe_swiglu")
 
 Forward = Callable[[torch.Tensor], tuple[list[torch.Tensor], list[torch.Tensor]]]
 
@@ -45,10 +68,10 @@ def dense(d: int, ff: int) -> tuple[nn.Module, Forward]:
     return module, lambda x: ([module(x)], [_grad(x)])
 
 
-def moe(d: int, ff: int, kind: str) -> tuple[nn.Module, Forward]:
+def moe(d: int, ff: int, kind: str, expert_matmul: str = "auto") -> tuple[nn.Module, Forward]:
     module = MoEFFN(d_model=d, d_ff=ff, num_experts=EXPERTS, top_k=TOP_K, expert_kind=kind,
                     capacity_factor_train=None, capacity_factor_eval=None, aux_loss_coef=0.01,
-                    z_loss_coef=0.001, dropout=0.0)
+                    z_loss_coef=0.001, dropout=0.0, expert_matmul=expert_matmul)
 
     def forward(x):  # the aux loss is part of a training step, so it is in the backward too
         result = module(x)
@@ -88,6 +111,8 @@ def build(variant: str, d: int, ff: int) -> tuple[nn.Module, Forward, int]:
         return *dense(d, 2 * ff), 3 * 2 * matmul_flops(TOKENS, 2 * ff, d)
     if variant == "moe_top2":
         return *moe(d, ff, "gelu"), 3 * 2 * expert_pass
+    if variant == "moe_top2_blocked":  # FLOPs counted at the routed ideal, as for every variant
+        return *moe(d, ff, "gelu", "blocked"), 3 * 2 * expert_pass
     if variant == "moe_swiglu":
         return *moe(d, ff, "swiglu"), 3 * 3 * expert_pass
     return *mixtral(d, ff, variant.removeprefix("mixtral_")), 3 * 3 * expert_pass
@@ -100,6 +125,8 @@ def derived_ratios(medians: dict[tuple[str, str], float], shape: str) -> dict[st
         ratios["top2_vs_2x_dense"] = m["moe_top2"] / (2 * m["dense"])
     if {"moe_top2", "dense_2ff"} <= m.keys():
         ratios["top2_vs_dense_2ff"] = m["moe_top2"] / m["dense_2ff"]
+    if {"moe_top2", "moe_top2_blocked"} <= m.keys():
+        ratios["blocked_vs_auto"] = m["moe_top2_blocked"] / m["moe_top2"]
     for impl in ("eager", "grouped_mm"):
         if {"moe_swiglu", f"mixtral_{impl}"} <= m.keys():
             ratios[f"mixtral_{impl}_speedup"] = m[f"mixtral_{impl}"] / m["moe_swiglu"]

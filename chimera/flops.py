@@ -11,6 +11,10 @@ convention. Per token and layer, the forward pass costs
 plus 2 · d · C per sequence for the classification head on the pooled vector. A training step is
 3x the forward pass (the backward pass costs about twice the forward: gradients for the inputs and
 for the weights). Padding is counted as real tokens, and capacity drops are ignored: an upper bound.
+MoE blocks count the routed ideal, top_k expert FFNs per token: the useful work, not what a dispatch
+spends. chimera/model/moe_dispatch.py's grouped GEMM spends exactly that; its blocked layout (compiled
+steps, CUDA, bf16) rounds each expert's rows up to whole blocks, x1.09 to x1.19 the expert FLOPs at the
+matrix's ci and full shapes (`buffer_rows`; tests/unit/test_moe.py bounds it).
 This module imports nothing from chimera; it takes plain numbers.
 """
 

@@ -1,14 +1,16 @@
 """A routed mixture-of-experts FFN: a drop-in for `DenseFFN` on packed tokens `(N, d_model)`.
 
 Router: linear (no bias) -> softmax (fp32) -> top-k, the k weights renormalised to sum to 1.
-Dispatch: the N*k (token, choice) slots are sorted by expert (stable argsort, so each expert sees
-its tokens in order), gathered once, run through one matmul pair per expert on a contiguous slice,
-scaled by their router weights and summed back with `index_add_`. No (tokens x experts x capacity)
-one-hot tensors are built; an expert that receives no tokens costs nothing (its gradient is zero).
-One host sync per call: the per-expert slice sizes (`.tolist()`), needed to split the rows.
+Dispatch (chimera/model/moe_dispatch.py): the N*k (token, choice) slots are laid out expert by expert
+in a buffer whose shape depends on N, k, E and the capacity alone, planned on the device (no host sync),
+run through the experts, and each slot's output is scaled by its router weight and summed over the
+token's k slots. Eager fp32 on a CPU runs the experts as one grouped GEMM over exactly the routed rows;
+everywhere else (compiled, CUDA, MPS, bf16) as one batched matmul over fixed-size blocks.
 Capacity (optional, separately for train and eval): each expert keeps at most
 ceil(factor * N * k / E) slots, earliest tokens first; a dropped slot contributes nothing (the
 block's residual still carries the token) and is counted in `dropped_fraction`.
+`mask` (N,) marks real tokens when the rows include padding: a pad row takes no slot, adds to no
+statistic and gets a zero output.
 """
 
 from __future__ import annotations
@@ -17,11 +19,19 @@ import math
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from chimera.model.dropout import Dropout
 from chimera.model.ffn import FFN_ACTIVATIONS
+from chimera.model.moe_dispatch import (
+    EXPERT_BLOCK_ROWS,
+    Dispatch,
+    blocked_experts,
+    dispatch,
+    expert_counts,
+    grouped_applies,
+    grouped_experts,
+)
 
 
 class MoEOutput(NamedTuple):
@@ -52,57 +62,36 @@ class MoEStats(NamedTuple):
     dropped_fraction: torch.Tensor
 
 
-def load_balancing_loss(router_probs: torch.Tensor, expert_index: torch.Tensor,
-                        num_experts: int) -> torch.Tensor:
+def token_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of `values` (N, ...) over its real tokens (`mask` (N,) True), or over all N when mask is None."""
+    if mask is None:
+        return values.mean(dim=0)
+    weights = mask.to(values.dtype).reshape(-1, *(1,) * (values.dim() - 1))
+    return (values * weights).sum(dim=0) / weights.sum().clamp(min=1)
+
+
+def load_balancing_loss(router_probs: torch.Tensor, expert_index: torch.Tensor, num_experts: int,
+                        mask: torch.Tensor | None = None) -> torch.Tensor:
     """Switch Transformer load-balancing loss (Fedus et al. 2021, eq. 4): E * sum_i f_i * P_i.
 
     f_i: fraction of the top-k assignments `expert_index` (N, k) that go to expert i (no gradient);
-    P_i: mean router probability of expert i over the N tokens of `router_probs` (N, E).
-    Equals 1.0 when either is uniform and E when every token puts probability 1 on one expert.
+    P_i: mean router probability of expert i over the N tokens of `router_probs` (N, E); both over the
+    real tokens only when `mask` (N,) is given. Equals 1.0 when either is uniform and E when every
+    token puts probability 1 on one expert.
     """
-    counts = torch.bincount(expert_index.reshape(-1), minlength=num_experts)
-    f = counts.to(router_probs.dtype) / expert_index.numel()  # (E,)
-    p = router_probs.mean(dim=0)  # (E,)
-    return num_experts * torch.dot(f, p)
+    if mask is not None:
+        expert_index = expert_index.masked_fill(~mask.unsqueeze(1), num_experts)  # a pad chooses no expert
+    slots = expert_index.numel() if mask is None else mask.sum().clamp(min=1) * expert_index.shape[1]
+    f = expert_counts(expert_index, num_experts).to(router_probs.dtype) / slots  # (E,)
+    return num_experts * torch.dot(f, token_mean(router_probs, mask))
 
 
-def router_z_loss(logits: torch.Tensor) -> torch.Tensor:
-    """ST-MoE router z-loss (Zoph et al. 2022, eq. 5): mean over tokens of logsumexp(logits)^2."""
-    return torch.logsumexp(logits.float(), dim=-1).square().mean()
+def router_z_loss(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """ST-MoE router z-loss (Zoph et al. 2022, eq. 5): mean over (real) tokens of logsumexp(logits)^2."""
+    return token_mean(torch.logsumexp(logits.float(), dim=-1).square(), mask)
 
 
-def sort_slots(expert_index: torch.Tensor, num_experts: int,
-               capacity: int | None) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """Group the routed slots by expert.
-
-    `expert_index` (N, k); slot s is token s // k's (s % k)-th choice. Returns `order` (the kept slot
-    ids, grouped by expert, token order within an expert), `counts` (E,) routed slots per expert
-    before any drop, and `kept` (python ints) the slots each expert keeps: the sizes of its slice.
-    """
-    flat = expert_index.reshape(-1)  # (N*k,)
-    order = torch.argsort(flat, stable=True)  # (N*k,)
-    counts = torch.bincount(flat, minlength=num_experts)  # (E,)
-    if capacity is None:
-        return order, counts, counts.tolist()
-    starts = counts.cumsum(0) - counts  # (E,) first sorted position of each expert
-    rank = torch.arange(flat.numel(), device=flat.device) - starts[flat[order]]  # position within expert
-    return order[rank < capacity], counts, counts.clamp(max=capacity).tolist()
-
-
-# On a CPU with native bf16 a bf16 matmul costs far more the first time it meets a shape (consistent with
-# oneDNN building and caching a kernel per shape): measured on a 16-core Xeon with AMX (8 threads, torch 2.11),
-# (M, 128) @ (128, 512) took 1.54 ms over 200 new M and 0.14 ms over the same 200 again. An expert's row count
-# changes every step, so every expert matmul paid it: fixed/moe's bf16 step took 135 ms against 61 ms in fp32.
-# Padding each expert's rows to a multiple of this many makes the shapes repeat (48 ms). fp32 matmuls build
-# nothing per shape and keep their exact rows, so the fp32 path (and every committed record) is unchanged.
-HALF_PRECISION_CPU_ROW_BUCKET = 64
-
-
-def expert_row_bucket(device: torch.device, dtype: torch.dtype) -> int:
-    """Multiple to pad each expert's rows to: HALF_PRECISION_CPU_ROW_BUCKET for half-precision matmuls on a
-    CPU, else 1 (no padding: CUDA's and fp32's matmuls cost nothing extra at a new shape)."""
-    half = dtype in (torch.bfloat16, torch.float16)
-    return HALF_PRECISION_CPU_ROW_BUCKET if half and device.type == "cpu" else 1
+EXPERT_MATMULS = ("auto", "grouped", "blocked")
 
 
 def _matmul_dtype(x: torch.Tensor) -> torch.dtype:
@@ -117,21 +106,29 @@ class MoEFFN(nn.Module):
 
     Expert weights are stacked per parameter: `w_in` (E, d, ff), `w_out` (E, ff, d), `b_in` (E, ff)
     and `b_out` (E, d) for GELU; `w_gate` (E, d, ff) in place of the biases for SwiGLU.
+    `expert_matmul` picks how the experts run (chimera/model/moe_dispatch.py): "grouped", "blocked" (in blocks
+    of `block_rows` rows) or "auto", `grouped_applies`' choice for the device, dtype and compilation.
     """
 
     bias_names = ("b_in", "b_out")  # stacked biases: 2-D like a matrix, but biases for weight decay
 
     def __init__(self, *, d_model: int, d_ff: int, num_experts: int, top_k: int, expert_kind: str,
                  capacity_factor_train: float | None, capacity_factor_eval: float | None,
-                 aux_loss_coef: float, z_loss_coef: float, dropout: float) -> None:
+                 aux_loss_coef: float, z_loss_coef: float, dropout: float,
+                 block_rows: int = EXPERT_BLOCK_ROWS, expert_matmul: str = "auto") -> None:
         super().__init__()
         if expert_kind not in FFN_ACTIVATIONS:
             raise ValueError(f"expert_kind must be one of {FFN_ACTIVATIONS}, got {expert_kind!r}")
         if not 1 <= top_k <= num_experts:
             raise ValueError(f"top_k must be in [1, num_experts={num_experts}], got {top_k}")
+        if block_rows < 1:
+            raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+        if expert_matmul not in EXPERT_MATMULS:
+            raise ValueError(f"expert_matmul must be one of {EXPERT_MATMULS}, got {expert_matmul!r}")
         self.num_experts, self.top_k, self.expert_kind = num_experts, top_k, expert_kind
         self.capacity_factor_train, self.capacity_factor_eval = capacity_factor_train, capacity_factor_eval
         self.aux_loss_coef, self.z_loss_coef = aux_loss_coef, z_loss_coef
+        self.block_rows, self.expert_matmul = block_rows, expert_matmul
         self.router = nn.Linear(d_model, num_experts, bias=False)
         self.w_in = nn.Parameter(torch.empty(num_experts, d_model, d_ff))
         self.w_out = nn.Parameter(torch.empty(num_experts, d_ff, d_model))
@@ -155,66 +152,65 @@ class MoEFFN(nn.Module):
         """Parameters of all experts together (the router excluded); each expert holds 1/E of them."""
         return sum(p.numel() for name, p in self.named_parameters() if not name.startswith("router"))
 
-    def capacity(self, num_tokens: int) -> int | None:
-        """Slots each expert may keep for `num_tokens` tokens in the current mode; None = dropless."""
+    def capacity(self, num_tokens: int | torch.Tensor) -> int | torch.Tensor | None:
+        """Slots each expert may keep for `num_tokens` tokens in the current mode; None = dropless.
+        A tensor count gives a tensor: the same float64 arithmetic on the device (float32 on MPS, which has no
+        float64)."""
         factor = self.capacity_factor_train if self.training else self.capacity_factor_eval
         if factor is None:
             return None
+        if isinstance(num_tokens, torch.Tensor):
+            wide = torch.float32 if num_tokens.device.type == "mps" else torch.float64
+            return torch.ceil(factor * num_tokens.to(wide) * self.top_k / self.num_experts).long()
         return math.ceil(factor * num_tokens * self.top_k / self.num_experts)
 
-    def forward(self, x: torch.Tensor) -> MoEOutput:  # x: (N, d)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> MoEOutput:
+        """x (N, d); mask (N,) True for real tokens, None when every row is one."""
         n, k = x.shape[0], self.top_k
         logits = self.router(x)  # (N, E)
         probs = logits.float().softmax(dim=-1)  # (N, E), fp32 so routing is stable under autocast
         top_weight, top_index = probs.topk(k, dim=-1)  # (N, k)
         top_weight = top_weight / top_weight.sum(dim=-1, keepdim=True)
 
-        order, counts, kept = sort_slots(top_index, self.num_experts, self.capacity(n))
-        token = order // k  # (S,) token of each kept slot, grouped by expert
-        y = self._run_experts(x.index_select(0, token), kept, _matmul_dtype(x))  # (S, d)
-        y = y * top_weight.reshape(-1)[order].unsqueeze(1).to(y.dtype)
-        out = y.new_zeros(n, y.shape[1]).index_add_(0, token, y)  # (N, d); dropped slots add nothing
+        dtype = _matmul_dtype(x)
+        if self.expert_matmul == "auto":
+            grouped = grouped_applies(x.device, dtype, torch.compiler.is_compiling(), self.w_in.shape[1:])
+        else:
+            grouped = self.expert_matmul == "grouped"
+        most = self.capacity(n)  # static bound: top-k picks k distinct experts, so an expert gets <= n slots
+        per_expert = n if most is None else min(n, most)
+        capacity = most if mask is None else self.capacity(mask.sum())
+        plan = dispatch(top_index, self.num_experts, capacity=capacity, per_expert=per_expert,
+                        block=1 if grouped else min(self.block_rows, per_expert), mask=mask)
+        y = self._run_experts(x.index_select(0, plan.row_token), plan, dtype, grouped)  # (R, d) buffer rows
+        weight = top_weight.reshape(-1) * plan.slot_kept  # (N*k,) 0 for a dropped or pad slot
+        y = y.index_select(0, plan.slot_row) * weight.unsqueeze(1).to(y.dtype)  # (N*k, d)
+        out = y.view(n, k, -1).sum(dim=1)  # (N, d)
 
-        balance = load_balancing_loss(probs, top_index, self.num_experts)
-        z = router_z_loss(logits)
+        balance = load_balancing_loss(probs, top_index, self.num_experts, mask)
+        z = router_z_loss(logits, mask)
         with torch.no_grad():
-            routed = max(n * k, 1)
-            entropy = -(probs * torch.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
-            dropped = torch.tensor((n * k - sum(kept)) / routed, device=x.device)
+            routed = max(n * k, 1) if mask is None else mask.sum().clamp(min=1) * k
+            entropy = token_mean(-(probs * torch.log_softmax(logits.float(), dim=-1)).sum(-1), mask)
+            if capacity is None:
+                dropped = torch.zeros((), device=x.device)
+            else:
+                dropped = (plan.counts.sum() - plan.slot_kept.sum()) / routed
         aux = self.aux_loss_coef * balance + self.z_loss_coef * z
         return MoEOutput(output=self.dropout(out), aux_loss=aux, balance_loss=balance, z_loss=z,
-                         tokens_per_expert=counts.float() / routed, router_entropy=entropy,
+                         tokens_per_expert=plan.counts.float() / routed, router_entropy=entropy,
                          dropped_fraction=dropped)
 
-    def _run_experts(self, x_sorted: torch.Tensor, sizes: list[int], dtype: torch.dtype) -> torch.Tensor:
-        """(S, d) rows grouped by expert, `sizes[e]` rows for expert e -> (S, d) expert outputs; the expert
-        weights in `dtype`, the matmul dtype (x_sorted stays as it is: autocast casts it per use, so a SwiGLU
-        expert's two input gradients still add up in x's dtype)."""
+    def _run_experts(self, rows: torch.Tensor, plan: Dispatch, dtype: torch.dtype, grouped: bool) -> torch.Tensor:
+        """(R, d) buffer rows -> (R, d) expert outputs; the expert weights in `dtype`, the matmul dtype (rows stay
+        as they are: autocast casts them per use, so a SwiGLU expert's two input gradients add up in x's dtype)."""
         if self.expert_kind == "gelu":
             stacks = (self.w_in, self.b_in, self.w_out, self.b_out)
         else:
             stacks = (self.w_gate, self.w_in, self.w_out)
-        # Under autocast each stack is cast once (backward: one cast back), not once per expert slice: autocast
-        # caches casts of leaf weights only, and a slice is no leaf. A no-op in fp32.
+        # Under autocast each stack is cast once (backward: one cast back), before the blocks gather it.
         stacks = tuple(stack.to(dtype) for stack in stacks)
-        # unbind (not w[e]): backward then stacks the E slices once instead of adding E full-size zeros
-        per_expert = zip(*(stack.unbind(0) for stack in stacks), strict=True)
-        chunks = zip(x_sorted.split(sizes), sizes, per_expert, strict=True)
-        bucket = expert_row_bucket(x_sorted.device, dtype)
-        outputs = [self._expert_rows(x_e, size, bucket, params) for x_e, size, params in chunks if size]
-        return torch.cat(outputs) if outputs else x_sorted
-
-    def _expert_rows(self, x: torch.Tensor, size: int, bucket: int, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """One expert on its `size` rows, computed on zero rows appended up to a multiple of `bucket` (see
-        HALF_PRECISION_CPU_ROW_BUCKET); their outputs are dropped, so they add nothing to any gradient."""
-        pad = -size % bucket
-        if not pad:
-            return self._expert(x, *params)
-        return self._expert(F.pad(x, (0, 0, 0, pad)), *params)[:size]
-
-    def _expert(self, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:  # (n_e, d) -> (n_e, d)
-        if self.expert_kind == "gelu":
-            w_in, b_in, w_out, b_out = params
-            return torch.addmm(b_out, F.gelu(torch.addmm(b_in, x, w_in)), w_out)  # bias fused into the matmul
-        w_gate, w_in, w_out = params
-        return (F.silu(x @ w_gate) * (x @ w_in)) @ w_out
+        gelu = self.expert_kind == "gelu"
+        if grouped:
+            return grouped_experts(rows, stacks, plan, gelu)
+        return blocked_experts(rows, stacks, plan.block_expert, gelu)
