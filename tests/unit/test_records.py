@@ -45,6 +45,16 @@ def test_an_invalid_record_is_never_written(tmp_path):
     assert not (tmp_path / "record.json").exists()
 
 
+def test_a_loaded_record_is_frozen(tmp_path):
+    records.write_record(minimal_record(), tmp_path)
+    record = records.load_record(tmp_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.status = "failed"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.final_metrics.val_acc = 1.0
+    assert record == minimal_record()
+
+
 def test_existing_record_is_never_silently_overwritten(tmp_path):
     records.write_record(minimal_record(), tmp_path)
     with pytest.raises(ChimeraError, match="already exists"):
