@@ -1,7 +1,7 @@
 """The run record's shape, in one place: typed classes and their JSON form.
 
-The trainer builds a `RunRecord` (`chimera.train.run_setup.start_record`) and fills it as the run
-goes; every reader (doctor, report, gates, reproduce) gets one from `chimera.records.store.load_record`.
+The trainer builds a `RunRecord` once, when the run has ended (`chimera.train.run.run_record`);
+every reader (doctor, report, gates, reproduce) gets one from `chimera.records.store.load_record`.
 `record.schema.json` describes the same JSON and a test holds the two together
 (tests/unit/test_record_types.py). Records written by an earlier `SCHEMA_VERSION` are upgraded on
 load (chimera.records.upgrade), so a record from last year still reads.
@@ -15,10 +15,12 @@ would be a second owner of the same shape that drifts; moving them here would ma
 trainer depend on records for their own knobs. Loading runs `config_from_dict`, which refuses a missing or
 unknown key in one line naming it (the schema checks the same first).
 
-The classes are mutable because the trainer fills them as the run goes (and tests shape cases); an
-`Event` is frozen so its kind stays one of the closed set. On disk a key that a class marks
-`absent_when_none` is left out rather than written as null: a timing entry without clocks, a failed
-run's final train_acc; a curve point that did not measure the clean training subset lacks its two keys.
+Every class here is a plain, frozen, keyword-only dataclass, `RunRecord` and the parts it nests alike: a
+record is made whole (by the trainer, or from JSON) and a variant is `dataclasses.replace` of it. Frozen is
+shallow: the lists and dicts inside stay lists and dicts, as in the JSON. An `Event` also checks that its
+kind is one of the closed set. On disk a key that a class marks `absent_when_none` is left out rather
+than written as null: a timing entry without clocks, a failed run's final train_acc; a curve point that
+did not measure the clean training subset lacks its two keys.
 Imports chimera.config and nothing else outside chimera/records/ (tests/unit/test_import_boundaries.py).
 """
 
@@ -93,7 +95,7 @@ class _JsonObject:
         return _build(cls, data, **cls._nested)
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class Precision(_JsonObject):
     """The precision the run trained in and who chose it (config > accelerate launch > auto)."""
 
@@ -104,7 +106,7 @@ class Precision(_JsonObject):
 
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class TokenStats(_JsonObject):
     """How much text one split loses to the tokenizer."""
 
@@ -114,7 +116,7 @@ class TokenStats(_JsonObject):
 
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class DataInfo(_JsonObject):
     """What the run trained and was measured on, fingerprinted so a rerun can refuse different data."""
 
@@ -129,7 +131,7 @@ class DataInfo(_JsonObject):
     _nested = {"token_stats": lambda stats: {split: TokenStats.from_json(v) for split, v in stats.items()}}
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class ParamCounts(_JsonObject):
     """total, embedding, non_embedding, and active (what one token touches; below total for MoE)."""
 
@@ -140,7 +142,7 @@ class ParamCounts(_JsonObject):
 
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class MoeLayerStats(_JsonObject):
     """Routing of one MoE layer over the validation set."""
 
@@ -153,7 +155,7 @@ class MoeLayerStats(_JsonObject):
 
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class SplitScore(_JsonObject):
     """Loss and accuracy of one evaluation pass; None where the value was not finite."""
 
@@ -161,7 +163,7 @@ class SplitScore(_JsonObject):
     acc: float | None
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class CurvePoint(_JsonObject):
     """One evaluation. `clean_train` is None at evaluations that did not measure the clean training
     subset (evaluation.clean_train_every); on disk its two keys are then absent, not null."""
@@ -200,7 +202,7 @@ class CurvePoint(_JsonObject):
                    val_acc=data["val_acc"], lr=data["lr"], grad_norm=data["grad_norm"], clean_train=clean, moe=moe)
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class TimingPoint(_JsonObject):
     """Wall-clock at one evaluation; apart from the curves because it never reproduces bitwise."""
 
@@ -226,7 +228,7 @@ class Event(_JsonObject):
 
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class FinalMetrics(_JsonObject):
     """The run's closing measurement (best weights restored when early stopping is on); None until measured."""
 
@@ -246,7 +248,7 @@ class FinalMetrics(_JsonObject):
 
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class TargetTime(_JsonObject):
     """Time to one target quality, as MLPerf Training counts it (chimera.records.time_to_target)."""
 
@@ -261,7 +263,7 @@ class TargetTime(_JsonObject):
 
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class ResumeInfo(_JsonObject):
     """Where a run came from (resumed_from_step) or how to continue it (resumable_from_step, command)."""
 
@@ -271,16 +273,16 @@ class ResumeInfo(_JsonObject):
 
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class RunRecord(_JsonObject):
-    """One training run of one matrix cell. Mutable: the trainer fills it as the run goes."""
+    """One training run of one matrix cell, made once when the run has ended."""
 
     schema_version: int = SCHEMA_VERSION
     run_id: str
     cell: str
     profile: str
     seed: int
-    status: Status = "failed"  # until the run says otherwise, a crash leaves a failed record
+    status: Status = "failed"  # a record that does not say how its run ended says it failed
     created_at: str | None = _optional()
     world_size: int = 1
     config: RunConfig  # resolved: the matrix, the profile and every --set, with the precision that ran
@@ -308,10 +310,6 @@ class RunRecord(_JsonObject):
     def config_json(self) -> dict[str, Any]:
         """The config as the record writes it (chimera.config.config_to_dict's form): for hashing and diffing."""
         return _plain(self.config)
-
-    def fail(self, message: str) -> None:
-        """The run ended in an error: its record keeps what was measured so far, and says why."""
-        self.status, self.error = "failed", message
 
     _nested = {"config": config_from_dict, "env": RunEnv.from_json, "precision": Precision.from_json,
                "data": DataInfo.from_json, "params": ParamCounts.from_json,

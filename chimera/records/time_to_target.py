@@ -1,7 +1,7 @@
 """Time to target quality, as MLPerf Training counts it: from the first step to the end of the first
 evaluation that reaches the target, evaluation time included.
 
-A pure function of a record's `curves` and `timing`, so the trainer fills `record.time_to_target`
+A pure function of a record's `curves` and `timing`, so the trainer computes `record.time_to_target`
 with it and any tool can recompute it from a record made elsewhere (or from another trainer's
 evaluations: the time-to-quality benchmark's peer passes its own, read by attribute as ours are).
 """

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,9 @@ def test_reproducing_a_doctored_record_reports_exactly_the_doctored_metric(origi
     """One run proves both halves: everything else reproduces bit for bit, and a difference is printed."""
     record = load_record(original)
     honest = record.curves[1].val_loss
-    record.curves[1].val_loss = honest + 1e-12
+    curves = list(record.curves)
+    curves[1] = replace(curves[1], val_loss=honest + 1e-12)
+    record = replace(record, curves=curves)
     doctored = write_record(record, tmp_path / "doctored")
 
     done = run_chimera("reproduce", str(doctored), "--out", str(tmp_path / "out"), "--data-dir", str(data_slice),

@@ -4,7 +4,7 @@ schema-valid by construction, as the trainer's are), with curves shaped on purpo
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,6 +33,7 @@ ENV = RunEnv(python="3.11", torch="2.13.0", accelerate="1.15.0", datasets="5", t
              cpu_name="AMD EPYC", cpu_flags=("avx2", "fma"), ram_gib=16.0, gpu_count=0, gpu_names=(),
              gpu_capabilities=(), gpu_memory_gib=(), torch_cuda=None, cudnn_version=None, cuda_driver=None,
              git_commit="0" * 40, git_dirty=False)
+T = TypeVar("T")
 CONFIG = RunConfig(cell="fixed/dense", profile="ci", seed=0, device="cpu", train=TrainConfig(precision="fp32"))
 
 
@@ -79,12 +80,10 @@ def run_record(cell: str = "fixed/dense", seed: int = 0, *, memorises: bool | No
         val = 0.9 + 0.6 * np.exp(-4 * x)
     train = train * (1 + 0.02 * rng.standard_normal(evaluations))
     val = val * (1 + 0.01 * rng.standard_normal(evaluations))
-    record = minimal_record()
-    slug = cell.replace("/", "-")
-    record.run_id, record.cell, record.seed = f"{slug}-ci-s{seed}", cell, seed
     top_k, experts, layers = 2, 4, 2
-    record.config = replace(
-        record.config, cell=cell, seed=seed,
+    base = minimal_record()
+    config = replace(
+        base.config, cell=cell, seed=seed,
         data=DataConfig(train_samples=512, val_samples=512, test_samples=1024, max_length=32, vocab_size=4096),
         augment=AugmentConfig(enabled=not memorises),
         model=ModelConfig(d_model=128, n_layers=layers, dropout=0.1 if memorises else 0.4,
@@ -94,13 +93,13 @@ def run_record(cell: str = "fixed/dense", seed: int = 0, *, memorises: bool | No
                           max_steps=steps[-1], eval_every=eval_every, early_stopping=not memorises,
                           batch_size=32, precision="fp32"),
         evaluation=EvaluationConfig(target_val_acc=TARGETS, target_val_loss=(), clean_train_every=1))
-    record.data.sizes.update(train=512, val=512, clean_train=512, test=1024)
-    record.data.token_stats.update({split: TokenStats(unk_rate=0.01, truncation_rate=0.2, mean_tokens=24.0)
-                                    for split in ("train", "val", "test")})
+    data = replace(base.data, sizes={**base.data.sizes, "train": 512, "val": 512, "clean_train": 512, "test": 1024},
+                   token_stats={split: TokenStats(unk_rate=0.01, truncation_rate=0.2, mean_tokens=24.0)
+                                for split in ("train", "val", "test")})
     total = 200_000 + (300_000 if moe else 0)
-    record.params = ParamCounts(total=total, embedding=100_000, non_embedding=total - 100_000,
-                                active=total - (150_000 if moe else 0))
-    record.curves = [
+    params = ParamCounts(total=total, embedding=100_000, non_embedding=total - 100_000,
+                         active=total - (150_000 if moe else 0))
+    curves = [
         CurvePoint(step=step, train_loss=float(train[i]) * 1.1, val_loss=float(val[i]),
                    val_acc=float(0.95 - 0.12 * val[i]), lr=3e-4, grad_norm=float(0.5 + 0.1 * rng.random()),
                    clean_train=SplitScore(loss=float(train[i]), acc=float(min(1.0, 1.0 - 0.4 * train[i]))),
@@ -108,16 +107,17 @@ def run_record(cell: str = "fixed/dense", seed: int = 0, *, memorises: bool | No
         for i, step in enumerate(steps)]
     best = int(np.argmin(val))
     seconds_per_step = 0.1 + 0.01 * seed
-    record.timing = [TimingPoint(step=s, step_time_s=seconds_per_step, samples_per_s=300.0 + 10 * seed,
-                                 train_s=s * seconds_per_step, wall_s=s * seconds_per_step * 1.5) for s in steps]
-    record.time_to_target = time_to_target(record.curves, record.timing, [("val_acc", t) for t in TARGETS],
-                                           samples_per_step=32)
-    record.final_metrics = FinalMetrics(
+    timing = [TimingPoint(step=s, step_time_s=seconds_per_step, samples_per_s=300.0 + 10 * seed,
+                          train_s=s * seconds_per_step, wall_s=s * seconds_per_step * 1.5) for s in steps]
+    final_metrics = FinalMetrics(
         clean_train_loss=float(train[-1]), val_loss=float(val[-1]), val_acc=float(0.95 - 0.12 * val[-1]),
         test_loss=float(val[-1] + 0.05), test_acc=float(0.94 - 0.12 * val[-1]), best_step=steps[best],
         steps=steps[-1], stopped_early=not memorises and seed % 2 == 1, wall_s=10.0,
         train_samples_per_s=320.0 + 5 * seed + (0 if moe else 100))
-    return record
+    return replace(
+        base, run_id=f"{cell.replace('/', '-')}-ci-s{seed}", cell=cell, seed=seed, config=config, data=data,
+        params=params, curves=curves, timing=timing, final_metrics=final_metrics,
+        time_to_target=time_to_target(curves, timing, [("val_acc", t) for t in TARGETS], samples_per_step=32))
 
 
 def moe_layer(layer: int, shares: list[float], dropped: float = 0.0) -> MoeLayerStats:
@@ -126,9 +126,15 @@ def moe_layer(layer: int, shares: list[float], dropped: float = 0.0) -> MoeLayer
 
 
 def change_config(record: RunRecord, **changes: Any) -> RunRecord:
-    """`record` with its (frozen) config changed as a test needs: a section's fields as a dict
+    """A copy of `record` with its config changed as a test needs: a section's fields as a dict
     (`train={"lr": 1.0}`), a top-level field as its value; each change is validated as the config's own."""
     updates = {key: replace(getattr(record.config, key), **value) if isinstance(value, dict) else value
                for key, value in changes.items()}
-    record.config = replace(record.config, **updates)
-    return record
+    return replace(record, config=replace(record.config, **updates))
+
+
+def replaced_at(items: list[T], index: int, **changes: Any) -> list[T]:
+    """A copy of a record's list (curves, timing, ...) with the entry at `index` changed by `dataclasses.replace`."""
+    copy = list(items)
+    copy[index] = replace(copy[index], **changes)
+    return copy

@@ -4,7 +4,7 @@ beside the matrix."""
 
 from __future__ import annotations
 
-import copy
+from dataclasses import replace
 
 import pytest
 
@@ -24,11 +24,10 @@ from tests.unit.record_factory import change_config, run_record
 
 
 def with_numbers(cell: str, seed: int, test_acc: float, *, status: str = "completed") -> RunRecord:
-    record = copy.deepcopy(run_record("fixed/dense" if "fixed" in cell else "baseline/dense", seed))
-    record.cell, record.run_id, record.status = cell, f"{cell.replace('/', '-')}-ci-s{seed}", status
-    change_config(record, cell=cell)
-    record.final_metrics.test_acc = test_acc
-    return record
+    record = run_record("fixed/dense" if "fixed" in cell else "baseline/dense", seed)
+    record = replace(record, cell=cell, run_id=f"{cell.replace('/', '-')}-ci-s{seed}", status=status,
+                     final_metrics=replace(record.final_metrics, test_acc=test_acc))
+    return change_config(record, cell=cell)
 
 
 FIXED = [0.80, 0.82, 0.81]
@@ -77,10 +76,10 @@ def test_formatting_shows_mean_interval_the_noise_mark_and_unpaired_seeds():
 
 def test_failed_runs_do_not_pair_and_targets_never_reached_say_so():
     cells = family()
-    cells["fixed/dense-without-dropout"][1].status = "failed"
-    for record in cells["baseline/dense"]:
-        for entry in record.time_to_target:
-            entry.reached, entry.step = False, None
+    cells["fixed/dense-without-dropout"][1] = replace(cells["fixed/dense-without-dropout"][1], status="failed")
+    cells["baseline/dense"] = [
+        replace(record, time_to_target=[replace(entry, reached=False, step=None) for entry in record.time_to_target])
+        for record in cells["baseline/dense"]]
     metrics = metrics_for([r for rs in cells.values() for r in rs])
     leave_out, add_in = ablation_tables(cells, metrics)
     dropout = leave_out.effects["dropout"]["test_acc"]

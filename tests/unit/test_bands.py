@@ -27,8 +27,7 @@ def seeds(cell: str = "fixed/dense", n: int = 5) -> list[RunRecord]:
 
 
 def with_metrics(record: RunRecord, **metrics) -> RunRecord:
-    record.final_metrics = replace(record.final_metrics, **metrics)
-    return record
+    return replace(record, final_metrics=replace(record.final_metrics, **metrics))
 
 
 def test_band_is_mean_plus_minus_three_sample_std_or_the_floor_whichever_is_wider():
@@ -73,33 +72,29 @@ def test_doctored_val_loss_outside_the_band_fails():
 def test_unknown_cell_other_profile_unfinished_run_and_changed_config_are_violations():
     built = compute_bands(seeds())
     other_cell = run_record("fixed/moe", 0)
-    other_profile = run_record("fixed/dense", 1)
-    other_profile.profile = "full"
-    failed = run_record("fixed/dense", 2)
-    failed.status = "failed"
-    changed = run_record("fixed/dense", 3)
-    change_config(changed, train={"lr": 1.0})
+    other_profile = replace(run_record("fixed/dense", 1), profile="full")
+    failed = replace(run_record("fixed/dense", 2), status="failed")
+    changed = change_config(run_record("fixed/dense", 3), train={"lr": 1.0})
     got = [(v.seed, v.metric) for v in check_bands([other_cell, other_profile, failed, changed], built)]
     assert got == [(0, "cell"), (1, "profile"), (2, "status"), (3, "config")]
 
 
 def test_seed_and_device_do_not_count_as_a_config_change():
     built = compute_bands(seeds())
-    run = run_record("fixed/dense", 42)
-    change_config(run, device="cuda")
+    run = change_config(run_record("fixed/dense", 42), device="cuda")
     assert check_bands([run], built) == []
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda rs: setattr(rs[0], "status", "failed"), "finished runs"),
-    (lambda rs: setattr(rs[1], "seed", 0), "appear twice"),
-    (lambda rs: setattr(rs[2], "profile", "full"), "several profiles"),
-    (lambda rs: change_config(rs[3], model={"dropout": 0.0}), "different configs"),
-    (lambda rs: setattr(rs[4].final_metrics, "val_acc", None), "missing in some runs"),
+@pytest.mark.parametrize(("index", "change", "message"), [
+    (0, lambda r: replace(r, status="failed"), "finished runs"),
+    (1, lambda r: replace(r, seed=0), "appear twice"),
+    (2, lambda r: replace(r, profile="full"), "several profiles"),
+    (3, lambda r: change_config(r, model={"dropout": 0.0}), "different configs"),
+    (4, lambda r: with_metrics(r, val_acc=None), "missing in some runs"),
 ])
-def test_bad_inputs_to_compute_bands_are_user_errors(change, message):
+def test_bad_inputs_to_compute_bands_are_user_errors(index, change, message):
     records = seeds()
-    change(records)
+    records[index] = change(records[index])
     with pytest.raises(ChimeraError, match=message):
         compute_bands(records)
 
@@ -165,9 +160,9 @@ def test_packaged_ci_bands_still_hash_the_configs_the_matrix_resolves_at_any_pre
 
 
 def _in_precision(record: RunRecord, precision: str) -> RunRecord:
-    record.precision = Precision(value=precision, source="config", requested=precision, accelerate_launch=None)
-    change_config(record, train={"precision": precision})
-    return record
+    record = replace(record, precision=Precision(value=precision, source="config", requested=precision,
+                                                 accelerate_launch=None))
+    return change_config(record, train={"precision": precision})
 
 
 def test_a_bf16_run_is_never_judged_against_fp32_bands():

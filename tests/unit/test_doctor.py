@@ -24,7 +24,7 @@ from chimera.config import DataConfig, ModelConfig
 from chimera.errors import ChimeraError
 from chimera.records.record import Event, ResumeInfo, RunRecord, TokenStats
 from chimera.records.store import validate_record, write_record
-from tests.unit.record_factory import change_config, moe_layer, run_record
+from tests.unit.record_factory import change_config, moe_layer, replaced_at, run_record
 
 
 def by_code(findings):
@@ -57,8 +57,8 @@ def test_healthy_curve_has_no_error():
 
 def test_low_train_loss_without_a_val_rise_is_only_a_warning():
     record = run_record("fixed/dense")
-    for point in record.curves:
-        point.clean_train.loss *= 0.1  # memorised, but val loss still falls
+    record = replace(record, curves=[replace(p, clean_train=replace(p.clean_train, loss=p.clean_train.loss * 0.1))
+                                     for p in record.curves])  # memorised, but val loss still falls
     found = by_code(diagnose(record))
     assert found["possible_memorisation"].severity == "warning"
     assert errors(diagnose(record)) == []
@@ -66,8 +66,8 @@ def test_low_train_loss_without_a_val_rise_is_only_a_warning():
 
 def test_val_loss_zero_with_injected_overlap_is_suspect_leakage_with_the_overlap_count():
     record = run_record("fixed/dense")
-    for point in record.curves:
-        point.clean_train.loss, point.val_loss = 0.001, 0.0
+    record = replace(record, curves=[replace(p, clean_train=replace(p.clean_train, loss=0.001), val_loss=0.0)
+                                     for p in record.curves])
     shared = [f"Shared headline number {i} about markets and rates today" for i in range(3)]
     subsets = {"train": [f"Train-only story {i} on sports and weather" for i in range(20)] + shared,
                "val": [f"Val-only report {i} of science news" for i in range(10)] + shared,
@@ -91,8 +91,8 @@ def test_leakage_rescan_finds_near_duplicates_and_says_so_when_it_cannot_run(mon
     exact, near = duplicate_rows(first, second, normalise=fallback_normalise, jaccard=0.8)
     assert exact == [1] and near == [0]
     record = run_record("fixed/dense")
-    record.curves[-1].val_loss = 0.0
-    record.data.source = str(tmp_path / "gone")
+    record = replace(record, curves=replaced_at(record.curves, -1, val_loss=0.0),
+                     data=replace(record.data, source=str(tmp_path / "gone")))
     monkeypatch.delenv("CHIMERA_DATA_DIR", raising=False)
     leak = by_code(diagnose(record))["suspect_leakage"]
     assert leak.severity == "error" and leak.evidence["rescan"].startswith("not run")
@@ -100,10 +100,10 @@ def test_leakage_rescan_finds_near_duplicates_and_says_so_when_it_cannot_run(mon
 
 def test_nan_event_and_null_loss_are_errors():
     record = run_record("fixed/dense")
-    record.events.append(Event(step=200, kind="non_finite", detail="loss nan"))
+    record = replace(record, events=[*record.events, Event(step=200, kind="non_finite", detail="loss nan")])
     assert by_code(diagnose(record))["non_finite"].evidence["non_finite_events"] == 1
     record = run_record("fixed/dense")
-    record.curves[5].val_loss = None
+    record = replace(record, curves=replaced_at(record.curves, 5, val_loss=None))
     found = by_code(diagnose(record))["non_finite"]
     assert found.severity == "error" and found.evidence["first_step"] == record.curves[5].step
     failed = replace(run_record("fixed/dense"), status="failed",
@@ -125,7 +125,7 @@ def test_failed_run_is_an_error_and_an_interrupted_one_a_warning():
 def test_grad_norm_spike_above_ten_times_the_median_is_a_warning():
     record = run_record("fixed/dense")
     assert "grad_spike" not in by_code(diagnose(record))
-    record.curves[7].grad_norm = 40.0
+    record = replace(record, curves=replaced_at(record.curves, 7, grad_norm=40.0))
     spike = by_code(diagnose(record))["grad_spike"]
     assert spike.severity == "warning"
     assert spike.evidence["spikes"] == 1 and spike.evidence["first_spike_step"] == record.curves[7].step
@@ -134,26 +134,24 @@ def test_grad_norm_spike_above_ten_times_the_median_is_a_warning():
 def test_moe_collapse_and_drops_are_flagged():
     record = run_record("fixed/moe")
     assert "moe_collapse" not in by_code(diagnose(record))
-    record.curves[-1].moe = [moe_layer(0, [0.48, 0.48, 0.02, 0.02]),
-                                   moe_layer(1, [0.97, 0.01, 0.01, 0.01])]
+    record = replace(record, curves=replaced_at(record.curves, -1, moe=[moe_layer(0, [0.48, 0.48, 0.02, 0.02]),
+                                                                        moe_layer(1, [0.97, 0.01, 0.01, 0.01])]))
     collapse = by_code(diagnose(record))["moe_collapse"]
     assert collapse.evidence["layer"] == 1 and collapse.evidence["expert"] == 0
     assert collapse.evidence["max_token_share"] == pytest.approx(1.94)  # top-2: each token reaches 2 experts
-    record.curves[-1].moe = [moe_layer(0, [0.25] * 4, dropped=0.3)]
+    record = replace(record, curves=replaced_at(record.curves, -1, moe=[moe_layer(0, [0.25] * 4, dropped=0.3)]))
     assert by_code(diagnose(record))["moe_drops"].evidence["dropped_fraction"] == 0.3
 
 
 def test_lr_zero_before_the_end_of_a_decaying_schedule_is_a_warning():
-    record = run_record("fixed/dense")
-    change_config(record, train={"schedule": "cosine", "max_steps": 10_000})
+    record = change_config(run_record("fixed/dense"), train={"schedule": "cosine", "max_steps": 10_000})
     assert by_code(diagnose(record))["lr_schedule"].severity == "info"
-    record.curves[4].lr = 0.0
+    record = replace(record, curves=replaced_at(record.curves, 4, lr=0.0))
     assert by_code(diagnose(record))["lr_schedule"].severity == "warning"
 
 
 def test_warmup_that_never_ramps_is_a_warning():
-    record = run_record("fixed/dense")
-    change_config(record, train={"warmup_steps": 100})  # lr at steps 25-75 equals the peak
+    record = change_config(run_record("fixed/dense"), train={"warmup_steps": 100})  # lr at steps 25-75 equals the peak
     found = by_code(diagnose(record))["lr_schedule"]
     # the info finding's title says "warmup steps" too: only the severity tells the two apart
     assert found.severity == "warning" and "reaches the peak inside the 100-step warmup" in found.title
@@ -161,8 +159,9 @@ def test_warmup_that_never_ramps_is_a_warning():
 
 def test_tokenisation_and_capacity_thresholds():
     record = run_record("fixed/dense")
-    record.data.token_stats["val"] = TokenStats(unk_rate=0.2, truncation_rate=0.7, mean_tokens=20.0)
-    record.params.total, record.params.non_embedding = 2_000_000, 1_000_000
+    val_stats = TokenStats(unk_rate=0.2, truncation_rate=0.7, mean_tokens=20.0)
+    record = replace(record, data=replace(record.data, token_stats={**record.data.token_stats, "val": val_stats}),
+                     params=replace(record.params, total=2_000_000, non_embedding=1_000_000))
     found = by_code(diagnose(record))
     assert found["tokenisation"].severity == "warning"
     assert found["tokenisation"].evidence["val_unk_rate"] == 0.2
@@ -175,7 +174,7 @@ def test_tokenisation_and_capacity_thresholds():
 def test_regularisation_audit_warns_when_nothing_is_on_and_the_data_is_memorised():
     record = run_record("baseline/dense")
     assert by_code(diagnose(record))["regularisation"].severity == "info"
-    change_config(record, model={"dropout": 0.0}, train={"weight_decay": 0.0})
+    record = change_config(record, model={"dropout": 0.0}, train={"weight_decay": 0.0})
     assert by_code(diagnose(record))["regularisation"].severity == "warning"
 
 
@@ -217,19 +216,23 @@ def test_doctor_and_report_import_neither_training_code_nor_torch():
     assert result.stdout.strip() == "[]"
 
 
+def from_source(record: RunRecord, source: str) -> RunRecord:
+    return replace(record, data=replace(record.data, source=source))
+
+
 def test_rescan_data_dir_comes_from_the_flag_then_the_record_then_the_environment(tmp_path, monkeypatch):
     record = run_record("fixed/dense")
     monkeypatch.delenv("CHIMERA_DATA_DIR", raising=False)
     with pytest.raises(ChimeraError, match="--data-dir"):
         resolve_data_dir(record, tmp_path / "missing")
-    record.data.source = str(tmp_path)
+    record = from_source(record, str(tmp_path))
     assert resolve_data_dir(record, None) == tmp_path
-    record.data.source = "/elsewhere/ag_news"
+    record = from_source(record, "/elsewhere/ag_news")
     with pytest.raises(ChimeraError, match="CHIMERA_DATA_DIR"):
         resolve_data_dir(record, None)
     monkeypatch.setenv("CHIMERA_DATA_DIR", str(tmp_path))
     assert resolve_data_dir(record, None) == tmp_path
-    record.data.source = "hub:fancyzhx/ag_news"
+    record = from_source(record, "hub:fancyzhx/ag_news")
     monkeypatch.delenv("CHIMERA_DATA_DIR")
     assert resolve_data_dir(record, None) is None
 
@@ -243,13 +246,12 @@ def test_rescan_re_derives_the_runs_subsets_and_finds_near_duplicates_the_split_
     for split, texts in (("train", stories), ("test", edited)):
         rows = "".join(f"{text},{i % 4}\n" for i, text in enumerate(texts))
         (tmp_path / f"{split}.csv").write_text("text,label\n" + rows)
-    record = run_record("fixed/dense")
-    change_config(record, data=DataConfig(train_samples=16, val_samples=16, test_samples=0, max_length=16,
-                                          vocab_size=128, train_pool="all"))
-    record.data.source = str(tmp_path)
+    record = change_config(run_record("fixed/dense"), data=DataConfig(
+        train_samples=16, val_samples=16, test_samples=0, max_length=16, vocab_size=128, train_pool="all"))
+    record = from_source(record, str(tmp_path))
     subsets, _ = subsets_for_record(record, None)
-    record.data.fingerprints = {name: getattr(subsets, name).fingerprint()
-                                      for name in ("train", "val", "clean_train", "test")}
+    record = replace(record, data=replace(record.data, fingerprints={
+        name: getattr(subsets, name).fingerprint() for name in ("train", "val", "clean_train", "test")}))
     evidence = rescan(record)
     assert evidence["subsets_match_record_fingerprints"] is True
     assert [evidence[f"exact_{pair}"] for pair in ("train_val", "train_test", "val_test")] == [0, 0, 0]
@@ -261,8 +263,9 @@ def test_rescan_re_derives_the_runs_subsets_and_finds_near_duplicates_the_split_
 def test_a_finished_run_that_never_reached_its_lowest_target_is_told_so():
     record = run_record("fixed/dense")
     assert "target_not_reached" not in by_code(diagnose(record))
-    for entry in record.time_to_target:
-        entry.reached, entry.step, entry.samples, entry.train_s, entry.wall_s, entry.value = False, *[None] * 5
+    record = replace(record, time_to_target=[
+        replace(entry, reached=False, step=None, samples=None, train_s=None, wall_s=None, value=None)
+        for entry in record.time_to_target])
     finding = by_code(diagnose(record))["target_not_reached"]
     assert finding.severity == "warning" and finding.evidence["lowest_target"] == 0.75
     assert finding.evidence["best_value"] == pytest.approx(max(p.val_acc for p in record.curves))
@@ -270,11 +273,10 @@ def test_a_finished_run_that_never_reached_its_lowest_target_is_told_so():
 
 def _reference(val_acc: float, **data_changes) -> RunRecord:
     reference = run_record("fixed/dense", seed=3)
-    reference.cell, reference.run_id = "reference/bow", "reference-bow-ci-s3"
-    change_config(reference, cell="reference/bow", model=ModelConfig(arch="bag_of_ngrams", d_model=64),
-                  data=data_changes)
-    reference.final_metrics.val_acc = val_acc
-    return reference
+    reference = replace(reference, cell="reference/bow", run_id="reference-bow-ci-s3",
+                        final_metrics=replace(reference.final_metrics, val_acc=val_acc))
+    return change_config(reference, cell="reference/bow", model=ModelConfig(arch="bag_of_ngrams", d_model=64),
+                         data=data_changes)
 
 
 def test_a_transformer_below_the_linear_reference_on_the_same_rows_is_warned():

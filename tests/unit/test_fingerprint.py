@@ -4,6 +4,7 @@ matter, as flat fields of a record's env; the CUDA branch from a hand-written de
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import torch
 
@@ -54,6 +55,5 @@ def test_this_machines_environment_carries_the_fingerprint_flat_and_the_record_s
         assert env.gpu_count == 0 and env.cuda_driver is None and env.cudnn_version is None
     assert env.torch_cuda == torch.version.cuda
     assert all(not isinstance(v, dict) for v in env.to_json().values())  # a flat addition to the mapping
-    record = minimal_record()
-    record.env = env
+    record = replace(minimal_record(), env=env)
     validate_record(json.loads(json.dumps(record.to_json())))

@@ -49,10 +49,10 @@ def bench_json(commit: str, when: str, norms: dict[str, float], *, calibration_s
 def record_at(cell: str, seed: int, commit: str | None, when: str, *, val_shift: float = 0.0,
               device_name: str = "AMD EPYC") -> RunRecord:
     record = run_record(cell, seed)
-    record.created_at = when
-    record.env = replace(record.env, git_commit=commit, git_dirty=False, device_type="cpu", device_name=device_name)
-    record.final_metrics.val_loss += val_shift
-    return record
+    return replace(
+        record, created_at=when,
+        env=replace(record.env, git_commit=commit, git_dirty=False, device_type="cpu", device_name=device_name),
+        final_metrics=replace(record.final_metrics, val_loss=record.final_metrics.val_loss + val_shift))
 
 
 def write_results(root: Path, commit: str, when: str, norms: dict[str, float], *, seeds=(0, 1),
@@ -259,8 +259,7 @@ def test_without_bands_the_packaged_ones_judge_the_runs_as_bands_check_does(tmp_
     store = tmp_path / "h.sqlite"
     a, _ = write_results(tmp_path / "a", COMMIT_A, TIME_A, {"fixed/dense": 2.0}, seeds=(0,))
     assert cli.main(["bands", "check", str(a / "runs")]) == 1 and "config differs" in capsys.readouterr().out
-    other = record_at("fixed/dense", 0, COMMIT_B, TIME_B)
-    other.profile, other.run_id = "smoke", "fixed-dense-smoke-s0"
+    other = replace(record_at("fixed/dense", 0, COMMIT_B, TIME_B), profile="smoke", run_id="fixed-dense-smoke-s0")
     write_record(other, tmp_path / "b" / "fixed-dense-smoke-s0")
     history("add", str(a), str(tmp_path / "b"), "--store", str(store), capsys=capsys)
     out = history("--store", str(store), capsys=capsys)[1]

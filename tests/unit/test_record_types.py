@@ -10,7 +10,7 @@ import json
 import re
 import types as types_module
 import typing
-from dataclasses import fields, is_dataclass
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -178,8 +178,8 @@ def test_status_and_event_kinds_are_the_closed_sets_the_schema_allows():
 @pytest.mark.parametrize("cell", CELL_SHAPES)
 def test_records_round_trip_through_json(cell, tmp_path):
     record = run_record(cell, seed=1)
-    record.events.append(types.Event(step=25, kind="early_stop", detail="no val-loss gain"))
-    record.resume = types.ResumeInfo(resumed_from_step=10)
+    early_stop = types.Event(step=25, kind="early_stop", detail="no val-loss gain")
+    record = replace(record, events=[*record.events, early_stop], resume=types.ResumeInfo(resumed_from_step=10))
     assert types.RunRecord.from_json(record.to_json()) == record
     assert load_record(write_record(record, tmp_path)) == record
 

@@ -1,5 +1,6 @@
 """Run records: schema validation, atomic writes that survive a crash, no silent overwrite."""
 
+import dataclasses
 import json
 import os
 import stat
@@ -9,7 +10,7 @@ import pytest
 from chimera import fileio
 from chimera.errors import ChimeraError
 from chimera.records import store as records
-from tests.unit.record_factory import minimal_record
+from tests.unit.record_factory import minimal_record, replaced_at
 
 
 def test_valid_record_round_trips(tmp_path):
@@ -38,11 +39,20 @@ def test_schema_violations_name_the_json_pointer(tmp_path, mutate, pointer):
 
 def test_an_invalid_record_is_never_written(tmp_path):
     record = minimal_record()
-    record.status = "done"
-    record.curves[0].val_acc = 1.5
+    record = dataclasses.replace(record, status="done", curves=replaced_at(record.curves, 0, val_acc=1.5))
     with pytest.raises(ChimeraError, match="schema at /"):
         records.write_record(record, tmp_path)
     assert not (tmp_path / "record.json").exists()
+
+
+def test_a_loaded_record_is_frozen(tmp_path):
+    records.write_record(minimal_record(), tmp_path)
+    record = records.load_record(tmp_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.status = "failed"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.final_metrics.val_acc = 1.0
+    assert record == minimal_record()
 
 
 def test_existing_record_is_never_silently_overwritten(tmp_path):
@@ -53,7 +63,7 @@ def test_existing_record_is_never_silently_overwritten(tmp_path):
 
 def test_non_finite_numbers_become_null_not_invalid_json(tmp_path):
     record = minimal_record()
-    record.curves[0].val_loss = float("nan")
+    record = dataclasses.replace(record, curves=replaced_at(record.curves, 0, val_loss=float("nan")))
     path = records.write_record(record, tmp_path)
     assert json.loads(path.read_text())["curves"][0]["val_loss"] is None
 
@@ -79,8 +89,7 @@ def test_crash_between_write_and_rename_leaves_the_previous_file(tmp_path, monke
         raise OSError("simulated power loss")
 
     monkeypatch.setattr(fileio, "_before_replace", crash)
-    changed = minimal_record()
-    changed.status = "failed"
+    changed = dataclasses.replace(minimal_record(), status="failed")
     with pytest.raises(OSError):
         records.write_record(changed, tmp_path, overwrite=True)
     assert (tmp_path / "record.json").read_bytes() == before

@@ -4,6 +4,7 @@ runs: the spread of its interval step times says so, from the record alone."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from chimera.analysis.report_throughput import bench_load_note, spread_blocks
 from chimera.analysis.step_spread import DISTURBED_RATIO, step_spread
 from chimera.records.record import RunRecord
 from chimera.records.store import load_record
-from tests.unit.record_factory import run_record
+from tests.unit.record_factory import replaced_at, run_record
 
 FULL_RUNS = Path(__file__).resolve().parents[2] / "docs" / "results" / "full"
 THROUGHPUT = 11  # column of the matrix table
@@ -21,9 +22,9 @@ THROUGHPUT = 11  # column of the matrix table
 
 def disturbed(record: RunRecord, factor: float = 3.0, at: int = 5) -> RunRecord:
     """The record with one evaluation interval `factor` times slower, as a pause or a second job leaves it."""
-    record.timing[at].step_time_s *= factor
-    record.final_metrics.train_samples_per_s /= 1.2
-    return record
+    return replace(record, timing=replaced_at(record.timing, at, step_time_s=record.timing[at].step_time_s * factor),
+                   final_metrics=replace(record.final_metrics,
+                                         train_samples_per_s=record.final_metrics.train_samples_per_s / 1.2))
 
 
 def test_steady_and_disturbed_runs_are_told_apart_by_the_slowest_interval():

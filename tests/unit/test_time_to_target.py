@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from chimera.records.record import CurvePoint, TimingPoint
 from chimera.records.store import load_record, validate_record
 from chimera.records.time_to_target import time_to_target
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
-from tests.unit.record_factory import minimal_record
+from tests.unit.record_factory import minimal_record, replaced_at
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,12 +72,13 @@ def test_timing_without_clocks_gives_the_step_but_no_seconds():
 
 def test_the_schema_accepts_time_to_target_and_refuses_a_reached_flag_without_a_step():
     record = minimal_record()
-    record.timing = [TimingPoint(step=10, step_time_s=0.1, samples_per_s=320.0, train_s=1.0, wall_s=1.5)]
-    record.time_to_target = time_to_target(record.curves, record.timing, [("val_acc", 0.3), ("val_acc", 0.9)],
-                                           samples_per_step=32)
+    timing = [TimingPoint(step=10, step_time_s=0.1, samples_per_s=320.0, train_s=1.0, wall_s=1.5)]
+    record = replace(record, timing=timing, time_to_target=time_to_target(
+        record.curves, timing, [("val_acc", 0.3), ("val_acc", 0.9)], samples_per_step=32))
     validate_record(record.to_json())
     assert record.target_time("val_acc", 0.3).step == 10 and record.target_time("val_acc", 0.5) is None
-    record.time_to_target[1].step = 10  # "not reached" but with a step: contradictory
+    # "not reached" but with a step: contradictory
+    record = replace(record, time_to_target=replaced_at(record.time_to_target, 1, step=10))
     with pytest.raises(ChimeraError, match="time_to_target"):
         validate_record(record.to_json())
 

@@ -70,7 +70,8 @@ def test_repro_comparison_passes_identical_runs_and_fails_a_changed_one(tmp_path
     assert capsys.readouterr().out.count("identical") == 2
 
     changed = records.load_record(tmp_path / "second" / "fixed-moe")
-    changed.final_metrics.val_loss += 1e-9
+    changed = dataclasses.replace(changed, final_metrics=dataclasses.replace(
+        changed.final_metrics, val_loss=changed.final_metrics.val_loss + 1e-9))
     records.write_record(changed, tmp_path / "second" / "fixed-moe", overwrite=True)
     assert not repro.compare_runs(tmp_path / "first", tmp_path / "second")
     assert "fixed/moe: DIFFERENT" in capsys.readouterr().out
@@ -79,7 +80,7 @@ def test_repro_comparison_passes_identical_runs_and_fails_a_changed_one(tmp_path
 def test_repro_checks_bands_for_the_runs_precision_and_skips_where_none_are_packaged(tmp_path, capsys, monkeypatch):
     repro = _repro_module()
     record = run_record("fixed/dense")
-    record.precision = dataclasses.replace(record.precision, value="bf16")
+    record = dataclasses.replace(record, precision=dataclasses.replace(record.precision, value="bf16"))
     records.write_record(record, tmp_path / "first" / "fixed-dense")
     called = []
     monkeypatch.setattr(repro, "chimera", lambda *args, **kwargs: called.append(args))
