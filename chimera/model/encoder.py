@@ -97,13 +97,16 @@ class Block(nn.Module):
         else:
             self.ffn = DenseFFN(d_model=cfg.d_model, d_ff=cfg.d_ff, dropout=cfg.dropout)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None,
-                tokens: torch.Tensor | None) -> tuple[torch.Tensor, MoEOutput | None]:
-        """x (B, T, C); tokens (N,) flat indices of the non-padding positions, or None (no padding)."""
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None, tokens: torch.Tensor | None,
+                token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, MoEOutput | None]:
+        """x (B, T, C); tokens (N,) flat indices of the non-padding positions, or None (no padding or static
+        shapes); token_mask (B·T,) True for real tokens, for a MoE FFN under static shapes."""
         B, T, C = x.shape
         x = x + self.attn(self.ln_1(x), key_mask)
         flat = x.view(B * T, C)
-        result = self.ffn(self.ln_2(flat if tokens is None else flat.index_select(0, tokens)))  # (N, C) packed
+        ffn_input = self.ln_2(flat if tokens is None else flat.index_select(0, tokens))  # (N, C) packed
+        # static shapes: every position reaches the FFN; a MoE layer gives the pads no slot (token_mask)
+        result = self.ffn(ffn_input) if token_mask is None else self.ffn(ffn_input, token_mask)
         moe = result if isinstance(result, MoEOutput) else None
         update = (moe.output if moe is not None else result).to(x.dtype)  # (N, C); bf16 under autocast
         flat = flat + update if tokens is None else flat.index_add(0, tokens, update)  # residual; pad rows unchanged
@@ -140,8 +143,9 @@ class EncoderClassifier(nn.Module):
         key_mask = mask[:, None, None, :] if padded else None  # (B, 1, 1, T), broadcast over heads and queries
         aux_loss = x.new_zeros(())
         moe: list[MoEStats] = []
+        token_mask = mask.reshape(-1) if self.static_shapes and self.cfg.ffn == "moe" else None  # (B·T,)
         for i, block in enumerate(self.blocks):
-            x, result = block(x, key_mask, tokens)
+            x, result = block(x, key_mask, tokens, token_mask if isinstance(block.ffn, MoEFFN) else None)
             if result is not None:
                 aux_loss = aux_loss + result.aux_loss
                 moe.append(result.stats(i))

@@ -42,6 +42,8 @@ class WholeStep:
         self.label_smoothing, self.max_norm = label_smoothing, grad_clip or float("inf")
         device = next(model.parameters()).device
         self.groups = [group for group in optimizer.param_groups if group["params"]]
+        # the update runs here, not in optimizer.step(); say so to the lr scheduler, which warns otherwise
+        optimizer._opt_called = True  # type: ignore[attr-defined]
         # learning rates as device tensors, filled from the schedule's floats before each step (no sync)
         self.lrs = [torch.tensor(float(group["lr"]), device=device) for group in self.groups]
         self.loss_sum = torch.zeros((), device=device)
