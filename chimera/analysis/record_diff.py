@@ -64,6 +64,14 @@ def diff_records(old_record: RunRecord, new_record: RunRecord) -> RecordDiff:
     return RecordDiff(metrics=metrics, inputs=inputs, environment=environment)
 
 
+def beyond_tolerance(differences: list[Difference], tolerance: float) -> list[Difference]:
+    """The differences that count at a relative `tolerance`: two numbers count when |new - old| > tolerance *
+    max(|old|, |new|); anything else that differs (a status, a missing evaluation, a flag) always counts. At
+    tolerance 0 every difference counts, the exact comparison `chimera reproduce` makes."""
+    return [d for d in differences if not (_is_number(d.old) and _is_number(d.new)
+                                           and abs(d.new - d.old) <= tolerance * max(abs(d.old), abs(d.new)))]
+
+
 def _curve_differences(old: list[dict], new: list[dict]) -> list[Difference]:
     by_step_old = {point["step"]: point for point in old}
     by_step_new = {point["step"]: point for point in new}
