@@ -18,7 +18,7 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -60,11 +60,11 @@ def pair_lines(verdict: Verdict, bands: Callable[[RunRecord], str], tolerance: f
                         [(f"  {d.where}", _short(d.old), _short(d.new)) for d in explain])
     counted = {d.where for d in verdict.counted}
     compared, clocks = [], []
-    for name in FinalMetrics.__dataclass_fields__:
+    for name in (f.name for f in fields(FinalMetrics)):
         old, new = getattr(a.record.final_metrics, name), getattr(b.record.final_metrics, name)
         if old is None and new is None:
             continue
-        if name in (*WALL_CLOCK_METRICS, "compile_s"):
+        if name in WALL_CLOCK_METRICS:
             clocks.append((f"  {name} (not compared)", _value(old), _value(new), *_delta(old, new)))
         else:
             mark = "*" if f"final_metrics.{name}" in counted else " "
@@ -169,15 +169,13 @@ def _steps(steps: list[int]) -> str:
 def _pair_verdict(verdict: Verdict, tolerance: float) -> str:
     if verdict.agree:
         return f"agree (tolerance {tolerance:g})"
-    kinds = {"final metrics": 0, "curve values": 0, "time-to-target fields": 0, "other": 0}
+    kinds = {"final_metrics": "final metrics", "curves": "curve values", "time_to_target": "time-to-target fields"}
+    counts: dict[str, int] = {}
     for d in verdict.counted:
-        kind = ("final metrics" if d.where.startswith("final_metrics") else "curve values"
-                if d.where.startswith("curves") else "time-to-target fields"
-                if d.where.startswith("time_to_target") else "other")
-        kinds[kind] += 1
-    counts = ", ".join(f"{n} {kind}" for kind, n in kinds.items() if n)
-    return f"differ (tolerance {tolerance:g}): {counts}" + ("; * marks a final metric that counts"
-                                                           if kinds["final metrics"] else "")
+        kind = next((name for prefix, name in kinds.items() if d.where.startswith(prefix)), "other")
+        counts[kind] = counts.get(kind, 0) + 1
+    text = f"differ (tolerance {tolerance:g}): " + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    return text + ("; * marks a final metric that counts" if "final metrics" in counts else "")
 
 
 class BandJudge:

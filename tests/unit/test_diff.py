@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from chimera import cli
-from chimera.analysis.record_diff import Difference, beyond_tolerance
+from chimera.analysis.record_diff import Difference, beyond_tolerance, diff_records
 from chimera.analysis.record_pairs import load_side, pair_records
 from chimera.errors import ChimeraError
+from tests.unit.record_factory import minimal_record
 
 SEEDS = Path(__file__).resolve().parents[2] / "docs" / "results" / "ci-seeds"
 S0, S1 = SEEDS / "fixed-dense-ci-s0", SEEDS / "fixed-dense-ci-s1"
@@ -140,3 +142,10 @@ def test_beyond_tolerance_counts_numbers_relatively_and_anything_else_always():
                    Difference("d", True, False)]
     assert [d.where for d in beyond_tolerance(differences, 0.1)] == ["b", "c", "d"]
     assert [d.where for d in beyond_tolerance(differences, 0.0)] == ["a", "b", "c", "d"]
+
+
+def test_wall_clock_figures_never_count_compile_seconds_included():
+    record = minimal_record()
+    timed = replace(record, final_metrics=replace(record.final_metrics, wall_s=9.0, train_samples_per_s=1.0,
+                                                  compile_s=3.0))
+    assert diff_records(record, timed).identical
