@@ -188,7 +188,9 @@ class BandJudge:
         path = bands_path(record.profile, record.precision.value)
         if not path.is_file():
             return f"no packaged bands for {record.profile} {record.precision.value} runs"
-        bands = self._loaded.setdefault(path, load_bands(path, precision=record.precision.value))
+        if path not in self._loaded:
+            self._loaded[path] = load_bands(path, precision=record.precision.value)
+        bands = self._loaded[path]
         violations = check_bands([record], bands)
         where = f"bands/{path.name}"
         if not violations:
