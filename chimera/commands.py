@@ -103,6 +103,16 @@ def _device_name(value: str) -> str:
     return value
 
 
+def _tolerance(value: str) -> float:
+    try:
+        tolerance = float(value)
+    except ValueError:
+        tolerance = -1.0
+    if not 0.0 <= tolerance < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number >= 0 (a relative tolerance, e.g. 0.01)")
+    return tolerance
+
+
 # Options of both run commands, train and matrix.
 RUN_OPTIONS = (
     Argument(flags=("--profile",), default="ci", help="profile from the matrix file: ci (minutes on a CPU) or "
@@ -181,6 +191,27 @@ COMMANDS: tuple[Command, ...] = (
                 Argument(flags=("--cache-dir",), type=Path, default=None, path=WRITE_DIR, role="the tokenizer cache",
                          help="tokenizer cache (as for train)"),
                 Argument(flags=("--quiet",), action="store_true", help="no progress bar"))),
+    Command(name="diff", help="two records, run folders or matrix folders side by side; exit 1 when they differ",
+            handler="chimera.analysis.side_by_side:run_diff",
+            description="Pair the records of A and B (one each: those two; else by cell and profile, and by seed "
+            "where a side has several; unpaired ones are listed) and print per pair the input and environment "
+            "differences, final metrics and time to target with B - A, how many curve points differ, and whether "
+            "each side lies inside the packaged convergence bands of its profile and precision (shown, not part "
+            "of the verdict). Writes OUT/diff.png: val loss, clean train loss and val accuracy of both sides "
+            "overlaid. Exit 0 when every pair agrees within --tolerance and nothing is unpaired, 1 otherwise, "
+            "2 on bad input.",
+            arguments=(
+                Argument(flags=("a",), type=Path, metavar="A", path=READ_ANY, role="the first side",
+                         help="a record.json, a run folder, or a folder of run folders (searched recursively)"),
+                Argument(flags=("b",), type=Path, metavar="B", path=READ_ANY, role="the second side",
+                         help="the same for the side compared against A"),
+                Argument(flags=("--out",), type=Path, default=Path("diff"), path=WRITE_DIR,
+                         role="the figure goes here",
+                         help="folder for diff.png (the curves of A and B overlaid); default: %(default)s"),
+                Argument(flags=("--tolerance",), type=_tolerance, default=0.0, metavar="REL",
+                         help="relative tolerance: numbers agree when |B - A| <= REL * max(|A|, |B|); default "
+                         "%(default)s: any difference in a final metric, curve point or time to target counts "
+                         "(wall-clock figures never do)"))),
     Command(name="bench", help="speed gate: compare two pytest-benchmark JSON files, normalised by the calibration "
             "GEMM", subcommands=(
                 Command(name="compare", help="machine-normalised speed gate between two pytest-benchmark JSON files",

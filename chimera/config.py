@@ -297,19 +297,33 @@ def _describe(annotation: Any) -> str:
 
 
 def parse_assignment(text: str) -> tuple[str, str, Any]:
-    """Parse `section.key=value` (value as a Python literal, bare words as strings); never evaluates code."""
+    """Parse `section.key=value` as users type it; never evaluates code.
+
+    The field's type decides: a value for a string field is the text itself (`train.schedule=cosine`,
+    `data.train_pool=manifest:NAME@sha256:HEX`), quoted or not; any other value is a Python literal (number,
+    bool, None, tuple, list), a bare word standing for itself so that the type check names the field."""
     path, sep, raw = text.partition("=")
     section, dot, key = path.strip().partition(".")
     if not sep or not dot or not section or not key:
         raise ChimeraError(f"--set {text!r}: expected section.key=value, e.g. train.lr=1e-4")
     raw = raw.strip()
+    annotation = _field_type(section, key)
+    takes_text = annotation is not None and _type_ok(raw, annotation)  # a string field
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        if not raw.replace("_", "").replace("-", "").isalnum():
+        if not takes_text and not raw.replace("_", "").replace("-", "").isalnum():
             raise ChimeraError(f"--set {text!r}: value {raw!r} is not a literal (number, bool, None, string)") from None
-        value = raw  # a bare word such as cosine
+        return section, key, raw  # the text itself, or a bare word (`train.lr=fast`) the type check then refuses
+    if takes_text and not _type_ok(value, annotation):
+        return section, key, raw  # a word that reads as another literal (`None`, `16`) is still the text
     return section, key, value
+
+
+def _field_type(section: str, key: str) -> Any:
+    """The resolved annotation of `section.key`, or None for an unknown one (apply_overrides names it)."""
+    cls = SECTIONS.get(section)
+    return typing.get_type_hints(cls).get(key) if cls is not None else None
 
 
 def apply_overrides(config: RunConfig, assignments: list[str]) -> RunConfig:

@@ -127,6 +127,12 @@ SMOKES: tuple[Smoke, ...] = (
                         "chimera reproduce runs/ci/fixed-dense-ci-s0/record.json --out runs/reproduced"), (
         Step("$CHIMERA reproduce $SMOKE/train/fixed-dense-ci-s1/record.json --out $SMOKE/reproduced --data-dir $DATA "
              "--quiet"),)),
+    # two committed records of different seeds: they differ, so exit 1 is the command working
+    Smoke("diff", ("chimera diff", "chimera diff A B", "chimera diff A B [--out diff/] [--tolerance REL]",
+                   "chimera diff docs/results/ci-seeds/fixed-dense-ci-s0 docs/results/ci-seeds/fixed-dense-ci-s1"), (
+        Step("$CHIMERA diff docs/results/ci-seeds/fixed-dense-ci-s0 docs/results/ci-seeds/fixed-dense-ci-s1 "
+             "--out $SMOKE/diff --tolerance 0", ok=(1,), expect="diff: DIFFER"),
+        Step("test -s $SMOKE/diff/diff.png"))),
     Smoke("trackers", ("chimera train\\|matrix ... --log-with tensorboard [mlflow ...]", "tensorboard --logdir runs/",
                        "pip install -e '.[trackers]'"), (
         Step("$VENV/bin/pip install --quiet --no-deps -e '.[trackers]'"),

@@ -2,7 +2,7 @@
 
 Curves and final metrics compare as JSON numbers (bitwise on the same hardware and software); the
 inputs (config, parameter counts, data fingerprints) and the environment are listed apart because
-they can explain a mismatch. Wall-clock figures (`timing`, `wall_s`, `train_samples_per_s`),
+they can explain a mismatch. Wall-clock figures (`timing`, `wall_s`, `train_samples_per_s`, `compile_s`),
 `run_id`, `created_at`, `events` and `resume` are not results and are ignored. Pure functions of two
 records, so they work on records from anywhere (`chimera reproduce` uses them after its rerun).
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 from chimera.records.record import RunRecord
 
-WALL_CLOCK_METRICS = ("wall_s", "train_samples_per_s")  # measured time: never reproduces bitwise
+WALL_CLOCK_METRICS = ("wall_s", "train_samples_per_s", "compile_s")  # measured time: never reproduces bitwise
 INPUT_KEYS = ("config", "params")  # what the run was given; a difference here explains the rest
 
 
@@ -62,6 +62,14 @@ def diff_records(old_record: RunRecord, new_record: RunRecord) -> RecordDiff:
     environment = list(_walk("world_size", old["world_size"], new["world_size"]))
     environment += _walk("env", old["env"], new["env"])
     return RecordDiff(metrics=metrics, inputs=inputs, environment=environment)
+
+
+def beyond_tolerance(differences: list[Difference], tolerance: float) -> list[Difference]:
+    """The differences that count at a relative `tolerance`: two numbers count when |new - old| > tolerance *
+    max(|old|, |new|); anything else that differs (a status, a missing evaluation, a flag) always counts. At
+    tolerance 0 every difference counts, the exact comparison `chimera reproduce` makes."""
+    return [d for d in differences if not (_is_number(d.old) and _is_number(d.new)
+                                           and abs(d.new - d.old) <= tolerance * max(abs(d.old), abs(d.new)))]
 
 
 def _curve_differences(old: list[dict], new: list[dict]) -> list[Difference]:

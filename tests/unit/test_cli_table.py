@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from chimera import cli, commands
+from chimera.api import summary_line
 from chimera.commands import COMMANDS, RENAMED, leaves
 from chimera.errors import ChimeraError
-from chimera.handlers import summary_line
 from tests.unit.record_factory import minimal_record
 
 

@@ -1,6 +1,7 @@
 """Config validation and `--set` overrides: every bad value names its key."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -68,6 +69,37 @@ def test_overrides_apply_with_types_coerced():
     assert isinstance(config.train.weight_decay, float)
     assert config.model.capacity_factor_train == 1.25
     assert config.train.betas == (0.9, 0.95)
+
+
+@pytest.mark.parametrize("assignment, value", [
+    ("train.schedule=cosine", "cosine"),
+    ("train.precision=bf16", "bf16"),
+    ("data.train_pool=all", "all"),
+    ("data.train_pool=manifest:ag_news-train-subset", "manifest:ag_news-train-subset"),  # not a Python literal
+    ("data.train_pool=manifest:ag_news-train-subset@sha256:" + "0" * 64, "manifest:ag_news-train-subset@sha256:"
+     + "0" * 64),
+    ("train.precision='bf16'", "bf16"),  # quoted as before: still the string
+    ('train.step_mode="eager"', "eager"),
+    ("train.step_mode= eager ", "eager"),
+])
+def test_a_string_field_takes_the_text_as_typed_quoted_or_not(assignment, value):
+    section, key, parsed = parse_assignment(assignment)
+    assert parsed == value
+    assert getattr(getattr(apply_overrides(base(), [assignment]), section), key) == value
+
+
+@pytest.mark.parametrize("assignment, fragment", [
+    ("train.precision=None", "train.precision must be one of"),  # the word None, for a str field: refused by value
+    ("train.schedule=16", "train.schedule must be one of"),
+    ("data.train_pool=manifest:Bad Name", "data.train_pool must be 'all' or 'manifest:NAME'"),
+    ("train.max_steps=ten", "max_steps must be int, got 'ten'"),  # other fields still parse literals
+    ("train.lr='2e-4'", "lr must be float, got '2e-4'"),
+    ("train.betas=0.9", "betas must be tuple"),
+])
+def test_the_field_type_decides_and_a_wrong_value_fails_in_one_line(assignment, fragment):
+    with pytest.raises(ChimeraError, match=re.escape(fragment)) as info:
+        apply_overrides(base(), [assignment])
+    assert "\n" not in str(info.value)
 
 
 def test_parse_assignment_never_evaluates_code():

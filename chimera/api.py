@@ -1,0 +1,182 @@
+"""The Python API: what `chimera train` and `chimera matrix` do, as functions that return typed run records.
+
+    import chimera
+    config = chimera.resolve_config("fixed/dense", "ci", seed=0, overrides=["train.max_steps=100"])
+    record = chimera.train_config(config, out_dir="runs", data_dir="path/to/ag_news")   # -> RunRecord
+    records = chimera.train_matrix("ci", cells=["fixed/dense"], seeds=(0, 1), out_dir="runs/ci")
+
+chimera/handlers.py runs `chimera train` and `chimera matrix` through these same functions, so a script and
+the command line share one code path: the same checks, plans, run folders and records. The names are not
+`chimera.train(...)`: chimera.train is the trainer's package, and importing any of its modules binds that
+name on the package, which would shadow a function of the same name. Torch and the trainer are imported on
+the first call, never by `import chimera`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from chimera.config import RunConfig
+from chimera.errors import ChimeraError
+from chimera.matrix import Matrix, load_matrix
+
+if TYPE_CHECKING:
+    from chimera.records.record import RunRecord
+    from chimera.train.plan import RunPlan
+
+DATA_ENV = "CHIMERA_DATA_DIR"
+FINISHED = ("completed", "stopped_early")
+log = logging.getLogger("chimera")
+
+
+def resolve_config(cell: str, profile: str = "ci", *, seed: int = 0, device: str = "auto",
+                   overrides: Iterable[str] = (), matrix: Path | str | None = None) -> RunConfig:
+    """The validated config of one matrix cell (or ablation variant) under `profile`, `--set`-style `overrides` last.
+
+    `matrix`: a matrix TOML file; default: the packaged chimera/matrix.toml."""
+    return _matrix(matrix).resolve(cell, profile, seed=seed, device=device, overrides=list(overrides))
+
+
+def train_config(config: RunConfig, *, out_dir: Path | str = "runs", data_dir: Path | str | None = None,
+                 cache_dir: Path | str | None = None, resume: Path | str | None = None, quiet: bool = True,
+                 log_with: Sequence[str] = ()) -> RunRecord:
+    """Train `config` into OUT_DIR/<cell>-<profile>-s<seed>/ and return its record (also written there as record.json).
+
+    `data_dir`: an AG News folder; None: $CHIMERA_DATA_DIR, else the Hugging Face hub. `resume`: the run
+    folder of an interrupted run of this config to continue (`out_dir` is then its parent). `log_with`:
+    accelerate tracker names. The record's status is completed, stopped_early or interrupted; bad input raises
+    ChimeraError before any work, and a run that fails writes a `failed` record and raises RunFailed (a
+    ChimeraError)."""
+    data, trackers = data_folder(data_dir), _trackers(log_with)
+    plan = _plan(config, Path(resume).parent if resume is not None else Path(out_dir))
+    if resume is not None and plan.run_dir.resolve() != Path(resume).resolve():
+        raise ChimeraError(f"--resume {resume}: it is not the run folder of {config.cell} "
+                           f"seed {config.seed} profile {config.profile}")
+    return _train(plan, data_dir=data, cache_dir=cache_dir, quiet=quiet, resume=resume is not None, log_with=trackers)
+
+
+def train_matrix(profile: str = "ci", *, cells: Iterable[str] | None = None, seeds: Iterable[int] = (0,),
+                 ablation: str | None = None, out_dir: Path | str = "runs", data_dir: Path | str | None = None,
+                 overrides: Iterable[str] = (), device: str = "auto", matrix: Path | str | None = None,
+                 cache_dir: Path | str | None = None, quiet: bool = True, log_with: Sequence[str] = (),
+                 on_failure: Callable[[RunConfig, ChimeraError], None] | None = None) -> list[RunRecord]:
+    """Train every cell of `profile` (only `cells`, if given; with `ablation=BASE`, BASE's ablation family)
+    once per seed, seed-major, and return their records in that order.
+
+    Every run is planned before the first one trains, so a typo or a precision this machine cannot run
+    fails at once (ChimeraError). A run that fails does not stop the others: `on_failure(config, error)` is
+    told (default: a log line) and its `failed` record is in the list when it wrote one. An interrupted
+    run (Ctrl-C, SIGTERM) ends the matrix: its record, status interrupted, is the last in the list."""
+    seeds, chosen = list(seeds), None if cells is None else list(cells)
+    if not seeds:
+        raise ChimeraError("seeds: give at least one")
+    if len(set(seeds)) != len(seeds):
+        raise ChimeraError(f"--seeds {' '.join(map(str, seeds))}: a seed is repeated")
+    data, trackers = data_folder(data_dir), _trackers(log_with)
+    configs = _matrix_configs(_matrix(matrix), profile, cells=chosen, seeds=seeds, ablation=ablation,
+                              device=device, overrides=list(overrides))
+    plans = [_plan(config, Path(out_dir)) for config in configs]
+    records: list[RunRecord] = []
+    for plan in plans:
+        record = _train_going_on(plan, data_dir=data, cache_dir=cache_dir, quiet=quiet, log_with=trackers,
+                                 on_failure=on_failure or _log_failure)
+        records += [record] if record is not None else []
+        if record is not None and record.status == "interrupted":  # Ctrl-C / SIGTERM stops the whole matrix
+            log.info("matrix %s: interrupted during %s; resume it with train --resume", profile, plan.config.cell)
+            return records
+    finished = sum(record.status in FINISHED for record in records)
+    log.info("matrix %s: %d of %d cells ok", profile, finished, len(plans))
+    return records
+
+
+def data_folder(value: Path | str | None, *, flag: str = "data_dir") -> Path | None:
+    """`value`, else $CHIMERA_DATA_DIR, else None (the Hugging Face hub); a folder that is not there is refused."""
+    raw = value or os.environ.get(DATA_ENV) or None
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        source = flag if value else f"${DATA_ENV}"
+        raise ChimeraError(f"{source} {raw}: no such folder (it must hold train and test files)")
+    return path
+
+
+def summary_line(record: RunRecord, run_dir: Path) -> str:
+    """The line a finished run logs; a metric the run did not measure is `n/a`, never 0 or nan."""
+    m = record.final_metrics
+
+    def value(number: float | None, spec: str) -> str:
+        return "n/a" if number is None else format(number, spec)
+
+    return (f"{record.cell}: {record.status} at step {m.steps}; clean train loss {value(m.clean_train_loss, '.4f')}, "
+            f"val loss {value(m.val_loss, '.4f')}, val acc {value(m.val_acc, '.3f')}, "
+            f"test acc {value(m.test_acc, '.3f')} -> {run_dir / 'record.json'}")
+
+
+def _matrix(path: Path | str | None) -> Matrix:
+    return load_matrix(path)
+
+
+def _trackers(names: Sequence[str]) -> tuple[str, ...]:
+    """Tracker names checked before any work (an unknown or uninstalled one is a ChimeraError)."""
+    if not names:
+        return ()
+    from chimera.train.tracking import check_log_with
+
+    return check_log_with(list(names))
+
+
+def _matrix_configs(matrix: Matrix, profile: str, *, cells: list[str] | None, seeds: list[int],
+                    ablation: str | None, device: str, overrides: list[str]) -> list[RunConfig]:
+    """The matrix's cells (or BASE's ablation family), `cells` of them if given, for each seed in turn."""
+    configs = []
+    for seed in seeds:
+        if ablation:
+            family = matrix.ablation(ablation, profile, seed=seed, device=device, overrides=overrides)
+        else:
+            family = [matrix.resolve(c, profile, seed=seed, device=device, overrides=overrides) for c in matrix.cells]
+        names = [config.cell for config in family]
+        for cell in cells or ():
+            if cell not in names:
+                raise ChimeraError(f"--cells {cell}: not one of {', '.join(names)}")
+        configs += [config for config in family if not cells or config.cell in cells]
+    return configs
+
+
+def _plan(config: RunConfig, out_dir: Path) -> RunPlan:
+    from chimera.train.plan import make_plan
+
+    return make_plan(config, out_dir=Path(out_dir))
+
+
+def _train(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | str | None, quiet: bool, resume: bool,
+           log_with: tuple[str, ...]) -> RunRecord:
+    from chimera.train.run import run_plan
+
+    record = run_plan(plan, data_dir=data_dir, cache_dir=Path(cache_dir) if cache_dir is not None else None,
+                      quiet=quiet, resume=resume, log_with=log_with)
+    log.info("%s", summary_line(record, plan.run_dir))
+    return record
+
+
+def _train_going_on(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | str | None, quiet: bool,
+                    log_with: tuple[str, ...],
+                    on_failure: Callable[[RunConfig, ChimeraError], None]) -> RunRecord | None:
+    """One run of a matrix: its record, or its failed record (None if it wrote none) after telling `on_failure`."""
+    from chimera.records.store import RECORD_NAME, load_record
+
+    path = plan.run_dir / RECORD_NAME
+    existed = path.exists()  # then the run refuses to start and the record there is not this run's
+    try:
+        return _train(plan, data_dir=data_dir, cache_dir=cache_dir, quiet=quiet, resume=False, log_with=log_with)
+    except ChimeraError as exc:
+        on_failure(plan.config, exc)
+    return load_record(path) if path.exists() and not existed else None
+
+
+def _log_failure(config: RunConfig, error: ChimeraError) -> None:
+    log.error("%s seed %d: %s", config.cell, config.seed, error)
