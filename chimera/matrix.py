@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chimera.ablation import ADD_IN, ablation_variants, parse_variant_name
 from chimera.config import SECTIONS, RunConfig, apply_overrides, build_section
 from chimera.errors import ChimeraError
 
@@ -37,6 +36,8 @@ class Matrix:
         """A cell of the file, or an ablation variant of one (`fixed/dense-without-dropout`)."""
         if cell in self.cells:
             return apply_overrides(self._resolve_cell(cell, profile, seed=seed, device=device), list(overrides))
+        from chimera.ablation import ADD_IN, parse_variant_name  # only a name outside the file needs it
+
         variant = parse_variant_name(cell)
         for base, spec in self.ablations.items():
             if variant and variant.start == (spec["against"] if variant.direction == ADD_IN else base):
@@ -57,6 +58,8 @@ class Matrix:
                                f"{', '.join(self.ablations) or 'none'}; add an [ablations.\"{base}\"] table)")
         against = self.ablations[base]["against"]
         ends = [self._resolve_cell(cell, profile, seed=seed, device=device) for cell in (base, against)]
+        from chimera.ablation import ablation_variants
+
         return [apply_overrides(config, list(overrides)) for config in (*ends, *ablation_variants(*ends))]
 
     def _resolve_cell(self, cell: str, profile: str, *, seed: int, device: str) -> RunConfig:

@@ -10,7 +10,8 @@ shape and its `nonzero` waits for the device; pad positions never reach a real t
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import sys
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +20,9 @@ from torch import nn
 from chimera.config import ModelConfig
 from chimera.model.dropout import Dropout, dropout
 from chimera.model.ffn import DenseFFN
-from chimera.model.moe import MoEFFN, MoEOutput, MoEStats
+
+if TYPE_CHECKING:  # the MoE modules load only with a MoE block (Block.__init__), so a dense run never imports them
+    from chimera.model.moe import MoEOutput, MoEStats
 
 
 class ClassifierOutput(NamedTuple):
@@ -88,7 +91,10 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(cfg.d_model)
         self.attn = SelfAttention(cfg)
         self.ln_2 = nn.LayerNorm(cfg.d_model)
+        self.is_moe = moe
         if moe:
+            from chimera.model.moe import MoEFFN
+
             self.ffn: nn.Module = MoEFFN(
                 d_model=cfg.d_model, d_ff=cfg.d_ff, num_experts=cfg.num_experts, top_k=cfg.top_k,
                 expert_kind=cfg.expert_kind, capacity_factor_train=cfg.capacity_factor_train,
@@ -107,7 +113,7 @@ class Block(nn.Module):
         ffn_input = self.ln_2(flat if tokens is None else flat.index_select(0, tokens))  # (N, C) packed
         # static shapes: every position reaches the FFN; a MoE layer gives the pads no slot (token_mask)
         result = self.ffn(ffn_input) if token_mask is None else self.ffn(ffn_input, token_mask)
-        moe = result if isinstance(result, MoEOutput) else None
+        moe = result if self.is_moe else None
         update = (moe.output if moe is not None else result).to(x.dtype)  # (N, C); bf16 under autocast
         flat = flat + update if tokens is None else flat.index_add(0, tokens, update)  # residual; pad rows unchanged
         return flat.view(B, T, C), moe
@@ -145,7 +151,7 @@ class EncoderClassifier(nn.Module):
         moe: list[MoEStats] = []
         token_mask = mask.reshape(-1) if self.static_shapes and self.cfg.ffn == "moe" else None  # (B·T,)
         for i, block in enumerate(self.blocks):
-            x, result = block(x, key_mask, tokens, token_mask if isinstance(block.ffn, MoEFFN) else None)
+            x, result = block(x, key_mask, tokens, token_mask if block.is_moe else None)
             if result is not None:
                 aux_loss = aux_loss + result.aux_loss
                 moe.append(result.stats(i))
@@ -170,8 +176,7 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     (embedding tables counted whole, as for Mixtral's "active parameters")."""
     total = sum(p.numel() for p in model.parameters())
     embedding = sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)))
-    idle = sum(m.expert_parameter_count() * (m.num_experts - m.top_k) // m.num_experts
-               for m in model.modules() if isinstance(m, MoEFFN))
+    idle = sum(m.expert_parameter_count() * (m.num_experts - m.top_k) // m.num_experts for m in _moe_layers(model))
     return {"total": total, "embedding": embedding, "non_embedding": total - embedding,
             "active": total - idle}
 
@@ -191,9 +196,15 @@ def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for module in model.modules():
         if isinstance(module, (nn.Embedding, nn.EmbeddingBag, nn.LayerNorm)):
             skip.update(id(p) for p in module.parameters(recurse=False))
-        elif isinstance(module, MoEFFN):
-            skip.update(id(getattr(module, name)) for name in module.bias_names if hasattr(module, name))
+    for module in _moe_layers(model):
+        skip.update(id(getattr(module, name)) for name in module.bias_names if hasattr(module, name))
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2 and id(p) not in skip]
     no_decay = [p for p in params if p.dim() < 2 or id(p) in skip]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _moe_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's MoE FFNs; none when chimera.model.moe was never imported (no model built one)."""
+    moe = sys.modules.get("chimera.model.moe")
+    return [] if moe is None else [m for m in model.modules() if isinstance(m, moe.MoEFFN)]

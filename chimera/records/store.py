@@ -16,7 +16,6 @@ from typing import Any
 from chimera.errors import ChimeraError
 from chimera.fileio import atomic_write_text, read_json
 from chimera.records.record import RunRecord
-from chimera.records.upgrade import upgrade
 
 RECORD_NAME = "record.json"
 SCHEMA_PATH = Path(__file__).with_name("record.schema.json")
@@ -61,6 +60,8 @@ def load_record(path: Path | str) -> RunRecord:
     record = read_json(path, "record", fix="it is damaged: restore it from a copy or train the run again")
     if not isinstance(record, dict):
         raise ChimeraError(f"{path}: not a run record (top level is not an object)")
+    from chimera.records.upgrade import upgrade  # only records older than SCHEMA_VERSION need it
+
     record = upgrade(record)
     validate_record(record, where=str(path))
     return RunRecord.from_json(record)

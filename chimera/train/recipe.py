@@ -34,8 +34,6 @@ from chimera.train.optim import build_optimizer, build_schedule
 from chimera.train.plan import RunPlan
 from chimera.train.run_setup import NUM_CLASSES, RunInputs, build_model
 from chimera.train.stopping import EarlyStopping
-from chimera.train.tracking import evaluation_values
-from chimera.train.whole_step import WholeStep
 
 
 class RunFailed(ChimeraError):
@@ -110,7 +108,7 @@ class Recipe:
         self.model, self.optimizer, self.schedule = accelerator.prepare(model, optimizer, schedule)
         self.state = LoopState(stopper=EarlyStopping(patience=tc.patience, min_delta=tc.min_delta))
         self.eval_loaders: dict[str, Any] = {}  # val, clean_train, test: prepared by `for_data`
-        self.whole_step = None if plan.policy.step_mode == "eager" else WholeStep(
+        self.whole_step = None if plan.policy.step_mode == "eager" else _whole_step(
             self.model, self.optimizer.optimizer, label_smoothing=tc.label_smoothing, grad_clip=tc.grad_clip,
             mode=plan.policy.step_mode)
 
@@ -257,7 +255,10 @@ class Recipe:
             train_s=state.train_seconds, wall_s=clock.tick(),
         ))
         state.loss_sum, state.loss_count, state.interval_seconds, state.interval_steps = 0.0, 0, 0.0, 0
-        accelerator.log(evaluation_values(point.to_json(), state.timing[-1].to_json()), step=state.step)
+        if accelerator.trackers:  # --log-with
+            from chimera.train.tracking import evaluation_values
+
+            accelerator.log(evaluation_values(point.to_json(), state.timing[-1].to_json()), step=state.step)
         if state.stopper.update(val.loss, state.step) and config.train.early_stopping:
             checkpoint.save_best(self.plan.run_dir, accelerator, self.model)
         return point
@@ -281,6 +282,13 @@ class Recipe:
                                                 config=config_to_dict(self.config)))
         self.state.events.append(Event(step=self.state.step, kind="resumed"))
         return self.state.step
+
+
+def _whole_step(model: nn.Module, optimizer: torch.optim.Optimizer, **kwargs: Any):
+    """chimera.train.whole_step.WholeStep, imported only by a run that compiles its step."""
+    from chimera.train.whole_step import WholeStep
+
+    return WholeStep(model, optimizer, **kwargs)
 
 
 def _diverged(step: int, what: str, value: float) -> None:

@@ -14,7 +14,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -33,7 +33,6 @@ from chimera.train.plan import RunPlan
 from chimera.train.recipe import Outcome, Recipe, RunFailed, TrainingDiverged
 from chimera.train.run_folder import own_run_dir
 from chimera.train.run_setup import check_data_matches, prepare_inputs
-from chimera.train.tracking import final_values, tracker_dir, tracking
 
 
 def build_accelerator(policy: DevicePolicy, *, log_with: tuple[str, ...] = (),
@@ -60,7 +59,7 @@ def run_plan(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | None = N
     config, run_dir = plan.config, plan.run_dir
     configure_process(plan.policy)
     accelerator = build_accelerator(plan.policy, log_with=log_with,
-                                    project_dir=tracker_dir(run_dir) if log_with else None)
+                                    project_dir=_tracking().tracker_dir(run_dir) if log_with else None)
     if not accelerator.is_main_process:  # one voice per run: the other processes only warn
         logging.getLogger("chimera").setLevel(logging.WARNING)
     with own_run_dir(run_dir, accelerator, resume=resume):
@@ -68,7 +67,9 @@ def run_plan(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | None = N
         inputs = prepare_inputs(plan, data_dir=data_dir, cache_dir=cache_dir, accelerator=accelerator)
         if expected_data is not None:
             check_data_matches(inputs.data_info, expected_data, where=str(run_dir))
-        with tracking(accelerator, run_name=run_dir.name, config=config_to_dict(config)):
+        trackers = (_tracking().tracking(accelerator, run_name=run_dir.name, config=config_to_dict(config))
+                    if log_with else nullcontext())
+        with trackers:
             created, env = dt.datetime.now(dt.UTC), describe_environment(plan.device, plan.policy)
             recipe = Recipe.for_data(plan, accelerator, inputs)
             resumed_from = recipe.resume() if resume else None
@@ -84,10 +85,18 @@ def run_plan(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | None = N
                                 wall_s=time.perf_counter() - started, resumed_from=resumed_from)
             _write(record, run_dir, accelerator)
             if record.status != "interrupted":  # only now: a crash while writing the record can still resume
-                accelerator.log(final_values(record.final_metrics.to_json()), step=recipe.state.step)
+                if log_with:
+                    accelerator.log(_tracking().final_values(record.final_metrics.to_json()), step=recipe.state.step)
                 checkpoint.remove_resumable(run_dir, accelerator)
             accelerator.wait_for_everyone()
             return record
+
+
+def _tracking():
+    """chimera.train.tracking, imported only by a run with --log-with."""
+    from chimera.train import tracking
+
+    return tracking
 
 
 def run_record(plan: RunPlan, recipe: Recipe, outcome: Outcome | None, *, data: DataInfo, env: RunEnv,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from torch import nn
 from torch.utils.data import DataLoader
 
 from chimera.config import RunConfig
@@ -21,7 +22,6 @@ from chimera.data.loader import EPOCH_STRIDE, eval_loader, train_loader
 from chimera.data.subsets import Subsets, make_subsets
 from chimera.data.tokenizer import TokenizerBundle, build_tokenizer, token_stats
 from chimera.errors import ChimeraError
-from chimera.model.bow import BagOfNgramsClassifier
 from chimera.model.encoder import EncoderClassifier
 from chimera.records.record import SPLITS, DataInfo, TokenStats
 from chimera.train.plan import RunPlan
@@ -106,10 +106,12 @@ def check_data_matches(data_info: DataInfo, expected: DataInfo, *, where: str) -
 
 
 def build_model(config: RunConfig, *, vocab_size: int, pad_id: int,
-                num_classes: int) -> EncoderClassifier | BagOfNgramsClassifier:
+                num_classes: int) -> nn.Module:
     """The cell's classifier: the transformer encoder (static shapes where the step compiles), or the
     linear bag-of-n-grams reference."""
     if config.model.arch == "bag_of_ngrams":
+        from chimera.model.bow import BagOfNgramsClassifier  # the reference cell's alone
+
         return BagOfNgramsClassifier(config.model, vocab_size=vocab_size, max_length=config.data.max_length,
                                      num_classes=num_classes, pad_id=pad_id)
     return EncoderClassifier(config.model, vocab_size=vocab_size, max_length=config.data.max_length,

@@ -133,8 +133,9 @@ def test_a_variant_trains_and_its_record_resolves_to_the_configuration_it_claims
     (record_path,) = (tmp_path / "runs").glob("*/record.json")
     assert record_path.parent.name == "baseline-dense-with-dropout-ci-s4"
     record = load_record(record_path)
-    ran = f"train.precision={record.config.train.precision}"  # the record keeps what `auto` chose
-    claimed = load_matrix().resolve(record.cell, record.profile, seed=record.seed, overrides=[*TINY, ran])
+    ran = [f"train.precision={record.config.train.precision}",  # the record keeps what each `auto` chose
+           f"train.step_mode={record.config.train.step_mode}"]
+    claimed = load_matrix().resolve(record.cell, record.profile, seed=record.seed, overrides=[*TINY, *ran])
     assert record.config == claimed
     assert claimed.model.dropout == load_matrix().resolve("fixed/dense", "ci").model.dropout
     assert record.status in ("completed", "stopped_early")
