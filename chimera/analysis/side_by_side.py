@@ -169,10 +169,10 @@ def _steps(steps: list[int]) -> str:
 def _pair_verdict(verdict: Verdict, tolerance: float) -> str:
     if verdict.agree:
         return f"agree (tolerance {tolerance:g})"
-    kinds = {"final_metrics": "final metrics", "curves": "curve values", "time_to_target": "time-to-target fields"}
+    kinds = (("final_metrics", "final metrics"), ("curves", "curve values"), ("time_to_target", "time-to-target fields"))
     counts: dict[str, int] = {}
     for d in verdict.counted:
-        kind = next((name for prefix, name in kinds.items() if d.where.startswith(prefix)), "other")
+        kind = next((name for prefix, name in kinds if d.where.startswith(prefix)), "other")
         counts[kind] = counts.get(kind, 0) + 1
     text = f"differ (tolerance {tolerance:g}): " + ", ".join(f"{n} {kind}" for kind, n in counts.items())
     return text + ("; * marks a final metric that counts" if "final metrics" in counts else "")
