@@ -36,6 +36,7 @@ from bench.machine import machine_block, move_session_fields, session_block
 from bench.memory import CellMemory, MemoryProbes
 from chimera.errors import ChimeraError
 from chimera.train.device import DeviceInfo, DevicePolicy, choose_policy, configure_process, probe_device
+from chimera.train.energy import EnergyMeter, meter_for
 
 PROFILES = ("full", "ci")
 STEP_MODES_ENV, SWEEP_ENV = "CHIMERA_BENCH_STEP_MODES", "CHIMERA_BENCH_BATCH_SWEEP"
@@ -273,6 +274,12 @@ def data_dir(pytestconfig: pytest.Config) -> Path:
     if os.environ.get(REQUIRE_DATA_ENV) == "1":
         pytest.fail(f"{reason} but ${REQUIRE_DATA_ENV}=1")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def energy_meter() -> EnergyMeter:
+    """The benchmarked device's energy counter (chimera/train/energy.py: RAPL on CPU, NVML on CUDA), or why none."""
+    return meter_for(_device_info().type)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from chimera.errors import ChimeraError
 from chimera.flops import matmul_flops, model_train_step_flops
 from chimera.matrix import load_matrix
 from chimera.train.device import DeviceInfo, DevicePolicy, native_precisions, precision_problem
+from chimera.train.energy import EnergyMeter
 from chimera.train.plan import make_plan
 from chimera.train.recipe import Recipe
 from chimera.train.run import build_accelerator
@@ -200,6 +201,32 @@ class StepBench:
         batch, length = self.batch["input_ids"].shape
         return self.accelerator.num_processes * model_train_step_flops(
             **asdict(self.config.model), batch=batch, seq_len=length)
+
+
+def pedantic_with_energy(benchmark, step, *, rounds: int, warmup: int, meter: EnergyMeter) -> dict:
+    """`benchmark.pedantic(step, ...)` with `meter` read just before and after the timed rounds (the warm-up runs
+    first, outside that span); extra_info's energy fields: joules per step and what they include, or why none."""
+    if benchmark.enabled:
+        for _ in range(warmup):
+            step()
+    start = meter.joules()
+    benchmark.pedantic(step, rounds=rounds, warmup_rounds=0, iterations=1)
+    end = meter.joules()
+    if start is None or end is None:
+        return {"energy_unavailable": meter.unavailable}
+    if not benchmark.enabled:  # --benchmark-disable: one untimed call, nothing measured
+        return {}
+    return {"energy_j_per_step": (end - start) / rounds, "energy_source": meter.source, "energy_scope": meter.scope}
+
+
+def energy_summary(summary: list[str], name: str, energy: dict) -> list[str]:
+    """Bench-summary lines to add for one benchmark's energy fields: "energy: N J/step" (after a line saying what
+    the joules include, once), or "energy: unavailable: <reason>" once for the session."""
+    if "energy_j_per_step" in energy:
+        scope = f"energy counted by {energy['energy_source']}: {energy['energy_scope']}"
+        return [*([scope] if scope not in summary else []), f"energy: {energy['energy_j_per_step']:.4g} J/step  {name}"]
+    line = f"energy: unavailable: {energy['energy_unavailable']}" if "energy_unavailable" in energy else None
+    return [line] if line and line not in summary else []
 
 
 def throughput_info(*, median_s: float, samples: int, tokens: int, flops: int, calibration_flop_per_s: float) -> dict:

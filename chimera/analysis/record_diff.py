@@ -2,7 +2,7 @@
 
 Curves and final metrics compare as JSON numbers (bitwise on the same hardware and software); the
 inputs (config, parameter counts, data fingerprints) and the environment are listed apart because
-they can explain a mismatch. Wall-clock figures (`timing`, `wall_s`, `train_samples_per_s`, `compile_s`),
+they can explain a mismatch. Wall-clock figures (`timing`, `wall_s`, `train_samples_per_s`, `compile_s`), `energy`,
 `run_id`, `created_at`, `events` and `resume` are not results and are ignored. Pure functions of two
 records, so they work on records from anywhere (`chimera reproduce` uses them after its rerun).
 """

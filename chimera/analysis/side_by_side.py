@@ -169,7 +169,8 @@ def _steps(steps: list[int]) -> str:
 def _pair_verdict(verdict: Verdict, tolerance: float) -> str:
     if verdict.agree:
         return f"agree (tolerance {tolerance:g})"
-    kinds = (("final_metrics", "final metrics"), ("curves", "curve values"), ("time_to_target", "time-to-target fields"))
+    kinds = (("final_metrics", "final metrics"), ("curves", "curve values"),
+             ("time_to_target", "time-to-target fields"))
     counts: dict[str, int] = {}
     for d in verdict.counted:
         kind = next((name for prefix, name in kinds if d.where.startswith(prefix)), "other")

@@ -211,6 +211,7 @@ class TimingPoint(_JsonObject):
     samples_per_s: float | None
     train_s: float | None = _optional()  # optimiser-step seconds from the first step; absent in old records
     wall_s: float | None = _optional()  # seconds from the first step to the end of this evaluation
+    joules: float | None = _optional()  # energy over the same span as wall_s (RunRecord.energy); absent: not counted
 
 
 
@@ -264,6 +265,28 @@ class TargetTime(_JsonObject):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TargetEnergy(_JsonObject):
+    """Joules to one target quality, over the span of its TargetTime's wall_s."""
+
+    metric: Literal["val_acc", "val_loss"]
+    target: float
+    joules: float | None  # None when not reached, or reached before a resume that could not go on counting
+
+
+@dataclass(frozen=True, kw_only=True)
+class Energy(_JsonObject):
+    """What a run used by a hardware counter (chimera.train.energy): all but `unavailable`, or only that."""
+
+    source: Literal["rapl", "nvml"] | None = _optional()
+    scope: str | None = _optional()  # what the joules include: which package or GPU, other processes too
+    joules: float | None = _optional()  # over final_metrics.wall_s
+    to_target: list[TargetEnergy] | None = _optional()  # one per time_to_target entry, in its order
+    unavailable: str | None = _optional()  # why nothing was measured
+
+    _nested = {"to_target": _list_of(TargetEnergy)}
+
+
+@dataclass(frozen=True, kw_only=True)
 class ResumeInfo(_JsonObject):
     """Where a run came from (resumed_from_step) or how to continue it (resumable_from_step, command)."""
 
@@ -297,6 +320,7 @@ class RunRecord(_JsonObject):
     time_to_target: list[TargetTime] | None = _optional()
     error: str | None = None
     resume: ResumeInfo | None = None
+    energy: Energy | None = _optional()  # absent in records made before it was measured
 
     def curve(self, metric: str) -> list[tuple[int, float]]:
         """(step, value) pairs of one curve metric, skipping evaluations that lack it."""
@@ -315,4 +339,4 @@ class RunRecord(_JsonObject):
                "data": DataInfo.from_json, "params": ParamCounts.from_json,
                "curves": _list_of(CurvePoint), "timing": _list_of(TimingPoint), "events": _list_of(Event),
                "final_metrics": FinalMetrics.from_json, "time_to_target": _list_of(TargetTime),
-               "resume": lambda v: None if v is None else ResumeInfo.from_json(v)}
+               "resume": lambda v: None if v is None else ResumeInfo.from_json(v), "energy": Energy.from_json}

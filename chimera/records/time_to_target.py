@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from chimera.records.record import TargetTime, TimingPoint
+from chimera.records.record import TargetEnergy, TargetTime, TimingPoint
 
 DIRECTIONS = {"val_acc": "max", "val_loss": "min"}  # reached when the value is >= (max) or <= (min) the target
 
@@ -45,3 +45,10 @@ def time_to_target(curves: Sequence[Any], timing: Sequence[TimingPoint], targets
             train_s=clock.train_s if clock else None, wall_s=clock.wall_s if clock else None,
             value=getattr(hit, metric) if hit else None))
     return results
+
+
+def joules_to_target(entries: Sequence[TargetTime], timing: Sequence[TimingPoint]) -> list[TargetEnergy]:
+    """Joules to each time_to_target entry: the timing's count at the evaluation that reached it, or None."""
+    counted = {entry.step: entry.joules for entry in timing}
+    return [TargetEnergy(metric=entry.metric, target=entry.target,
+                         joules=counted.get(entry.step) if entry.step is not None else None) for entry in entries]

@@ -10,6 +10,7 @@ The targets (CUDA in Docker, native MPS, CPU) are described in docs/hardware.md.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -40,7 +41,8 @@ ACCELERATE_ENV = "ACCELERATE_MIXED_PRECISION"
 # the CUDA grad scaler. MPS trains in fp32 (docs/hardware.md). `auto` is fp32 on CPU and MPS, so records
 # stay bitwise comparable by default.
 LEGAL_PRECISIONS = {"cuda": ("fp32", "bf16", "fp16"), "mps": ("fp32",), "cpu": ("fp32", "bf16")}
-# CPU flags (/proc/cpuinfo) that mean bf16 arithmetic in hardware: x86 AVX-512 BF16 and AMX, Arm's BF16.
+# CPU flags (Linux's names, as in /proc/cpuinfo) that mean bf16 arithmetic in hardware: x86 AVX-512 BF16 and
+# AMX, Arm's BF16.
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 # cuBLAS needs a fixed workspace for reproducible results under use_deterministic_algorithms
 # (CUDA >= 10.2; torch's reproducibility notes give ":4096:8" or ":16:8"); must be set before cuBLAS starts.
@@ -197,15 +199,10 @@ def probe_device(requested: str = "auto") -> DeviceInfo:
 
 
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (x86 `flags`, Arm `Features` in /proc/cpuinfo); empty where unreadable."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith(("flags", "Features")):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    """The CPU's feature flags as py-cpuinfo reads them: on Linux every flag of /proc/cpuinfo (x86 `flags`, Arm
+    `Features`) plus CPUID's own spellings of some, on an Intel Mac sysctl's; empty where it finds none (Apple
+    silicon: macOS lists no flags there)."""
+    return frozenset(_cpu_info().get("flags") or ())
 
 
 def cpu_has_native_bf16(flags: frozenset[str] | set[str], capability: str | None = None) -> bool:
@@ -345,14 +342,17 @@ def _cpu_count() -> int:
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    """The CPU's brand as py-cpuinfo reads it (Linux: /proc/cpuinfo's `model name`; macOS: "Apple M2 Pro")."""
+    return _cpu_info().get("brand_raw") or platform.processor() or platform.machine() or "unknown CPU"
+
+
+@functools.cache
+def _cpu_info() -> dict:
+    """py-cpuinfo's description of this machine's CPU, read once per process (it takes ~0.4 s: on x86 it runs
+    CPUID in a child process)."""
+    import cpuinfo  # py-cpuinfo2, the maintained fork pytest-benchmark uses too
+
+    return cpuinfo.get_cpu_info()
 
 
 def _why_no_cuda() -> str:

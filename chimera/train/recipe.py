@@ -29,6 +29,7 @@ from chimera.errors import ChimeraError
 from chimera.model.encoder import parameter_counts
 from chimera.records.record import CurvePoint, Event, ParamCounts, SplitScore, TimingPoint
 from chimera.train import checkpoint
+from chimera.train.energy import EnergyMeter, JouleClock
 from chimera.train.evaluate import EvalResult, evaluate
 from chimera.train.optim import build_optimizer, build_schedule
 from chimera.train.plan import RunPlan
@@ -66,6 +67,7 @@ class LoopState:
     interval_seconds: float = 0.0
     interval_steps: int = 0
     compile_seconds: float | None = None  # compile and graph modes: the first step, which compiles
+    joules: float | None = None  # energy over wall_seconds (chimera.train.energy); None when not counted
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready data: the record's lists in their JSON form, early stopping as its own state."""
@@ -82,7 +84,7 @@ class LoopState:
 
 
 _SCALARS = ("step", "loss_sum", "loss_count", "last_grad_norm", "train_seconds", "wall_seconds", "evaluations",
-            "interval_seconds", "interval_steps", "compile_seconds")
+            "interval_seconds", "interval_steps", "compile_seconds", "joules")
 _LISTS = {"curves": CurvePoint, "timing": TimingPoint, "events": Event}  # kept in the record's JSON form
 
 
@@ -165,14 +167,16 @@ class Recipe:
 
     # --- the loop ----------------------------------------------------------------------------------
 
-    def fit(self, inputs: RunInputs, *, quiet: bool, stop_requested: Callable[[], bool]) -> Outcome:
-        """Train until max_steps, early stopping or a stop request; then measure the best weights once more."""
+    def fit(self, inputs: RunInputs, *, quiet: bool, stop_requested: Callable[[], bool],
+            meter: EnergyMeter | None = None) -> Outcome:
+        """Train until max_steps, early stopping or a stop request; then measure the best weights once more.
+        `meter` (chimera.train.energy) is read with the wall clock, into each timing point's joules."""
         tc, state, accelerator = self.config.train, self.state, self.accelerator
         run_dir, eval_loaders = self.plan.run_dir, self.eval_loaders
         bar = tqdm(total=tc.max_steps, initial=state.step, disable=quiet or not accelerator.is_main_process,
                    desc=self.config.cell, unit="step", dynamic_ncols=True)
         self.model.train()
-        clock = _WallClock(state)
+        clock = _WallClock(state, meter)
         status = "completed"
         while state.step < tc.max_steps and status == "completed":
             epoch, offset = divmod(state.step, inputs.batches_per_epoch)
@@ -249,10 +253,11 @@ class Recipe:
         )
         state.curves.append(point)
         samples = state.interval_steps * config.train.batch_size * accelerator.num_processes
+        wall_s = clock.tick()
         state.timing.append(TimingPoint(
             step=state.step, step_time_s=state.interval_seconds / max(state.interval_steps, 1),
             samples_per_s=samples / state.interval_seconds if state.interval_seconds else None,
-            train_s=state.train_seconds, wall_s=clock.tick(),
+            train_s=state.train_seconds, wall_s=wall_s, joules=state.joules,
         ))
         state.loss_sum, state.loss_count, state.interval_seconds, state.interval_steps = 0.0, 0, 0.0, 0
         if accelerator.trackers:  # --log-with
@@ -317,14 +322,17 @@ def _stop_everywhere(stop_requested: Callable[[], bool], accelerator: Accelerato
 
 
 class _WallClock:
-    """Adds the wall time since its last tick to `state.wall_seconds`; ticks wherever the state is read
-    or saved, so a checkpoint carries the clock up to that point and a resume continues it."""
+    """Adds the wall time since its last tick to `state.wall_seconds` (and the meter's joules to `state.joules`);
+    ticks wherever the state is read or saved, so a checkpoint carries the clock up to that point and a
+    resume continues it."""
 
-    def __init__(self, state: LoopState) -> None:
+    def __init__(self, state: LoopState, meter: EnergyMeter | None = None) -> None:
         self.state, self.mark = state, time.perf_counter()
+        self.joules = JouleClock(meter, state.joules, first_step=state.step == 0)
 
     def tick(self) -> float:
         now = time.perf_counter()
         self.state.wall_seconds += now - self.mark
+        self.state.joules = self.joules.tick()
         self.mark = now
         return self.state.wall_seconds

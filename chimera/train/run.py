@@ -29,6 +29,7 @@ from chimera.records.store import write_record
 from chimera.records.time_to_target import time_to_target
 from chimera.train import checkpoint
 from chimera.train.device import DevicePolicy, configure_process, describe_environment
+from chimera.train.energy import EnergyMeter, energy_record, meter_for
 from chimera.train.plan import RunPlan
 from chimera.train.recipe import Outcome, Recipe, RunFailed, TrainingDiverged
 from chimera.train.run_folder import own_run_dir
@@ -73,16 +74,16 @@ def run_plan(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | None = N
             created, env = dt.datetime.now(dt.UTC), describe_environment(plan.device, plan.policy)
             recipe = Recipe.for_data(plan, accelerator, inputs)
             resumed_from = recipe.resume() if resume else None
-            started = time.perf_counter()
+            meter, started = meter_for(accelerator.device), time.perf_counter()
             try:
                 with _stop_on_signals() as stop_requested:
-                    outcome = recipe.fit(inputs, quiet=quiet, stop_requested=stop_requested)
+                    outcome = recipe.fit(inputs, quiet=quiet, stop_requested=stop_requested, meter=meter)
             except (Exception, KeyboardInterrupt) as exc:  # the record of a failed run keeps the curves so far
                 _write_failed(plan, recipe, exc, data=inputs.data_info, env=env, created=created,
-                              started=started, resumed_from=resumed_from)
+                              started=started, resumed_from=resumed_from, meter=meter)
                 raise
             record = run_record(plan, recipe, outcome, data=inputs.data_info, env=env, created=created,
-                                wall_s=time.perf_counter() - started, resumed_from=resumed_from)
+                                wall_s=time.perf_counter() - started, resumed_from=resumed_from, meter=meter)
             _write(record, run_dir, accelerator)
             if record.status != "interrupted":  # only now: a crash while writing the record can still resume
                 if log_with:
@@ -100,8 +101,10 @@ def _tracking():
 
 
 def run_record(plan: RunPlan, recipe: Recipe, outcome: Outcome | None, *, data: DataInfo, env: RunEnv,
-               created: dt.datetime, wall_s: float, resumed_from: int | None, error: str | None = None) -> RunRecord:
-    """The frozen record of a run that ended (`outcome` None: it failed with `error`)."""
+               created: dt.datetime, wall_s: float, resumed_from: int | None, error: str | None = None,
+               meter: EnergyMeter | None = None) -> RunRecord:
+    """The frozen record of a run that ended (`outcome` None: it failed with `error`); `meter`, opened when
+    `wall_s` started, gives its `energy`."""
     config, state, world = plan.config, recipe.state, recipe.accelerator.num_processes
     samples_per_step = config.train.batch_size * world
     metrics = FinalMetrics(
@@ -123,6 +126,7 @@ def run_record(plan: RunPlan, recipe: Recipe, outcome: Outcome | None, *, data: 
                 steps=metrics.steps, wall_s=wall_s, train_samples_per_s=metrics.train_samples_per_s,
                 compile_s=state.compile_seconds)
     slug = config.cell.replace("/", "-")
+    targets = time_to_target(state.curves, state.timing, config.evaluation.targets(), samples_per_step=samples_per_step)
     return RunRecord(
         run_id=f"{slug}-{config.profile}-s{config.seed}-{created:%Y%m%dT%H%M%SZ}",
         cell=config.cell, profile=config.profile, seed=config.seed, status=status,
@@ -130,9 +134,8 @@ def run_record(plan: RunPlan, recipe: Recipe, outcome: Outcome | None, *, data: 
         env=env, precision=plan.precision.record(plan.policy),
         data=data, params=recipe.params, curves=list(state.curves), timing=list(state.timing),
         events=list(state.events), final_metrics=metrics,
-        time_to_target=time_to_target(state.curves, state.timing, config.evaluation.targets(),
-                                      samples_per_step=samples_per_step),
-        error=error, resume=resume_info)
+        time_to_target=targets, error=error, resume=resume_info,
+        energy=None if meter is None else energy_record(meter, targets, state.timing))
 
 
 def _timed_steps(state) -> int:
@@ -151,13 +154,13 @@ def _write(record: RunRecord, run_dir: Path, accelerator: Accelerator) -> None:
 
 
 def _write_failed(plan: RunPlan, recipe: Recipe, exc: BaseException, *, data: DataInfo, env: RunEnv,
-                  created: dt.datetime, started: float, resumed_from: int | None) -> None:
+                  created: dt.datetime, started: float, resumed_from: int | None, meter: EnergyMeter) -> None:
     """Write the failed run's record; raise RunFailed instead of `exc` for what the user must fix."""
     message = _failure_message(exc, recipe.state.step, plan.run_dir)
     if isinstance(exc, TrainingDiverged):  # the doctor's non_finite check reads this event
         recipe.state.events.append(Event(step=exc.step, kind="non_finite", detail=str(exc).split(":")[0]))
     record = run_record(plan, recipe, None, data=data, env=env, created=created, wall_s=time.perf_counter() - started,
-                        resumed_from=resumed_from, error=message)
+                        resumed_from=resumed_from, error=message, meter=meter)
     if recipe.accelerator.is_main_process:
         try:
             write_record(record, plan.run_dir, overwrite=True)

