@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 COMMITTED = sorted((REPO / "docs" / "results").rglob("record.json"))
 COMMITTED_V1 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 1]
 COMMITTED_V3 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 3]
+COMMITTED_V4 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 4]
 
 
 def _node(pointer: str) -> dict:
@@ -280,9 +281,16 @@ def test_a_version_2_record_with_an_unknown_env_or_config_key_is_refused(tmp_pat
         load_record(tmp_path)
 
 
-def test_committed_records_are_version_1_or_3_both_older_than_the_current_schema():
-    assert COMMITTED_V1 and COMMITTED_V3 and types.SCHEMA_VERSION == 4
-    assert len(COMMITTED_V1) + len(COMMITTED_V3) == len(COMMITTED)  # a new version needs its own test here
+def test_committed_records_are_version_1_3_or_the_current_4():
+    assert COMMITTED_V1 and COMMITTED_V3 and COMMITTED_V4 and types.SCHEMA_VERSION == 4
+    assert len(COMMITTED_V1) + len(COMMITTED_V3) + len(COMMITTED_V4) == len(COMMITTED)  # a new version: a new test
+
+
+@pytest.mark.parametrize("path", COMMITTED_V4, ids=lambda p: str(p.parent.relative_to(REPO)))
+def test_the_committed_current_records_round_trip_byte_for_byte_with_commit_and_step_mode(path, tmp_path):
+    record = load_record(path)
+    assert record.env.git_commit and record.env.git_dirty is False and record.config.train.step_mode == "eager"
+    assert write_record(record, tmp_path / "again").read_bytes() == path.read_bytes()
 
 
 @pytest.mark.parametrize("path", COMMITTED_V3, ids=lambda p: str(p.parent.relative_to(REPO)))
