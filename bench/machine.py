@@ -3,7 +3,7 @@
 pytest-benchmark compares `machine_info` as a whole when it loads a saved run (`pytest
 --benchmark-compare`) and warns on any difference, so `machine_info` holds only what describes the
 machine and the setup: `machine_info.chimera` (`machine_block`: device, precisions, threads, torch, and
-the hardware fingerprint of chimera/train/fingerprint.py). What changes from one session to the next
+the hardware fingerprint of chimera/records/env.py). What changes from one session to the next
 on the same machine goes to a top-level `chimera` block of the JSON (`session_block`), which
 pytest-benchmark keeps but never compares: load averages, the calibration GEMMs, and py-cpuinfo's
 measured clock (`hz_actual`, moved out of `machine_info.cpu` by `move_session_fields`). The speed gate
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 
-from chimera.train.device import DeviceInfo, cpu_flags, cpu_name
-from chimera.train.fingerprint import fingerprint, probe_hardware
+from chimera.records.env import fingerprint
+from chimera.train.device import DeviceInfo, cpu_flags, cpu_name, probe_hardware
 
 # py-cpuinfo's fields that are a measurement of the moment (the current clock), not a property of the CPU
 VOLATILE_CPU_FIELDS = ("hz_actual", "hz_actual_friendly")

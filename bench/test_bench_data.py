@@ -21,9 +21,8 @@ import pytest
 
 from bench.harness import StepBench, transformer_cells
 from chimera.data.augment import Augmenter
-from chimera.data.loader import train_loader
-from chimera.data.text import TextSplit
-from chimera.data.tokenizer import build_tokenizer
+from chimera.data.subsets import TextSplit
+from chimera.data.tokenizer import build_tokenizer, train_loader
 from chimera.matrix import load_matrix
 
 CELLS = transformer_cells()

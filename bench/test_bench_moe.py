@@ -50,7 +50,7 @@ from torch import nn
 
 from bench.harness import synchronize
 from chimera.flops import matmul_flops
-from chimera.model.ffn import DenseFFN
+from chimera.model.layers import DenseFFN
 from chimera.model.moe import MoEFFN
 
 SHAPES = {"ci": (128, 512), "full": (256, 1024)}  # (d_model, d_ff)

@@ -6,7 +6,7 @@ Same hidden size, layers, heads, intermediate size, max positions (= max_length)
 4 labels, dropout (hidden and attention) as the cell, in each benchmarked precision (as ours), same synthetic batch,
 and the same step as chimera's `Recipe.step`: cross-entropy with the cell's label smoothing,
 `accelerator.backward`, gradient clipping, the trainer's own optimiser and schedule
-(`chimera.train.optim`: fused AdamW, same parameter groups and hyperparameters), so the ratio
+(`chimera.train.run_setup`: fused AdamW, same parameter groups and hyperparameters), so the ratio
 measures the model, not the optimiser. BERT is post-LN with a pooler and token-type embeddings; it
 is the default choice users would otherwise make. `speedup_vs_peer` = peer median / our dense step
 median of this session in the same precision (goal >= 1.25). `transformers` is a bench-only
@@ -23,8 +23,7 @@ import torch.nn.functional as F
 
 from bench.harness import synchronize, synthetic_batch, transformer_cells
 from chimera.matrix import load_matrix
-from chimera.train.optim import build_optimizer, build_schedule
-from chimera.train.run_setup import NUM_CLASSES
+from chimera.train.run_setup import NUM_CLASSES, build_optimizer, build_schedule
 
 DENSE_CELLS = [c for c in transformer_cells() if load_matrix().resolve(c, "full").model.ffn == "dense"]
 

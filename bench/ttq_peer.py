@@ -28,10 +28,8 @@ import transformers
 
 from chimera.config import RunConfig
 from chimera.data.agnews import load_ag_news
-from chimera.data.loader import EncodedDataset, PadCollate
-from chimera.data.subsets import Subsets, make_subsets
-from chimera.data.text import TextSplit
-from chimera.data.tokenizer import TokenizerBundle, build_tokenizer
+from chimera.data.subsets import Subsets, TextSplit, make_subsets
+from chimera.data.tokenizer import EncodedDataset, PadCollate, TokenizerBundle, build_tokenizer
 from chimera.records.record import TargetTime, TimingPoint
 from chimera.records.time_to_target import time_to_target
 from chimera.train.run_setup import EVAL_BATCH_SIZE, NUM_CLASSES

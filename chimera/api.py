@@ -5,23 +5,25 @@
     record = chimera.train_config(config, out_dir="runs", data_dir="path/to/ag_news")   # -> RunRecord
     records = chimera.train_matrix("ci", cells=["fixed/dense"], seeds=(0, 1), out_dir="runs/ci")
 
-chimera/handlers.py runs `chimera train` and `chimera matrix` through these same functions, so a script and
-the command line share one code path: the same checks, plans, run folders and records. The names are not
-`chimera.train(...)`: chimera.train is the trainer's package, and importing any of its modules binds that
-name on the package, which would shadow a function of the same name. Torch and the trainer are imported on
-the first call, never by `import chimera`.
+`chimera train` and `chimera matrix` are `run_train` and `run_matrix` at the end of this module: their flags
+turned into calls of these same functions, so a script and the command line share one code path: the same
+checks, plans, run folders and records. The names are not `chimera.train(...)`: chimera.train is the trainer's
+package, and importing any of its modules binds that name on the package, which would shadow a function of the
+same name. Torch and the trainer are imported on the first call, never by `import chimera`.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chimera.config import RunConfig
-from chimera.errors import ChimeraError
+from chimera.errors import EXIT_FAILED, EXIT_INTERRUPTED, ChimeraError
 from chimera.matrix import Matrix, load_matrix
 
 if TYPE_CHECKING:
@@ -180,3 +182,58 @@ def _train_going_on(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | s
 
 def _log_failure(config: RunConfig, error: ChimeraError) -> None:
     log.error("%s seed %d: %s", config.cell, config.seed, error)
+
+
+# --- the train and matrix commands: their flags turned into the calls above ------------------------------
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """`chimera train`: one cell, or the run folder --resume names (through `train_config`, as a script would)."""
+    from chimera.train.recipe import RunFailed
+
+    data_dir = data_folder(args.data_dir, flag="--data-dir")
+    overrides = _with_precision(args.overrides, args.precision)
+    config = resolve_config(args.cell, args.profile, seed=args.seed, device=args.device, overrides=overrides,
+                           matrix=args.matrix)
+    try:
+        record = train_config(config, out_dir=args.out, data_dir=data_dir, cache_dir=args.cache_dir,
+                              resume=args.resume, quiet=args.quiet, log_with=args.log_with)
+    except RunFailed as exc:
+        print(f"chimera: run failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_INTERRUPTED if record.status == "interrupted" else 0
+
+
+def run_matrix(args: argparse.Namespace) -> int:
+    """`chimera matrix`: every cell (or BASE's ablation family) per seed; goes on past a failed cell."""
+    from chimera.train.recipe import RunFailed
+
+    if args.seeds is not None and args.seed != 0:
+        raise ChimeraError("give --seed or --seeds, not both")
+    failures = []
+
+    def say(config, exc: ChimeraError) -> None:
+        failures.append(config)
+        print(f"chimera: run failed: {exc}" if isinstance(exc, RunFailed) else f"chimera: error: {config.cell}: {exc}",
+              file=sys.stderr)
+
+    records = train_matrix(
+        args.profile, cells=args.cells, seeds=args.seeds if args.seeds is not None else [args.seed],
+        ablation=args.ablation, out_dir=args.out, data_dir=data_folder(args.data_dir, flag="--data-dir"),
+        overrides=_with_precision(args.overrides, args.precision), device=args.device, matrix=args.matrix,
+        cache_dir=args.cache_dir, quiet=args.quiet, log_with=args.log_with, on_failure=say)
+    if records and records[-1].status == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failures else 0
+
+
+def _with_precision(overrides: list[str], precision: str | None) -> list[str]:
+    """--precision P is --set train.precision=P; both given and different is ambiguous, so refused."""
+    if precision is None:
+        return overrides
+    from chimera.config import parse_assignment
+    for text in overrides:
+        section, key, value = parse_assignment(text)
+        if (section, key) == ("train", "precision") and value != precision:
+            raise ChimeraError(f"--precision {precision} and --set {text} disagree; give one of them")
+    return [*overrides, f"train.precision={precision}"]

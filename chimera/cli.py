@@ -25,7 +25,7 @@ from pathlib import Path
 from chimera import __version__
 from chimera.commands import COMMANDS, RENAMED, Argument, Command, leaves
 from chimera.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ChimeraError
-from chimera.paths import check_path
+from chimera.fileio import check_path
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ chimera/cli.py builds the parser (--help) from it, checks the declared paths bef
 handler and maps errors to exit codes; scripts/readme_smoke.py checks the README's commands against it.
 A handler is named as "module:function" and imported only when its command runs, so `chimera train`
 never loads the report stack and `--help` loads no handler at all. This module imports no other chimera
-module but chimera.paths, so reading the table costs nothing.
+module but chimera.fileio, so reading the table costs nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from chimera.paths import EXISTING_WRITE_DIR, READ_ANY, READ_DIR, READ_FILE, WRITE_DIR, WRITE_FILE, PathKind
+from chimera.fileio import EXISTING_WRITE_DIR, READ_ANY, READ_DIR, READ_FILE, WRITE_DIR, WRITE_FILE, PathKind
 
 DATA_ENV, DEVICE_ENV, HISTORY_ENV = "CHIMERA_DATA_DIR", "CHIMERA_DEVICE", "CHIMERA_HISTORY"
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -47,7 +47,7 @@ class Argument:
     metavar: str = UNSET
     dest: str = UNSET
     required: bool = UNSET
-    path: PathKind | None = None  # checked before the handler runs (chimera.paths.check_path)
+    path: PathKind | None = None  # checked before the handler runs (chimera.fileio.check_path)
     role: str = ""  # what the path is for, in its one-line error
 
     def __post_init__(self) -> None:
@@ -150,7 +150,7 @@ _RUN_DIRS = dict(flags=("paths",), nargs="+", type=Path, metavar="RUN_DIR", path
                  help="folders searched for record.json")
 
 COMMANDS: tuple[Command, ...] = (
-    Command(name="train", help="train one matrix cell and write its run record", handler="chimera.handlers:run_train",
+    Command(name="train", help="train one matrix cell and write its run record", handler="chimera.api:run_train",
             description="Train one cell; writes OUT/<cell>-<profile>-s<seed>/record.json.",
             arguments=(
                 Argument(flags=("--cell",), required=True, help="a cell of the matrix file: baseline/dense, "
@@ -160,7 +160,7 @@ COMMANDS: tuple[Command, ...] = (
                          "checkpoint (same result as uninterrupted)"),
                 *RUN_OPTIONS)),
     Command(name="matrix", help="train every cell of a profile (or an ablation family), one record each",
-            handler="chimera.handlers:run_matrix",
+            handler="chimera.api:run_matrix",
             description="Train cells one after another; goes on past a failed cell and exits 1 at the end if any "
             "failed. With --ablation BASE: the base, the cell it is held against, and every leave-one-out and "
             "add-one-in variant between them (see the [ablations] tables of the matrix file), e.g. `chimera "

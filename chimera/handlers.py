@@ -1,7 +1,7 @@
-"""The handlers of the commands whose library code takes no parsed namespace: train, matrix, reproduce, env
-and tables. chimera/commands.py names each one; chimera/cli.py imports this module only when one of them runs,
-and each imports what it needs (torch, the trainer) inside, so nothing here loads before it is used. train and
-matrix turn their flags into calls of chimera.api, the functions a script calls: one code path for both.
+"""The handlers of the commands whose library code takes no parsed namespace: reproduce, env and tables
+(train and matrix are chimera.api's, next to the functions a script calls). chimera/commands.py names each one;
+chimera/cli.py imports this module only when one of them runs, and each imports what it needs (torch, the
+trainer) inside, so nothing here loads before it is used.
 """
 
 from __future__ import annotations
@@ -14,48 +14,9 @@ from pathlib import Path
 
 import chimera
 from chimera import api
-from chimera.errors import EXIT_FAILED, EXIT_INTERRUPTED, ChimeraError
+from chimera.errors import EXIT_FAILED
 
 DATA_ENV = api.DATA_ENV  # what --data-dir falls back to (the command table states it too)
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """`chimera train`: one cell, or the run folder --resume names (through chimera.api, as a script would)."""
-    from chimera.train.recipe import RunFailed
-
-    data_dir, overrides = _data_dir(args), _with_precision(args.overrides, args.precision)
-    config = api.resolve_config(args.cell, args.profile, seed=args.seed, device=args.device, overrides=overrides,
-                            matrix=args.matrix)
-    try:
-        record = api.train_config(config, out_dir=args.out, data_dir=data_dir, cache_dir=args.cache_dir,
-                              resume=args.resume, quiet=args.quiet, log_with=args.log_with)
-    except RunFailed as exc:
-        print(f"chimera: run failed: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_INTERRUPTED if record.status == "interrupted" else 0
-
-
-def run_matrix(args: argparse.Namespace) -> int:
-    """`chimera matrix`: every cell (or BASE's ablation family) per seed; goes on past a failed cell."""
-    from chimera.train.recipe import RunFailed
-
-    if args.seeds is not None and args.seed != 0:
-        raise ChimeraError("give --seed or --seeds, not both")
-    failures = []
-
-    def say(config, exc: ChimeraError) -> None:
-        failures.append(config)
-        print(f"chimera: run failed: {exc}" if isinstance(exc, RunFailed) else f"chimera: error: {config.cell}: {exc}",
-              file=sys.stderr)
-
-    records = api.train_matrix(
-        args.profile, cells=args.cells, seeds=args.seeds if args.seeds is not None else [args.seed],
-        ablation=args.ablation, out_dir=args.out, data_dir=_data_dir(args),
-        overrides=_with_precision(args.overrides, args.precision), device=args.device, matrix=args.matrix,
-        cache_dir=args.cache_dir, quiet=args.quiet, log_with=args.log_with, on_failure=say)
-    if records and records[-1].status == "interrupted":
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if failures else 0
 
 
 def run_reproduce(args: argparse.Namespace) -> int:
@@ -110,15 +71,3 @@ def _repository() -> Path:
 def _data_dir(args: argparse.Namespace) -> Path | None:
     """--data-dir, else $CHIMERA_DATA_DIR, else None (the Hugging Face hub)."""
     return api.data_folder(args.data_dir, flag="--data-dir")
-
-
-def _with_precision(overrides: list[str], precision: str | None) -> list[str]:
-    """--precision P is --set train.precision=P; both given and different is ambiguous, so refused."""
-    if precision is None:
-        return overrides
-    from chimera.config import parse_assignment
-    for text in overrides:
-        section, key, value = parse_assignment(text)
-        if (section, key) == ("train", "precision") and value != precision:
-            raise ChimeraError(f"--precision {precision} and --set {text} disagree; give one of them")
-    return [*overrides, f"train.precision={precision}"]

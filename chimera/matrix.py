@@ -127,6 +127,6 @@ def load_matrix(path: Path | str | None = None) -> Matrix:
     for profile in profiles:  # fail on load, not halfway through a matrix run
         for cell in cells:
             matrix.resolve(cell, profile)
-        for base in ablations:
-            matrix.ablation(base, profile)
+    # An ablation family is derived from two cells checked above; it is built (and its differences checked)
+    # when a command asks for it, before its first run trains, so `train` of one cell does not build them all.
     return matrix

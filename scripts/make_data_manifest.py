@@ -4,7 +4,7 @@
     python scripts/make_data_manifest.py "$CHIMERA_DATA_DIR" --name ag_news-train-subset --check
 
 The folder is read exactly as `chimera train --data-dir` reads it (either layout); each row becomes
-chimera.data.manifest.row_hash of its hub text and label, so the manifest holds no text. `--check` writes
+chimera.data.subsets.row_hash of its hub text and label, so the manifest holds no text. `--check` writes
 nothing and exits 1 when the committed manifest differs from what the folder gives.
 Exit codes: 0 written (or unchanged), 1 --check found a difference, 2 bad input.
 """
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from chimera.data.agnews import HUB_ID, train_row_hashes
-from chimera.data.manifest import MANIFEST_DIR, format_manifest
+from chimera.data.subsets import MANIFEST_DIR, format_manifest
 from chimera.errors import ChimeraError
 
 

@@ -116,8 +116,7 @@ def subsets_for_record(record: RunRecord, data_dir: Path | str | None) -> tuple[
     """Re-derive the run's subsets exactly as the trainer did (same data config and seed); the data module
     only loads for a rescan."""
     from chimera.data.agnews import load_ag_news
-    from chimera.data.subsets import make_subsets
-    from chimera.data.text import normalise_text
+    from chimera.data.subsets import make_subsets, normalise_text
 
     splits = load_ag_news(resolve_data_dir(record, data_dir), train_pool=record.config.data.train_pool)
     subsets = make_subsets(splits, record.config.data, record.seed)
@@ -144,7 +143,7 @@ def rescan(record: RunRecord, *, data_dir: Path | str | None = None, subsets: An
         evidence["subsets_match_record_fingerprints"] = _fingerprints_match(record, subsets)
     else:
         try:
-            from chimera.data.text import normalise_text as normalise
+            from chimera.data.subsets import normalise_text as normalise
         except ImportError:
             pass
     return {**evidence, **scan_texts(_texts_of(subsets), normalise=normalise, jaccard=jaccard)}

@@ -4,7 +4,7 @@ A local folder holds `train` and `test` files in one of two layouts: the hub sch
 `text,label` header, `.parquet`, `.jsonl`/`.json`; labels 0-3) or the original char-CNN release
 (`.csv` without a header: class 1-4, title, description). `datasets` reads every file; this module
 validates the rows and turns any problem into a one-line `ChimeraError` naming the file and line.
-The train split is then narrowed to the run's `data.train_pool` (chimera.data.manifest).
+The train split is then narrowed to the run's `data.train_pool` (chimera.data.subsets).
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chimera.data.manifest import manifest_for, row_hash, select_rows
-from chimera.data.text import TextSplit, clean_text
+from chimera.data.subsets import TextSplit, clean_text, manifest_for, row_hash, select_rows
 from chimera.errors import ChimeraError
 
 HUB_ID = "fancyzhx/ag_news"

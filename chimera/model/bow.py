@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from chimera.config import ModelConfig
-from chimera.model.dropout import Dropout
 from chimera.model.encoder import ClassifierOutput
+from chimera.model.layers import Dropout
 
 BIGRAM_HASH_MULTIPLIER = 1_000_003  # a prime: (a · P + b) mod buckets spreads (a, b) pairs evenly
 

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chimera.config import ModelConfig
-from chimera.model.dropout import Dropout, dropout
-from chimera.model.ffn import DenseFFN
+from chimera.model.layers import DenseFFN, Dropout, dropout
 
 if TYPE_CHECKING:  # the MoE modules load only with a MoE block (Block.__init__), so a dense run never imports them
     from chimera.model.moe import MoEOutput, MoEStats
@@ -42,7 +41,7 @@ class SelfAttention(nn.Module):
     `F.scaled_dot_product_attention` wherever it can use a fused kernel: always in eval, and in
     training on CUDA/MPS. CPU training with attention dropout would take SDPA's unfused math path,
     whose `bernoulli_` mask alone cost more than the attention matmuls; `attention_with_dropout`
-    is that same math with `chimera.model.dropout`'s cheaper mask.
+    is that same math with `chimera.model.layers`'s cheaper mask.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:

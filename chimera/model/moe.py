@@ -21,8 +21,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from chimera.model.dropout import Dropout
-from chimera.model.ffn import FFN_ACTIVATIONS
+from chimera.model.layers import FFN_ACTIVATIONS, Dropout
 from chimera.model.moe_dispatch import (
     EXPERT_BLOCK_ROWS,
     Dispatch,

@@ -1,6 +1,6 @@
 """Resumable checkpoints and the best-weights file used by early stopping.
 
-Layout inside a run folder (run.lock: see run_folder.py):
+Layout inside a run folder (run.lock: see plan.py):
     checkpoint/            accelerate's state (model.safetensors, optimizer.bin, scheduler.bin) + ours:
                            loop_state.json (step, curves, early stopping, loss sums, config), rng_<rank>.json,
                            best_model.pt (a copy of the best weights at checkpoint time)

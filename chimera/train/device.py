@@ -30,9 +30,8 @@ from chimera.config import (
     DeviceType,
 )
 from chimera.errors import ChimeraError
-from chimera.records.env import VERSIONED_PACKAGES, RunEnv
+from chimera.records.env import VERSIONED_PACKAGES, Hardware, RunEnv, fingerprint, nvidia_driver, ram_bytes
 from chimera.records.record import Precision
-from chimera.train.fingerprint import fingerprint, probe_hardware
 
 # `accelerate launch` writes its precision (--mixed_precision, else the config file's, else "no") here.
 ACCELERATE_ENV = "ACCELERATE_MIXED_PRECISION"
@@ -289,7 +288,7 @@ def configure_process(policy: DevicePolicy) -> None:
 
 def describe_environment(info: DeviceInfo, policy: DevicePolicy) -> RunEnv:
     """The environment fingerprint for `chimera env` and the run record's `env` (the hardware's fields:
-    chimera/train/fingerprint.py)."""
+    chimera/records/env.py)."""
     return RunEnv.from_json({
         "python": platform.python_version(),
         **{name: _version(name) for name in VERSIONED_PACKAGES},
@@ -368,3 +367,20 @@ def _why_no_mps() -> str:
         return (f"--device mps: this torch ({torch.__version__}) is built without MPS; MPS needs the macOS "
                 "arm64 torch from requirements-mps.txt")
     return "--device mps: MPS is not available (needs Apple silicon and macOS 14 or newer)"
+
+
+def probe_hardware(cpu_flags: frozenset[str]) -> Hardware:
+    """Read the machine (torch, /proc, nvidia-smi as a last resort); `cpu_flags` from device.cpu_flags()."""
+    names: tuple[str, ...] = ()
+    capabilities: tuple[str, ...] = ()
+    memory: tuple[int, ...] = ()
+    cudnn = None
+    if torch.cuda.is_available():
+        props = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
+        names = tuple(p.name for p in props)
+        capabilities = tuple(f"{p.major}.{p.minor}" for p in props)
+        memory = tuple(int(p.total_memory) for p in props)
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return Hardware(cpu_flags=cpu_flags, ram_bytes=ram_bytes(), gpu_names=names, gpu_capabilities=capabilities,
+                    gpu_memory_bytes=memory, cuda_runtime=torch.version.cuda, cudnn_version=cudnn,
+                    driver_version=nvidia_driver() if names else None)

@@ -30,11 +30,9 @@ from chimera.model.encoder import parameter_counts
 from chimera.records.record import CurvePoint, Event, ParamCounts, SplitScore, TimingPoint
 from chimera.train import checkpoint
 from chimera.train.energy import EnergyMeter, JouleClock
-from chimera.train.evaluate import EvalResult, evaluate
-from chimera.train.optim import build_optimizer, build_schedule
+from chimera.train.evaluate import EarlyStopping, EvalResult, evaluate
 from chimera.train.plan import RunPlan
-from chimera.train.run_setup import NUM_CLASSES, RunInputs, build_model
-from chimera.train.stopping import EarlyStopping
+from chimera.train.run_setup import NUM_CLASSES, RunInputs, build_model, build_optimizer, build_schedule
 
 
 class RunFailed(ChimeraError):

@@ -30,9 +30,8 @@ from chimera.records.time_to_target import time_to_target
 from chimera.train import checkpoint
 from chimera.train.device import DevicePolicy, configure_process, describe_environment
 from chimera.train.energy import EnergyMeter, energy_record, meter_for
-from chimera.train.plan import RunPlan
+from chimera.train.plan import RunPlan, own_run_dir
 from chimera.train.recipe import Outcome, Recipe, RunFailed, TrainingDiverged
-from chimera.train.run_folder import own_run_dir
 from chimera.train.run_setup import check_data_matches, prepare_inputs
 
 

@@ -1,4 +1,5 @@
-"""Everything a run needs before its first step: data subsets, tokenizer, loaders, model.
+"""Everything a run needs before its first step: data subsets, tokenizer, loaders, model, optimiser and
+lr schedule (built in one place for the recipe and the benchmarks).
 
 `prepare_inputs` is the one seam tests replace to train on synthetic data (as accelerate's
 `mocked_dataloaders` does for its examples).
@@ -6,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +17,22 @@ from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from chimera.config import RunConfig
+from chimera.config import RunConfig, TrainConfig
 from chimera.data.agnews import load_ag_news
 from chimera.data.augment import Augmenter
-from chimera.data.loader import EPOCH_STRIDE, eval_loader, train_loader
 from chimera.data.subsets import Subsets, make_subsets
-from chimera.data.tokenizer import TokenizerBundle, build_tokenizer, token_stats
+from chimera.data.tokenizer import (
+    EPOCH_STRIDE,
+    TokenizerBundle,
+    build_tokenizer,
+    eval_loader,
+    token_stats,
+    train_loader,
+)
 from chimera.errors import ChimeraError
-from chimera.model.encoder import EncoderClassifier
+from chimera.model.encoder import EncoderClassifier, weight_decay_groups
 from chimera.records.record import SPLITS, DataInfo, TokenStats
+from chimera.train.device import DevicePolicy
 from chimera.train.plan import RunPlan
 
 NUM_CLASSES = 4
@@ -117,3 +126,38 @@ def build_model(config: RunConfig, *, vocab_size: int, pad_id: int,
     return EncoderClassifier(config.model, vocab_size=vocab_size, max_length=config.data.max_length,
                              num_classes=num_classes, pad_id=pad_id,
                              static_shapes=config.train.step_mode in ("compile", "graph"))
+
+
+def build_optimizer(model: nn.Module, train: TrainConfig, policy: DevicePolicy) -> torch.optim.AdamW:
+    """AdamW on `weight_decay_groups`; the single-kernel variant where the device policy says so
+    (same update rule, to rounding; `DevicePolicy.fused_adamw`). Compiled steps update through torch's
+    functional AdamW with device-side step counts (chimera.train.whole_step), so their optimiser is the
+    capturable foreach one, whose state is laid out the same way."""
+    groups = weight_decay_groups(model, train.weight_decay)
+    if policy.step_mode != "eager":
+        return torch.optim.AdamW(groups, lr=train.lr, betas=train.betas, foreach=True, capturable=True)
+    return torch.optim.AdamW(groups, lr=train.lr, betas=train.betas, fused=policy.fused_adamw)
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, train: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warmup then `train.schedule` decay, stepped once per optimiser step (`lr_multiplier`)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_multiplier(
+        step, schedule=train.schedule, warmup_steps=train.warmup_steps, max_steps=train.max_steps))
+
+
+def lr_multiplier(step: int, *, schedule: str, warmup_steps: int, max_steps: int) -> float:
+    """Factor applied to the peak lr before optimiser step `step` (0-based).
+
+    Warmup ramps linearly from 1/(warmup+1) to 1 so the first update is never exactly zero; decays
+    reach 0 at `max_steps`.
+    """
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule {schedule!r}")

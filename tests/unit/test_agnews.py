@@ -12,8 +12,7 @@ import pytest
 
 from chimera.config import DataConfig
 from chimera.data.agnews import load_ag_news
-from chimera.data.subsets import make_subsets
-from chimera.data.text import TextSplit, clean_text, normalise_text
+from chimera.data.subsets import TextSplit, clean_text, make_subsets, normalise_text
 from chimera.errors import ChimeraError
 
 TOPICS = {

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from chimera import cli
 from chimera.config import RunConfig, apply_overrides, parse_assignment
 from chimera.data.agnews import load_ag_news
-from chimera.data.text import TextSplit
+from chimera.data.subsets import TextSplit
 from chimera.errors import ChimeraError
 
 HUB = [f'"{w} item {i} story",{i % 4}' for i, w in enumerate(["alpha", "beta", "gamma", "delta"] * 10)]

@@ -2,7 +2,7 @@
 the argument and the path, and creates nothing. The cases are generated from the command table
 (chimera/commands.py), so a new path argument is covered by declaring its kind there.
 
-Permissions are simulated through `paths._allowed` (root, which runs CI here, passes every real
+Permissions are simulated through `fileio._allowed` (root, which runs CI here, passes every real
 permission check, so chmod alone would test nothing).
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from chimera import cli, paths
+from chimera import cli, fileio
 from chimera.commands import Argument, leaves
 
 REQUIRED = {"train": ["--cell", "fixed/dense"]}  # arguments a command needs besides its paths
@@ -94,7 +94,7 @@ def test_a_bad_path_argument_exits_2_with_one_line_and_leaves_nothing(tmp_path, 
     denied: set[Path] = set()
     values = {name: _good(tmp_path, a) for name, a in arguments.items()}
     values[dest] = _bad(tmp_path, arguments[dest], fault, denied)
-    monkeypatch.setattr(paths, "_allowed", lambda path, mode: Path(path) not in denied)
+    monkeypatch.setattr(fileio, "_allowed", lambda path, mode: Path(path) not in denied)
     monkeypatch.chdir(tmp_path)  # relative defaults (runs/, report/) would land here
     before = _tree(tmp_path)
 

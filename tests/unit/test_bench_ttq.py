@@ -76,7 +76,7 @@ TINY = ["data.max_length=16", "data.vocab_size=256", "model.d_model=32", "model.
 
 
 def synthetic_split(n: int, seed: int):
-    from chimera.data.text import TextSplit
+    from chimera.data.subsets import TextSplit
 
     rng = random.Random(seed)
     labels = tuple(i % 4 for i in range(n))

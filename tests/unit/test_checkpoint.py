@@ -14,8 +14,8 @@ from accelerate import Accelerator
 from chimera.errors import ChimeraError
 from chimera.records.record import CurvePoint, Event, SplitScore, TimingPoint
 from chimera.train import checkpoint
+from chimera.train.evaluate import EarlyStopping
 from chimera.train.recipe import LoopState
-from chimera.train.stopping import EarlyStopping
 
 CONFIG = {"cell": "fixed/dense", "train": {"lr": 0.001, "betas": [0.9, 0.999]}}
 

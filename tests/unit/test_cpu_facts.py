@@ -9,9 +9,9 @@ import cpuinfo
 import pytest
 import torch
 
+from chimera.records.env import RELEVANT_CPU_FLAGS
 from chimera.train import device as device_module
 from chimera.train.device import cpu_flags, cpu_has_native_bf16, cpu_name
-from chimera.train.fingerprint import RELEVANT_CPU_FLAGS
 
 SAPPHIRE_RAPIDS = ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
                    "model name\t: Intel(R) Xeon(R) Platinum 8480+\n"

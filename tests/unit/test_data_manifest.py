@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from chimera.config import DEFAULT_TRAIN_POOL, DataConfig, RunConfig, config_to_dict, same_rows
-from chimera.data import manifest as manifest_module
+from chimera.data import subsets as manifest_module
 from chimera.data.agnews import HUB_ID, load_ag_news, train_row_hashes
-from chimera.data.manifest import format_manifest, load_manifest, pin_pool, row_hash
-from chimera.data.subsets import make_subsets
+from chimera.data.subsets import format_manifest, load_manifest, make_subsets, pin_pool, row_hash
 from chimera.errors import ChimeraError
 from chimera.gates import bands
 

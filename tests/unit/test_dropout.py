@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from chimera.model.dropout import MASK_LEVELS, Dropout, dropout, keep_mask
 from chimera.model.encoder import attention_with_dropout
+from chimera.model.layers import MASK_LEVELS, Dropout, dropout, keep_mask
 
 N = 1 << 20  # a million elements: the keep rate's standard error is ~0.0005
 

@@ -1,4 +1,4 @@
-"""The hardware fingerprint (chimera/train/fingerprint.py): GPUs, driver, CUDA/cuDNN, RAM and the CPU flags that
+"""The hardware fingerprint (chimera/records/env.py): GPUs, driver, CUDA/cuDNN, RAM and the CPU flags that
 matter, as flat fields of a record's env; the CUDA branch from a hand-written description."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import torch
 
+from chimera.records import env as fp
+from chimera.records.env import Hardware, fingerprint, nvidia_driver
 from chimera.records.store import validate_record
-from chimera.train import fingerprint as fp
 from chimera.train.device import DeviceInfo, choose_policy, describe_environment
-from chimera.train.fingerprint import Hardware, fingerprint, nvidia_driver
 from tests.unit.record_factory import minimal_record
 
 PROC_VERSION = ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  570.124.06  Wed Mar 12 00:47:18 UTC 2025\n"

@@ -17,7 +17,7 @@ CHIMERA = Path(__file__).resolve().parents[2] / "chimera"
 # checked, new ones included.
 READER_PACKAGES = ("analysis", "gates", "records", "history")
 READERS = sorted([f"{p.parent.name}.{p.stem}" for package in READER_PACKAGES
-                  for p in (CHIMERA / package).glob("*.py") if p.stem != "__init__"] + ["fileio", "paths"])
+                  for p in (CHIMERA / package).glob("*.py") if p.stem != "__init__"] + ["fileio"])
 FORBIDDEN = ("torch", "accelerate", "chimera.train", "chimera.model", "chimera.reproduce", "chimera.cli")
 # Records sit below analysis and gates: they never import either (nor the readers each other's verdicts).
 LOWER_THAN = {"records": ("chimera.analysis", "chimera.gates"), "gates": ("chimera.analysis",)}

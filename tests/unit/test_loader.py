@@ -11,9 +11,16 @@ import torch
 
 from chimera.config import AugmentConfig
 from chimera.data.augment import Augmenter
-from chimera.data.loader import EncodeCollate, TextDataset, epoch_order, eval_loader, train_loader
-from chimera.data.text import TextSplit
-from chimera.data.tokenizer import TokenizerBundle, build_tokenizer
+from chimera.data.subsets import TextSplit
+from chimera.data.tokenizer import (
+    EncodeCollate,
+    TextDataset,
+    TokenizerBundle,
+    build_tokenizer,
+    epoch_order,
+    eval_loader,
+    train_loader,
+)
 
 WORDS = ["council", "striker", "shares", "software", "minister", "league", "profit", "satellite", "treaty"]
 SPLIT = TextSplit(tuple(" ".join(WORDS[(i + k) % 9] for k in range(3 + i % 7)) + f" item {i}"

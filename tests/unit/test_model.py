@@ -10,7 +10,7 @@ from torch import nn
 
 from chimera.config import ModelConfig
 from chimera.model.encoder import EncoderClassifier, is_moe_block, parameter_counts, weight_decay_groups
-from chimera.model.ffn import DenseFFN
+from chimera.model.layers import DenseFFN
 from chimera.model.moe import MoEFFN
 
 VOCAB, MAX_LEN = 50, 10

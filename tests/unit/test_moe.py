@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from chimera.matrix import load_matrix
-from chimera.model.ffn import DenseFFN
+from chimera.model.layers import DenseFFN
 from chimera.model.moe import MoEFFN, load_balancing_loss, router_z_loss
 from chimera.model.moe_dispatch import EXPERT_BLOCK_ROWS, buffer_rows, dispatch, grouped_applies
 

@@ -116,7 +116,7 @@ def test_entry_names_are_unique_and_each_step_allows_only_the_codes_it_names():
 
 def test_commands_are_found_in_code_spans_and_fenced_blocks_but_bare_tool_names_are_not():
     text = ("Run `make matrix` or `chimera doctor\nruns/ci`; needs `make` and `tensorboard`.\n"
-            "```bash\nmake test   # the tests\ntox -e repro\n```\nSee `chimera/paths.py`.\n")
+            "```bash\nmake test   # the tests\ntox -e repro\n```\nSee `chimera/fileio.py`.\n")
     assert page_commands(text) == {"make matrix", "chimera doctor runs/ci", "make test", "tox -e repro"}
 
 

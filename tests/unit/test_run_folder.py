@@ -11,7 +11,7 @@ import pytest
 from chimera.config import RunConfig
 from chimera.errors import ChimeraError
 from chimera.records.store import load_record
-from chimera.train.run_folder import LOCK, run_dir_for, run_lock
+from chimera.train.plan import LOCK, run_dir_for, run_lock
 from tests.helpers import SYNTHETIC_TINY, quiet_env, sets, write_synthetic_ag_news
 
 
@@ -25,7 +25,7 @@ def test_a_held_lock_refuses_a_second_owner(tmp_path):
 
 def test_the_lock_of_a_killed_process_does_not_block_the_next_run(tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom chimera.train.run_folder import "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom chimera.train.plan import "
                                f"run_lock\nwith run_lock({str(run)!r}):\n    print('held', flush=True)\n"
                                "    time.sleep(300)"], stdout=subprocess.PIPE, text=True)
     try:

@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from chimera.train.schedule import lr_multiplier
-from chimera.train.stopping import EarlyStopping
+from chimera.train.evaluate import EarlyStopping
+from chimera.train.run_setup import lr_multiplier
 
 
 def test_warmup_ramps_then_cosine_decays_to_zero():

@@ -1,6 +1,7 @@
-"""Dropout with cheap masks on CPU.
+"""The encoder's building blocks shared with the MoE and the reference: dropout with cheap masks on CPU, and
+the dense position-wise feed-forward network (applied to packed, non-padding tokens).
 
-On CPU, `torch.nn.Dropout` fills its mask with `bernoulli_`, which draws one 32-bit number from the
+Dropout: on CPU, `torch.nn.Dropout` fills its mask with `bernoulli_`, which draws one 32-bit number from the
 (serial) Mersenne Twister per element: 30% of a fixed/dense training step on 2 cores, more than all
 the attention matmuls together (profile in bench/README.md). Here one 64-bit draw yields four 15-bit
 uniform integers, and an element is kept when its integer is at least round(p · 2^15): the same
@@ -53,3 +54,38 @@ class Dropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+# --- the dense FFN --------------------------------------------------------------------------------------
+
+FFN_ACTIVATIONS = ("gelu", "swiglu")
+
+
+class DenseFFN(nn.Module):
+    """`(N, d_model) -> (N, d_model)`.
+
+    kind="gelu": Linear(d, ff) -> GELU -> Linear(ff, d) -> dropout (BERT / GPT-2), with biases.
+    kind="swiglu": w2(silu(w1 x) * w3 x) -> dropout, bias-free (Mixtral / LLaMA naming: w1 gate, w3 up,
+    w2 down); it has 1.5x the parameters and FLOPs of the GELU form at the same d_ff.
+    """
+
+    def __init__(self, *, d_model: int, d_ff: int, dropout: float, kind: str = "gelu") -> None:
+        super().__init__()
+        if kind not in FFN_ACTIVATIONS:
+            raise ValueError(f"kind must be one of {FFN_ACTIVATIONS}, got {kind!r}")
+        self.kind = kind
+        if kind == "gelu":
+            self.fc_in = nn.Linear(d_model, d_ff)
+            self.fc_out = nn.Linear(d_ff, d_model)
+        else:
+            self.w1 = nn.Linear(d_model, d_ff, bias=False)
+            self.w3 = nn.Linear(d_model, d_ff, bias=False)
+            self.w2 = nn.Linear(d_ff, d_model, bias=False)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, d) -> (N, d)
+        if self.kind == "gelu":
+            y = self.fc_out(F.gelu(self.fc_in(x)))  # (N, ff) inside
+        else:
+            y = self.w2(F.silu(self.w1(x)) * self.w3(x))
+        return self.dropout(y)
