@@ -226,23 +226,40 @@ class EncodedDataset(Dataset):
         return self.rows[index], self.labels[index]
 
 
-class PadCollate:
-    """Pads pre-tokenized rows to the longest in the batch: the same tensors `EncodeCollate` makes."""
+IGNORED_LABEL = -100  # a filler row's label: cross_entropy's default ignore_index, and not counted in accuracy
 
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id = pad_id
+
+class PadCollate:
+    """Pads pre-tokenized rows to the longest in the batch: the same tensors `EncodeCollate` makes.
+
+    With `width` and `rows` (compiled steps: one eval shape, so nothing recompiles or re-captures) every batch
+    is rows x width; a short last batch is filled with rows of no token at all (mask all False) whose label is
+    IGNORED_LABEL, so they enter no metric and, MoE layers take their mask, no routing statistic."""
+
+    def __init__(self, pad_id: int, *, width: int | None = None, rows: int | None = None) -> None:
+        self.pad_id, self.width, self.rows = pad_id, width, rows
 
     def __call__(self, rows: list[tuple[torch.Tensor, int]]) -> dict[str, torch.Tensor]:
         ids, labels = zip(*rows, strict=True)
         lengths = torch.tensor([len(r) for r in ids], dtype=torch.long)
         input_ids = torch.nn.utils.rnn.pad_sequence(list(ids), batch_first=True, padding_value=self.pad_id)
+        label_tensor = torch.tensor(labels, dtype=torch.long)
+        if self.width is not None:
+            input_ids = torch.nn.functional.pad(input_ids, (0, self.width - input_ids.shape[1]), value=self.pad_id)
+        if self.rows is not None and len(ids) < self.rows:
+            filler = self.rows - len(ids)
+            input_ids = torch.cat([input_ids, input_ids.new_full((filler, input_ids.shape[1]), self.pad_id)])
+            lengths = torch.cat([lengths, lengths.new_zeros(filler)])
+            label_tensor = torch.cat([label_tensor, label_tensor.new_full((filler,), IGNORED_LABEL)])
         return {"input_ids": input_ids, "attention_mask": torch.arange(input_ids.shape[1]) < lengths[:, None],
-                "labels": torch.tensor(labels, dtype=torch.long)}
+                "labels": label_tensor}
 
 
 def eval_loader(split: TextSplit, bundle: TokenizerBundle, *, batch_size: int, max_length: int,
-                pin_memory: bool = False, num_workers: int = 0) -> DataLoader:
-    """Every row once, in order, never augmented; tokenized once when the loader is built."""
+                pin_memory: bool = False, num_workers: int = 0, fixed_shape: bool = False) -> DataLoader:
+    """Every row once, in order, never augmented; tokenized once when the loader is built. `fixed_shape`:
+    every batch batch_size x max_length (a short last one filled with ignored rows; see PadCollate)."""
+    collate = (PadCollate(bundle.pad_id, width=max_length, rows=batch_size) if fixed_shape
+               else PadCollate(bundle.pad_id))
     return DataLoader(EncodedDataset(split, bundle, max_length), batch_size=batch_size, shuffle=False,
-                      drop_last=False, collate_fn=PadCollate(bundle.pad_id), pin_memory=pin_memory,
-                      num_workers=num_workers)
+                      drop_last=False, collate_fn=collate, pin_memory=pin_memory, num_workers=num_workers)

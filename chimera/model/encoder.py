@@ -141,7 +141,7 @@ class EncoderClassifier(nn.Module):
         positions = torch.arange(T, device=input_ids.device)
         x = self.emb_dropout(self.tok_emb(input_ids) + self.pos_emb(positions))  # (B, T, C)
         if self.static_shapes:  # every row and position computed, pads masked out of attention and pooling
-            padded, tokens = True, None
+            padded, tokens = True, None  # a fixed-shape eval batch's filler rows (no token) count in no metric
         else:  # a batch of full-length rows needs neither mask nor packing; a padded one packs its tokens
             padded = not bool(mask.all())
             tokens = mask.reshape(-1).nonzero().squeeze(1) if padded else None  # (N,) packed non-padding positions

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 
+from chimera.data.tokenizer import IGNORED_LABEL
 from chimera.records.record import MoeLayerStats
 
 
@@ -36,9 +37,10 @@ def evaluate(model: torch.nn.Module, loader, accelerator: Accelerator, *, with_m
     for batch in loader:
         out = model(batch["input_ids"], batch["attention_mask"])
         logits, labels = accelerator.gather_for_metrics((out.logits.float(), batch["labels"]))
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").double().cpu()
-        correct += int((logits.argmax(-1) == labels).sum())
-        rows += labels.numel()
+        counted = labels != IGNORED_LABEL  # a fixed-shape loader's filler rows count nowhere
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum", ignore_index=IGNORED_LABEL).double().cpu()
+        correct += int(((logits.argmax(-1) == labels) & counted).sum())
+        rows += int(counted.sum())
         if with_moe and out.moe:
             batches += 1
             _accumulate_moe(moe_sums, out.moe)

@@ -60,6 +60,7 @@ def prepare_inputs(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | No
                                  cache_dir=cache_dir)
     augmenter = Augmenter(config.augment) if config.augment.enabled else None
     pin = plan.policy.pin_memory
+    static = plan.policy.step_mode != "eager"  # compiled steps: one batch shape in training and in evaluation
     world = accelerator.num_processes
     # accelerate deals whole batches round-robin to the processes and drops an incomplete last round
     batches_per_epoch = len(subsets.train) // config.train.batch_size // world
@@ -70,11 +71,11 @@ def prepare_inputs(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | No
     def make_train_loader(epoch: int) -> DataLoader:
         loader = train_loader(subsets.train, bundle, augmenter=augmenter, seed=config.seed, epoch=epoch,
                               batch_size=config.train.batch_size, max_length=dc.max_length, pin_memory=pin,
-                              num_workers=plan.policy.num_workers, fixed_width=plan.policy.step_mode != "eager")
+                              num_workers=plan.policy.num_workers, fixed_width=static)
         return _own_generator(loader, config.seed * EPOCH_STRIDE + epoch)
 
     evals = {name: _own_generator(eval_loader(getattr(subsets, name), bundle, batch_size=EVAL_BATCH_SIZE,
-                                              max_length=dc.max_length, pin_memory=pin), 0)
+                                              max_length=dc.max_length, pin_memory=pin, fixed_shape=static), 0)
              for name in ("val", "clean_train", "test")}
     data_info = DataInfo(
         source=str(data_dir) if data_dir else "hub:fancyzhx/ag_news",
