@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import transformers
 
 from chimera.config import RunConfig
-from chimera.data.agnews import load_ag_news
+from chimera.data.dataset import load_ag_news
 from chimera.data.subsets import Subsets, TextSplit, make_subsets
 from chimera.data.tokenizer import EncodedDataset, PadCollate, TokenizerBundle, build_tokenizer
 from chimera.records.record import TargetTime, TimingPoint

@@ -31,6 +31,11 @@ FROM_ACCELERATE = {value: ours for ours, value in ACCELERATE_PRECISION.items()} 
 # The pool every published record was cut from (the offline subset of the train split), listed in
 # chimera/data/manifests/; records from before data.train_pool existed used it too.
 DEFAULT_TRAIN_POOL = "manifest:ag_news-train-subset"
+AG_NEWS = "ag_news"  # data.dataset's default: the dataset every published record trained on
+AG_NEWS_LABELS = ("World", "Sports", "Business", "Sci/Tech")  # its ClassLabel names, labels 0-3
+# The data section's dataset keys at their defaults: a record from before the keys existed read AG News this way.
+DATASET_DEFAULTS = {"dataset": AG_NEWS, "text_column": "text", "label_column": "label", "train_split": "train",
+                    "test_split": "test"}
 _TRAIN_POOL = re.compile(r"all|manifest:[a-z0-9][a-z0-9_.-]*(@sha256:[0-9a-f]{64})?")
 
 
@@ -72,8 +77,23 @@ class DataConfig:
     # order, found by content hash in any source that holds them (the hub, the offline subset); "all" = every
     # row of the source. A run's record pins the manifest's sha256: "manifest:NAME@sha256:HEX".
     train_pool: str = DEFAULT_TRAIN_POOL
+    # Which data: "ag_news" (the hub's fancyzhx/ag_news, or an offline copy given as --data-dir), a hub id, or
+    # a local CSV / JSON Lines / Parquet file or folder (chimera/data/dataset.py); its columns and split names.
+    dataset: str = AG_NEWS
+    text_column: str = "text"
+    label_column: str = "label"
+    train_split: str = "train"
+    test_split: str = "test"  # a single local file has none: its test rows are carved out like val's
 
     def __post_init__(self) -> None:
+        for key in ("dataset", "text_column", "label_column", "train_split", "test_split"):
+            value = getattr(self, key)
+            _check(isinstance(value, str) and value.strip() == value != "", f"data.{key}",
+                   f"must be a non-empty name without surrounding spaces, got {value!r}")
+        _check(self.text_column != self.label_column, "data.label_column",
+               f"must differ from data.text_column (both {self.text_column!r})")
+        _check(self.train_split != self.test_split, "data.test_split",
+               f"must differ from data.train_split (both {self.train_split!r})")
         _check(_TRAIN_POOL.fullmatch(self.train_pool) is not None, "data.train_pool",
                f"must be 'all' or 'manifest:NAME' (optionally '@sha256:HEX'), got {self.train_pool!r}")
         _check(self.train_samples >= 8, "data.train_samples", f"must be >= 8, got {self.train_samples}")

@@ -14,10 +14,12 @@ checking, so a refused command leaves nothing behind.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,19 @@ def read_json(path: Path, what: str, *, missing: str = "", fix: str = "") -> Any
         raise ChimeraError(f"{path}: is a folder, not a {what}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ChimeraError(f"{path}: not a readable JSON {what} ({exc}){advice}") from None
+
+
+_CSV_FIELD_LIMIT = 2**31 - 1  # the stdlib reader's default of 128 KiB would turn one long article into an error
+
+
+@contextmanager
+def long_csv_fields() -> Iterator[None]:
+    """Lift the stdlib csv reader's (process-wide) field size limit for the duration of a scan."""
+    previous = csv.field_size_limit(_CSV_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
 
 
 # --- path arguments -------------------------------------------------------------------------------------

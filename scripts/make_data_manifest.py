@@ -16,7 +16,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-from chimera.data.agnews import HUB_ID, train_row_hashes
+from chimera.data.dataset import HUB_ID, train_row_hashes
 from chimera.data.subsets import MANIFEST_DIR, format_manifest
 from chimera.errors import ChimeraError
 

@@ -115,11 +115,13 @@ def resolve_data_dir(record: RunRecord, data_dir: Path | str | None) -> Path | N
 def subsets_for_record(record: RunRecord, data_dir: Path | str | None) -> tuple[Any, Callable[[str], str]]:
     """Re-derive the run's subsets exactly as the trainer did (same data config and seed); the data module
     only loads for a rescan."""
-    from chimera.data.agnews import load_ag_news
+    from chimera.config import AG_NEWS
+    from chimera.data.dataset import load_data
     from chimera.data.subsets import make_subsets, normalise_text
 
-    splits = load_ag_news(resolve_data_dir(record, data_dir), train_pool=record.config.data.train_pool)
-    subsets = make_subsets(splits, record.config.data, record.seed)
+    data = record.config.data  # another dataset is read from where data.dataset names, as the run read it
+    folder = resolve_data_dir(record, data_dir) if data.dataset == AG_NEWS else None
+    subsets = make_subsets(load_data(data, folder).splits, data, record.seed)
     return subsets, normalise_text
 
 

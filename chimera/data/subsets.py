@@ -213,8 +213,9 @@ def select_rows(hashes: Sequence[str], manifest: Manifest, *, source: str) -> li
     if missing:
         raise ChimeraError(
             f"{source}: {missing} of the {len(manifest)} rows of train-pool manifest {manifest.name} "
-            f"({manifest.path.name}) are not in this train split; load the full split (the hub, or a folder "
-            f"holding all of it), or set data.train_pool=all to use this source's rows as they are")
+            f"({manifest.path.name}: rows of {manifest.source}) are not in this train split; load the full split "
+            f"(the hub, or a folder holding all of it), or set data.train_pool=all to use this source's rows as "
+            "they are")
     return picked
 
 
@@ -232,12 +233,13 @@ class Subsets:
 
 
 def make_subsets(splits: dict[str, TextSplit], cfg: DataConfig, seed: int) -> Subsets:
-    """Seeded stratified subsets; val and test never share a `normalise_text` key with an earlier set.
+    """Seeded stratified subsets; val and test never share a `normalise_text` key with an earlier set. Without
+    a "test" split (a dataset read from one file), test is drawn from the train-split rows train and val left.
 
     Duplicates are removed from the candidate pools before sampling, so the sizes asked for are exact.
     """
     rng = np.random.default_rng(seed)
-    source, official_test = splits["train"], splits["test"]
+    source, official_test = splits["train"], splits.get("test")
     labels = np.asarray(source.labels, dtype=np.int64)
     keys = [dedupe_key(t) for t in source.texts]  # TextSplit texts are already cleaned
     _require(cfg.train_samples, len(source), "data.train_samples", "the train split")
@@ -249,6 +251,8 @@ def make_subsets(splits: dict[str, TextSplit], cfg: DataConfig, seed: int) -> Su
     _require(cfg.val_samples, len(val_pool), "data.val_samples",
              "the train-split rows left after data.train_samples and the leakage guard")
     val_idx = _stratified(rng, val_pool, labels, cfg.val_samples)
+    if official_test is None:  # a single file: its test rows are the ones train and val left, drawn as val's
+        official_test = source.take(np.setdiff1d(rest, val_idx))
 
     test_labels = np.asarray(official_test.labels, dtype=np.int64)
     test_keys = [dedupe_key(t) for t in official_test.texts]

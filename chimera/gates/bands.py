@@ -48,6 +48,10 @@ BEST_STEP_FLOOR_EVALUATIONS = 2
 FINISHED = ("completed", "stopped_early")
 MIN_SEEDS = 5  # the CLI's default; compute_bands itself needs 2 for a standard deviation
 IMPLIED_TRAIN_POOL = "manifest:ag_news-train-subset"  # chimera.config.DEFAULT_TRAIN_POOL (a test holds them equal)
+# chimera.config.DATASET_DEFAULTS (a test holds them equal): AG News by its default columns and splits
+IMPLIED_DATASET = {"dataset": "ag_news", "text_column": "text", "label_column": "label", "train_split": "train",
+                   "test_split": "test"}
+_NO_DEFAULT = object()
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ def config_fingerprint(resolved: dict) -> str:
         config["train"].pop("step_mode", None)
     pool = str(config["data"].get("train_pool", IMPLIED_TRAIN_POOL)).partition("@")[0]
     config["data"] = {k: v for k, v in config["data"].items() if k != "train_pool" or pool != IMPLIED_TRAIN_POOL}
+    # AG News read by its default columns and splits hashes as every run did before the dataset keys existed
+    config["data"] = {k: v for k, v in config["data"].items() if IMPLIED_DATASET.get(k, _NO_DEFAULT) != v}
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 

@@ -34,7 +34,7 @@ from typing import Any, Literal, get_args
 from chimera.config import RunConfig, config_from_dict
 from chimera.records.env import RunEnv
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 Status = Literal["completed", "stopped_early", "failed", "interrupted"]
 STATUSES: tuple[str, ...] = get_args(Status)
 # What the trainer notes in `events`: the closed set the schema allows and the doctor reads (non_finite).
@@ -120,9 +120,10 @@ class TokenStats(_JsonObject):
 class DataInfo(_JsonObject):
     """What the run trained and was measured on, fingerprinted so a rerun can refuse different data."""
 
-    source: str  # the --data-dir folder, or hub:<name>
+    source: str  # the --data-dir folder, the local file or folder, or hub:<name>
+    label_names: list[str]  # label i's name (label_counts' keys are the indices)
     sizes: dict[str, int]  # rows per split (SPLITS)
-    label_counts: dict[str, dict[str, int]]  # split -> label -> rows
+    label_counts: dict[str, dict[str, int]]  # split -> label index -> rows
     leakage: dict[str, int]  # rows the leakage guard removed, by reason
     fingerprints: dict[str, str]  # split -> sha256 of its rows
     tokenizer_sha256: str

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chimera.config import DEFAULT_TRAIN_POOL, SECTIONS, precision_from_accelerate, with_defaults
+from chimera.config import (
+    AG_NEWS_LABELS,
+    DATASET_DEFAULTS,
+    DEFAULT_TRAIN_POOL,
+    SECTIONS,
+    precision_from_accelerate,
+    with_defaults,
+)
 from chimera.records.env import ADDED_AFTER_VERSION_1
 
 
@@ -64,8 +71,23 @@ def _v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 5 names the dataset (config.data.dataset, its columns and splits) and the label names
+    (data.label_names). Every earlier record trained on AG News, read by its default columns and splits."""
+    data = {**data, "schema_version": 5}
+    config = data.get("config")
+    if isinstance(config, dict) and isinstance(config.get("data"), dict):
+        data["config"] = {**config, "data": {**config["data"], **{k: v for k, v in DATASET_DEFAULTS.items()
+                                                                if k not in config["data"]}}}
+    info = data.get("data")
+    if isinstance(info, dict) and "label_names" not in info:
+        data["data"] = {"source": info.get("source"), "label_names": list(AG_NEWS_LABELS),
+                        **{k: v for k, v in info.items() if k != "source"}}
+    return data
+
+
 UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {  # version -> the step to the next one
-    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+    1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:

@@ -114,9 +114,11 @@ class Recipe:
 
     @classmethod
     def for_data(cls, plan: RunPlan, accelerator: Accelerator, inputs: RunInputs) -> Recipe:
-        """The run's recipe: the model sized by the trained tokenizer, the evaluation loaders prepared."""
+        """The run's recipe: the model sized by the trained tokenizer and the data's classes, the evaluation
+        loaders prepared."""
         recipe = cls(plan, accelerator, build_model(plan.config, vocab_size=inputs.tokenizer.vocab_size,
-                                                    pad_id=inputs.tokenizer.pad_id, num_classes=NUM_CLASSES))
+                                                    pad_id=inputs.tokenizer.pad_id,
+                                                    num_classes=len(inputs.data_info.label_names)))
         recipe.eval_loaders = {name: accelerator.prepare(loader) for name, loader in inputs.eval_loaders.items()}
         return recipe
 

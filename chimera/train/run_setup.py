@@ -17,9 +17,9 @@ from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from chimera.config import RunConfig, TrainConfig
-from chimera.data.agnews import load_ag_news
+from chimera.config import AG_NEWS_LABELS, RunConfig, TrainConfig
 from chimera.data.augment import Augmenter
+from chimera.data.dataset import load_data
 from chimera.data.subsets import Subsets, make_subsets
 from chimera.data.tokenizer import (
     EPOCH_STRIDE,
@@ -35,7 +35,7 @@ from chimera.records.record import SPLITS, DataInfo, TokenStats
 from chimera.train.device import DevicePolicy
 from chimera.train.plan import RunPlan
 
-NUM_CLASSES = 4
+NUM_CLASSES = len(AG_NEWS_LABELS)  # the benchmarks' synthetic batches; a run takes its classes from its data
 EVAL_BATCH_SIZE = 256  # evaluation has no gradients, so larger batches are cheaper per row
 
 
@@ -51,11 +51,11 @@ class RunInputs:
 
 def prepare_inputs(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | None,
                    accelerator: Accelerator) -> RunInputs:
-    """Load AG News, cut the seeded subsets, train (or reuse) the tokenizer and build the loaders."""
+    """Load the dataset, cut the seeded subsets, train (or reuse) the tokenizer and build the loaders."""
     config, dc = plan.config, plan.config.data
     with accelerator.main_process_first():  # one process trains the tokenizer, the others hit the cache
-        splits = load_ag_news(data_dir, train_pool=dc.train_pool)
-        subsets = make_subsets(splits, dc, config.seed)
+        data = load_data(dc, data_dir)
+        subsets = make_subsets(data.splits, dc, config.seed)
         bundle = build_tokenizer(subsets.train.texts, vocab_size=dc.vocab_size, lowercase=dc.lowercase,
                                  cache_dir=cache_dir)
     augmenter = Augmenter(config.augment) if config.augment.enabled else None
@@ -78,7 +78,8 @@ def prepare_inputs(plan: RunPlan, *, data_dir: Path | None, cache_dir: Path | No
                                               max_length=dc.max_length, pin_memory=pin, fixed_shape=static), 0)
              for name in ("val", "clean_train", "test")}
     data_info = DataInfo(
-        source=str(data_dir) if data_dir else "hub:fancyzhx/ag_news",
+        source=data.source,
+        label_names=list(data.label_names),
         sizes={name: len(getattr(subsets, name)) for name in SPLITS},
         label_counts={name: {str(k): v for k, v in getattr(subsets, name).label_counts().items()} for name in SPLITS},
         leakage=dict(subsets.leakage),

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from chimera.config import DEFAULT_TRAIN_POOL, DataConfig
-from chimera.data.agnews import load_ag_news
+from chimera.data.dataset import load_ag_news
 from chimera.data.subsets import make_subsets
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from chimera.data.agnews import load_ag_news
+from chimera.data.dataset import load_ag_news
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from chimera.config import AugmentConfig, DataConfig, EvaluationConfig, ModelConfig, RunConfig, TrainConfig
+from chimera.config import (
+    AG_NEWS_LABELS,
+    AugmentConfig,
+    DataConfig,
+    EvaluationConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from chimera.records.env import RunEnv
 from chimera.records.record import (
     SPLITS,
@@ -44,8 +52,9 @@ def minimal_record() -> RunRecord:
         config=CONFIG,
         env=ENV,
         precision=Precision(value="fp32", source="auto", requested="auto", accelerate_launch=None),
-        data=DataInfo(source="x", sizes={k: 8 for k in SPLITS}, label_counts={}, leakage={},
-                      fingerprints={k: FINGERPRINT for k in SPLITS}, tokenizer_sha256=FINGERPRINT, token_stats={}),
+        data=DataInfo(source="x", label_names=list(AG_NEWS_LABELS), sizes={k: 8 for k in SPLITS}, label_counts={},
+                      leakage={}, fingerprints={k: FINGERPRINT for k in SPLITS}, tokenizer_sha256=FINGERPRINT,
+                      token_stats={}),
         params=ParamCounts(total=10, embedding=4, non_embedding=6, active=10),
         curves=[CurvePoint(step=10, train_loss=1.0, val_loss=1.1, val_acc=0.4, lr=1e-4, grad_norm=0.5,
                            clean_train=SplitScore(loss=0.9, acc=0.5))],

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from chimera.config import DataConfig
-from chimera.data.agnews import load_ag_news
+from chimera.data.dataset import load_ag_news
 from chimera.data.subsets import TextSplit, clean_text, make_subsets, normalise_text
 from chimera.errors import ChimeraError
 

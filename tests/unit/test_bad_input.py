@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from chimera import cli
 from chimera.config import RunConfig, apply_overrides, parse_assignment
-from chimera.data.agnews import load_ag_news
+from chimera.data.dataset import load_ag_news
 from chimera.data.subsets import TextSplit
 from chimera.errors import ChimeraError
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from chimera.config import DEFAULT_TRAIN_POOL, DataConfig, RunConfig, config_to_dict, same_rows
+from chimera.config import DATASET_DEFAULTS, DEFAULT_TRAIN_POOL, DataConfig, RunConfig, config_to_dict, same_rows
 from chimera.data import subsets as manifest_module
-from chimera.data.agnews import HUB_ID, load_ag_news, train_row_hashes
+from chimera.data.dataset import HUB_ID, load_ag_news, train_row_hashes
 from chimera.data.subsets import format_manifest, load_manifest, make_subsets, pin_pool, row_hash
 from chimera.errors import ChimeraError
 from chimera.gates import bands
@@ -166,3 +166,12 @@ def test_a_pinned_pool_cuts_the_same_rows_as_its_manifest_and_all_or_other_sizes
     assert same_rows(data, replace(data, train_pool=pin_pool(DEFAULT_TRAIN_POOL))) and same_rows(data, data)
     assert not same_rows(data, replace(data, train_pool="all"))
     assert not same_rows(data, replace(data, train_samples=data.train_samples + 1))
+
+
+def test_bands_hash_ag_news_by_its_default_columns_as_a_config_from_before_the_dataset_keys():
+    assert bands.IMPLIED_DATASET == DATASET_DEFAULTS
+    config = config_to_dict(RunConfig(cell="c", profile="p"))
+    before = {**config, "data": {k: v for k, v in config["data"].items() if k not in DATASET_DEFAULTS}}
+    other = {**config, "data": {**config["data"], "dataset": "mine.csv"}}
+    assert bands.config_fingerprint(config) == bands.config_fingerprint(before)
+    assert bands.config_fingerprint(other) != bands.config_fingerprint(config)

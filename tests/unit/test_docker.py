@@ -206,7 +206,7 @@ def test_dockerignore_keeps_local_state_out_and_the_sources_in():
                  "bench/results/cpu/bench.json", ".pytest_cache/v",
                  "chimera/__pycache__/cli.cpython-311.pyc"):
         assert _dockerignored(path, patterns), f".dockerignore lets {path} into the build context"
-    for path in ("chimera/data/agnews.py", "chimera/cli.py", "pyproject.toml", "README.md",
+    for path in ("chimera/data/dataset.py", "chimera/cli.py", "pyproject.toml", "README.md",
                  "bench/conftest.py", "scripts/prepare_wordnet.sh", *TARGET_FILES, "requirements-bench.txt",
                  "docker/wheelhouse/README.md", "docker/wheelhouse/cpu/torch-2.13.0-cp311-none-any.whl"):
         assert not _dockerignored(path, patterns), f".dockerignore drops {path}, which the images need"

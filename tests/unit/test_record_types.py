@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from chimera import config as config_types
-from chimera.config import DEFAULT_TRAIN_POOL
+from chimera.config import AG_NEWS_LABELS, DATASET_DEFAULTS, DEFAULT_TRAIN_POOL
 from chimera.errors import ChimeraError
 from chimera.records import record as types
 from chimera.records.env import ADDED_AFTER_VERSION_1, RunEnv
@@ -29,6 +29,7 @@ COMMITTED = sorted((REPO / "docs" / "results").rglob("record.json"))
 COMMITTED_V1 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 1]
 COMMITTED_V3 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 3]
 COMMITTED_V4 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 4]
+COMMITTED_V5 = [p for p in COMMITTED if json.loads(p.read_text())["schema_version"] == 5]
 
 
 def _node(pointer: str) -> dict:
@@ -188,7 +189,7 @@ def test_records_round_trip_through_json(cell, tmp_path):
 
 def _version_1(record: types.RunRecord, *, mixed_precision: str) -> dict:
     """The JSON a version-1 trainer wrote before precision was an axis."""
-    data = record.to_json()
+    data = _before_version_5(record.to_json())
     data.update(schema_version=1, env={**data["env"], "mixed_precision": mixed_precision})
     for key in ("precision", "error", "resume"):
         del data[key]
@@ -198,7 +199,7 @@ def _version_1(record: types.RunRecord, *, mixed_precision: str) -> dict:
 def test_a_version_1_record_loads_upgraded_with_the_precision_its_environment_names(tmp_path):
     (tmp_path / "record.json").write_text(json.dumps(_version_1(minimal_record(), mixed_precision="bf16")))
     record = load_record(tmp_path)
-    assert record.schema_version == types.SCHEMA_VERSION == 4
+    assert record.schema_version == types.SCHEMA_VERSION == 5
     assert record.precision == types.Precision(value="bf16", source="auto", requested="auto", accelerate_launch=None)
     assert record.error is None and record.resume is None
     assert record.curves == minimal_record().curves
@@ -216,9 +217,35 @@ def test_a_version_2_record_from_before_the_train_pool_draws_from_the_default_ma
 
 def _version_3(record: types.RunRecord) -> dict:
     """The JSON a version-3 trainer wrote: the final clean train loss under final_metrics.train_loss."""
-    data = record.to_json() | {"schema_version": 3}
+    data = _before_version_5(record.to_json()) | {"schema_version": 3}
     data["final_metrics"] = _renamed(data["final_metrics"], "clean_train_loss", "train_loss")
     return data
+
+
+def _before_version_5(data: dict) -> dict:
+    """`data` as a trainer wrote it before datasets other than AG News: no dataset keys, no label names."""
+    data = {**data, "data": {k: v for k, v in data["data"].items() if k != "label_names"}}
+    data["config"] = {**data["config"], "data": {k: v for k, v in data["config"]["data"].items()
+                                                 if k not in DATASET_DEFAULTS}}
+    return data
+
+
+def _upgraded_to_5(data: dict) -> dict:
+    """What the upgrade adds at version 5, in the place the writer puts it (AG News and its label names)."""
+    data = {**data, "schema_version": 5}
+    data["config"] = {**data["config"], "data": {**data["config"]["data"], **DATASET_DEFAULTS}}
+    data["data"] = {"source": data["data"]["source"], "label_names": list(AG_NEWS_LABELS),
+                    **{k: v for k, v in data["data"].items() if k != "source"}}
+    return data
+
+
+def test_a_version_4_record_loads_as_ag_news_with_its_label_names(tmp_path):
+    original = minimal_record()
+    data = _before_version_5(original.to_json()) | {"schema_version": 4}
+    (tmp_path / "record.json").write_text(json.dumps(data))
+    record = load_record(tmp_path)
+    assert record == original and record.data.label_names == list(AG_NEWS_LABELS)
+    assert record.config.data.dataset == "ag_news" and record.to_json() == _upgraded_to_5(data)
 
 
 def _renamed(node: dict, old: str, new: str) -> dict:
@@ -232,7 +259,7 @@ def test_a_version_3_record_loads_with_its_final_train_loss_as_the_clean_train_l
     assert "clean_train_loss" not in data["final_metrics"]
     (tmp_path / "record.json").write_text(json.dumps(data))
     record = load_record(tmp_path)
-    assert record.schema_version == types.SCHEMA_VERSION == 4
+    assert record.schema_version == types.SCHEMA_VERSION == 5
     assert record.final_metrics.clean_train_loss == data["final_metrics"]["train_loss"] == 0.9
     assert record == original  # the curves keep train_loss: that one is the optimisation loss as trained
 
@@ -281,16 +308,21 @@ def test_a_version_2_record_with_an_unknown_env_or_config_key_is_refused(tmp_pat
         load_record(tmp_path)
 
 
-def test_committed_records_are_version_1_3_or_the_current_4():
-    assert COMMITTED_V1 and COMMITTED_V3 and COMMITTED_V4 and types.SCHEMA_VERSION == 4
-    assert len(COMMITTED_V1) + len(COMMITTED_V3) + len(COMMITTED_V4) == len(COMMITTED)  # a new version: a new test
+def test_every_committed_record_is_version_3_or_later_with_a_commit():
+    assert types.SCHEMA_VERSION == 5 and not COMMITTED_V1, [str(p.relative_to(REPO)) for p in COMMITTED_V1]
+    assert len(COMMITTED_V3) + len(COMMITTED_V4) + len(COMMITTED_V5) == len(COMMITTED)  # a new version: a new test
+    assert all(load_record(path).env.git_commit for path in COMMITTED)
 
 
-@pytest.mark.parametrize("path", COMMITTED_V4, ids=lambda p: str(p.parent.relative_to(REPO)))
-def test_the_committed_current_records_round_trip_byte_for_byte_with_commit_and_step_mode(path, tmp_path):
+@pytest.mark.parametrize("path", COMMITTED_V4 + COMMITTED_V5, ids=lambda p: str(p.parent.relative_to(REPO)))
+def test_the_committed_version_4_and_5_records_are_rewritten_changing_only_what_version_5_adds(path, tmp_path):
+    raw = json.loads(path.read_text())
     record = load_record(path)
     assert record.env.git_commit and record.env.git_dirty is False and record.config.train.step_mode == "eager"
-    assert write_record(record, tmp_path / "again").read_bytes() == path.read_bytes()
+    expected = path.read_text() if raw["schema_version"] == 5 else json.dumps(_upgraded_to_5(raw), indent=1) + "\n"
+    written = write_record(record, tmp_path / "again")
+    assert written.read_text() == expected  # every other byte as committed
+    assert write_record(load_record(written), tmp_path / "twice").read_bytes() == written.read_bytes()
 
 
 @pytest.mark.parametrize("path", COMMITTED_V3, ids=lambda p: str(p.parent.relative_to(REPO)))
@@ -306,6 +338,7 @@ def test_the_committed_version_3_records_load_and_are_rewritten_changing_only_th
     expected = re.sub(r'(\n   "precision": "\w+")(\n  },\n  "evaluation")', r'\1,\n   "step_mode": "eager"\2', expected,
                       count=1)
     assert expected.count('"clean_train_loss": ') == text.count('"clean_train_loss": ') + 1
+    expected = json.dumps(_upgraded_to_5(json.loads(expected)), indent=1) + "\n"  # ... and what version 5 adds
     written = write_record(record, tmp_path / "now")
     assert written.read_text() == expected  # every other byte as committed
     again = write_record(load_record(written), tmp_path / "again")
@@ -319,13 +352,15 @@ def test_the_committed_version_1_records_load_and_keep_every_key_and_value(path)
     record = load_record(path)
     again = record.to_json()
     validate_record(again)
-    upgraded = ("schema_version", "precision", "config", "env", "final_metrics")
+    upgraded = ("schema_version", "precision", "config", "env", "final_metrics", "data")
     assert {k: v for k, v in again.items() if k not in upgraded} == {k: v for k, v in raw.items() if k not in upgraded}
+    assert again["data"] == {"source": raw["data"]["source"], "label_names": list(AG_NEWS_LABELS), **raw["data"]}
     assert again["final_metrics"] == _renamed(raw["final_metrics"], "train_loss", "clean_train_loss")
     # config and env keep every key and value, exactly (as JSON text: 1 and 1.0 differ there); the upgrade
     # only adds what the record lacked: the hardware fields as None, the precision that ran
     for part, may_add in (("env", {*ADDED_AFTER_VERSION_1, "precision"}),
-                          ("config", {"train.precision", "data.train_pool", "train.step_mode"})):
+                          ("config", {"train.precision", "data.train_pool", "train.step_mode",
+                                      *(f"data.{key}" for key in DATASET_DEFAULTS)})):
         written, original = _flat(again[part]), _flat(raw[part])
         assert json.dumps({k: written[k] for k in original}) == json.dumps(original)
         assert set(written) - set(original) <= may_add
