@@ -285,10 +285,11 @@ COMMANDS: tuple[Command, ...] = (
                          role="the history store to draw",
                          help="also draw the trends of a `chimera history` store (a History section and figure)"))),
     Command(name="history", help="results across commits and machines: add records and benchmark JSON, show "
-            "trends", default="show",
+            "trends, export them, draw them as a site", default="show",
             description="chimera history add FILE_OR_FOLDER... ingests results into one SQLite store; chimera "
             "history [show] prints per cell the normalised step time and final metrics by commit and machine, "
-            "flagging the commits where the speed gate or the loss bands would have failed.",
+            "flagging the commits where the speed gate or the loss bands would have failed; chimera history export "
+            "writes the store's rows as CSV or JSON; chimera history site OUT/ draws them as offline HTML pages.",
             subcommands=(
                 Command(name="add", help="ingest run records and pytest-benchmark JSON into the store",
                         handler="chimera.history.command:run_history_add",
@@ -315,6 +316,30 @@ COMMANDS: tuple[Command, ...] = (
                                      help="speed gate: a normalised step time more than this fraction above the "
                                      "previous commit's on the same machine is a regression; default "
                                      f"{SPEED_THRESHOLD}"))),
+                Command(name="export", help="every row of the store as CSV or JSON, for a spreadsheet or pandas",
+                        handler="chimera.history.command:run_history_export",
+                        description="One row per run record and per benchmark with every column the store holds "
+                        "(the file's: hash, kind, path, commit, machine, calibration, its text as `body`; then the "
+                        "run's or the benchmark's), ordered by kind, commit, cell, profile, precision, seed and "
+                        "benchmark name, so two exports of one store are identical.",
+                        arguments=(
+                            _STORE,
+                            Argument(flags=("--format",), required=True, metavar="{csv,json}",
+                                     help="csv (a header line; an absent value is empty) or json (a list of "
+                                     "objects, absent values null)"),
+                            Argument(flags=("--out",), type=Path, default=None, path=WRITE_FILE,
+                                     role="the export to write", help="file to write; default: stdout"))),
+                Command(name="site", help="a static HTML site of the trends, offline: one page of charts per cell",
+                        handler="chimera.history.command:run_history_site",
+                        description="Write OUT/index.html (the cells) and one page per cell: per profile, the "
+                        "normalised step time, MFU, time to each target and test accuracy over commits, one series "
+                        "per machine and precision, each point linked to its file. Opened as a file: no server, "
+                        "nothing fetched; a figure the store holds no number for says so on the page.",
+                        arguments=(
+                            Argument(flags=("out_dir",), type=Path, metavar="OUT", path=WRITE_DIR,
+                                     role="the site goes here", help="folder for index.html and the cell pages "
+                                     "(created; pages of the same name are replaced)"),
+                            _STORE)),
             )),
     Command(name="tables", help="the README and docs tables generated from committed results: check or rewrite them",
             subcommands=(

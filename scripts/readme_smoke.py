@@ -184,9 +184,15 @@ SMOKES: tuple[Smoke, ...] = (
     Smoke("history", ("chimera history add FILE_OR_FOLDER... [--store S]",
                       "chimera history add runs/ci bench/results/ci/bench.json", "chimera history",
                       "chimera history [show] [--cells P] [--bands B]",
-                      "chimera report RUN_DIR --history S"), (
+                      "chimera report RUN_DIR --history S",
+                      "chimera history export --format csv\\|json [--out FILE]",
+                      "chimera history export --format csv --out history.csv",
+                      "chimera history site OUT/", "chimera history site history-site/"), (
         Step("$CHIMERA history add $RECORDS $SMOKE/bench/cpu/bench.json --store $SMOKE/history.sqlite"),
         Step("$CHIMERA history show --store $SMOKE/history.sqlite"),
+        Step("$CHIMERA history export --store $SMOKE/history.sqlite --format csv --out $SMOKE/history.csv"),
+        Step("$CHIMERA history export --store $SMOKE/history.sqlite --format json", expect='"sha256"'),
+        Step("$CHIMERA history site $SMOKE/history-site --store $SMOKE/history.sqlite", expect="cell page(s)"),
         Step("$CHIMERA report $RECORDS --history $SMOKE/history.sqlite --out $SMOKE/report-history"))),
     Smoke("bench-cpu-docker", ("DOCKER=podman make docker-cpu bench-cpu-docker", "make docker-cpu bench-cpu-docker",
                                "make docker-cpu", "make bench-cpu-docker", "make wheelhouse",

@@ -1,7 +1,9 @@
-"""`chimera history add FILE_OR_FOLDER...` and `chimera history [show]`.
+"""`chimera history add FILE_OR_FOLDER...`, `chimera history [show]`, `history export` and `history site`.
 
     chimera history add runs/ci bench/results/ci.json [--commit SHA] [--store results/history.sqlite]
     chimera history [show] [--cells fixed/*] [--bands FILE] [--threshold 0.15]
+    chimera history export --format csv|json [--out FILE]
+    chimera history site OUT/
 
 Store: --store, else $CHIMERA_HISTORY, else results/history.sqlite. `add` parses every file before it
 opens the store, then inserts them in one transaction: a corrupt or foreign file is one line (exit 2)
@@ -36,6 +38,33 @@ def run_history_show(args: argparse.Namespace, out: TextIO | None = None) -> int
     """`chimera history [show]`."""
     return _show(args.store or default_store(), cells=args.cells, bands=args.bands, threshold=args.threshold,
                  out=out or sys.stdout)
+
+
+def run_history_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """`chimera history export`: every row of the store as CSV or JSON, to --out or stdout."""
+    from chimera.fileio import atomic_write_text
+    from chimera.history import store as history_store
+    from chimera.history.export import FORMATS, export_text
+
+    if args.format not in FORMATS:  # before the store is read: a typo costs nothing
+        raise ChimeraError(f"--format {args.format}: expected {' or '.join(FORMATS)}")
+    text = export_text(*history_store.rows(args.store or default_store()), args.format)
+    if args.out is None:
+        (out or sys.stdout).write(text)
+    else:
+        atomic_write_text(args.out, text)
+    return 0
+
+
+def run_history_site(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """`chimera history site OUT/`: index.html and one page per cell, offline."""
+    from chimera.history import store as history_store
+    from chimera.history.site import write_site
+
+    store = args.store or default_store()
+    pages = write_site(history_store.load(store), args.out_dir)
+    (out or sys.stdout).write(f"{pages[0]}: {len(pages) - 1} cell page(s) from {store}\n")
+    return 0
 
 
 def _add(paths: list[Path], store: Path, *, commit: str | None, out: TextIO) -> int:

@@ -135,6 +135,25 @@ def load(store: Path) -> History:
                    calibration_s=calibration)
 
 
+def rows(store: Path) -> tuple[list[str], list[dict]]:
+    """Every column the store holds, one row per run record or benchmark (a file's columns repeated on each of
+    its benchmarks; a benchmark file without any keeps one row), in a fixed order: `chimera history export`."""
+    with _connect(store, create=False) as db:
+        renamed = {column: name for name, column in _RENAMED_IN.get(_version(db), {}).items()}
+        filled_by: dict[str, list[str]] = {}  # exported column -> the table columns that fill it
+        for table in ("files", "runs", "benchmarks"):
+            for column in (row[1] for row in db.execute(f"PRAGMA table_info({table})")):
+                if column != "file":  # runs.file and benchmarks.file repeat files.sha256
+                    filled_by.setdefault(renamed.get(column, column), []).append(f"{table}.{column}")
+        # cell, profile and precision are in runs and benchmarks: a row has one of them (the file's kind).
+        select = ", ".join(f"COALESCE({', '.join(sources)}, NULL) AS {name}" for name, sources in filled_by.items())
+        cursor = db.execute(f"SELECT * FROM (SELECT {select} FROM files LEFT JOIN runs ON runs.file = files.sha256 "
+                            "LEFT JOIN benchmarks ON benchmarks.file = files.sha256) "
+                            "ORDER BY kind, commit_sha, cell, profile, precision, seed, name, machine, sha256")
+        columns = [d[0] for d in cursor.description]
+        return columns, [dict(zip(columns, row, strict=True)) for row in cursor]
+
+
 @contextmanager
 def _connect(store: Path, *, create: bool) -> Iterator[sqlite3.Connection]:
     """An open store; ChimeraError for a missing one (when reading), a non-SQLite file or another schema."""

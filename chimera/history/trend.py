@@ -84,7 +84,7 @@ def build_trends(history: History, *, threshold: float = DEFAULT_THRESHOLD,
                  bands_for: BandsFor = packaged_bands) -> list[CellTrend]:
     """Every cell's trend, cells sorted by (cell, profile, precision), points by commit order."""
     points: dict[tuple[str, str, str], dict[tuple[str, str], Point]] = {}
-    order = _commit_order(history)
+    order = commit_order(history)
 
     def point(cell: str, profile: str, precision: str, sha: str) -> Point:
         source = history.sources[sha]
@@ -121,7 +121,7 @@ def _judge_losses(point: Point, bands: dict | None) -> None:
             point.loss_failures.append(", ".join(sorted({v.metric for v in violations})))
 
 
-def _commit_order(history: History) -> dict[str, tuple[str | None, str]]:
+def commit_order(history: History) -> dict[str, tuple[str | None, str]]:
     """commit -> (its time, a sort key): a benchmark file's commit time when one says it, else the
     earliest run of that commit; commits without any time sort last."""
     times: dict[str, list[str]] = {}

@@ -16,7 +16,8 @@ import pytest
 from chimera import cli, fileio
 from chimera.commands import Argument, leaves
 
-REQUIRED = {"train": ["--cell", "fixed/dense"]}  # arguments a command needs besides its paths
+# arguments a command needs besides its paths
+REQUIRED = {"train": ["--cell", "fixed/dense"], "history export": ["--format", "csv"]}
 PATH_ARGUMENTS = {name: [a for a in command.arguments if a.path is not None] for name, command in leaves().items()}
 
 
