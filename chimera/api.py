@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chimera.config import RunConfig
+from chimera.config import AG_NEWS, RunConfig
 from chimera.errors import EXIT_FAILED, EXIT_INTERRUPTED, ChimeraError
 from chimera.matrix import Matrix, load_matrix
 
@@ -48,12 +48,13 @@ def train_config(config: RunConfig, *, out_dir: Path | str = "runs", data_dir: P
                  log_with: Sequence[str] = ()) -> RunRecord:
     """Train `config` into OUT_DIR/<cell>-<profile>-s<seed>/ and return its record (also written there as record.json).
 
-    `data_dir`: an AG News folder; None: $CHIMERA_DATA_DIR, else the Hugging Face hub. `resume`: the run
+    `data_dir`: AG News' local copy; None: $CHIMERA_DATA_DIR, else the Hugging Face hub (another data.dataset
+    is read from where it names). `resume`: the run
     folder of an interrupted run of this config to continue (`out_dir` is then its parent). `log_with`:
     accelerate tracker names. The record's status is completed, stopped_early or interrupted; bad input raises
     ChimeraError before any work, and a run that fails writes a `failed` record and raises RunFailed (a
     ChimeraError)."""
-    data, trackers = data_folder(data_dir), _trackers(log_with)
+    data, trackers = data_folder(data_dir, dataset=config.data.dataset), _trackers(log_with)
     plan = _plan(config, Path(resume).parent if resume is not None else Path(out_dir))
     if resume is not None and plan.run_dir.resolve() != Path(resume).resolve():
         raise ChimeraError(f"--resume {resume}: it is not the run folder of {config.cell} "
@@ -78,14 +79,15 @@ def train_matrix(profile: str = "ci", *, cells: Iterable[str] | None = None, see
         raise ChimeraError("seeds: give at least one")
     if len(set(seeds)) != len(seeds):
         raise ChimeraError(f"--seeds {' '.join(map(str, seeds))}: a seed is repeated")
-    data, trackers = data_folder(data_dir), _trackers(log_with)
+    trackers = _trackers(log_with)
     configs = _matrix_configs(_matrix(matrix), profile, cells=chosen, seeds=seeds, ablation=ablation,
                               device=device, overrides=list(overrides))
+    data = {config.data.dataset: data_folder(data_dir, dataset=config.data.dataset) for config in configs}
     plans = [_plan(config, Path(out_dir)) for config in configs]
     records: list[RunRecord] = []
     for plan in plans:
-        record = _train_going_on(plan, data_dir=data, cache_dir=cache_dir, quiet=quiet, log_with=trackers,
-                                 on_failure=on_failure or _log_failure)
+        record = _train_going_on(plan, data_dir=data[plan.config.data.dataset], cache_dir=cache_dir, quiet=quiet,
+                                 log_with=trackers, on_failure=on_failure or _log_failure)
         records += [record] if record is not None else []
         if record is not None and record.status == "interrupted":  # Ctrl-C / SIGTERM stops the whole matrix
             log.info("matrix %s: interrupted during %s; resume it with train --resume", profile, plan.config.cell)
@@ -95,8 +97,15 @@ def train_matrix(profile: str = "ci", *, cells: Iterable[str] | None = None, see
     return records
 
 
-def data_folder(value: Path | str | None, *, flag: str = "data_dir") -> Path | None:
-    """`value`, else $CHIMERA_DATA_DIR, else None (the Hugging Face hub); a folder that is not there is refused."""
+def data_folder(value: Path | str | None, *, flag: str = "data_dir", dataset: str = AG_NEWS) -> Path | None:
+    """AG News' local copy: `value`, else $CHIMERA_DATA_DIR, else None (the Hugging Face hub); a folder that is
+    not there is refused. Another `dataset` is read from where data.dataset names: the variable is not its
+    data, and a `value` given beside it is refused rather than ignored."""
+    if dataset != AG_NEWS:
+        if value:
+            raise ChimeraError(f"{flag} {value}: it names AG News' local copy; data.dataset={dataset} names the data "
+                               "to read (leave it out)")
+        return None
     raw = value or os.environ.get(DATA_ENV) or None
     if raw is None:
         return None
@@ -191,12 +200,11 @@ def run_train(args: argparse.Namespace) -> int:
     """`chimera train`: one cell, or the run folder --resume names (through `train_config`, as a script would)."""
     from chimera.train.recipe import RunFailed
 
-    data_dir = data_folder(args.data_dir, flag="--data-dir")
     overrides = _with_precision(args.overrides, args.precision)
     config = resolve_config(args.cell, args.profile, seed=args.seed, device=args.device, overrides=overrides,
                            matrix=args.matrix)
     try:
-        record = train_config(config, out_dir=args.out, data_dir=data_dir, cache_dir=args.cache_dir,
+        record = train_config(config, out_dir=args.out, data_dir=args.data_dir, cache_dir=args.cache_dir,
                               resume=args.resume, quiet=args.quiet, log_with=args.log_with)
     except RunFailed as exc:
         print(f"chimera: run failed: {exc}", file=sys.stderr)
@@ -219,7 +227,7 @@ def run_matrix(args: argparse.Namespace) -> int:
 
     records = train_matrix(
         args.profile, cells=args.cells, seeds=args.seeds if args.seeds is not None else [args.seed],
-        ablation=args.ablation, out_dir=args.out, data_dir=data_folder(args.data_dir, flag="--data-dir"),
+        ablation=args.ablation, out_dir=args.out, data_dir=args.data_dir,
         overrides=_with_precision(args.overrides, args.precision), device=args.device, matrix=args.matrix,
         cache_dir=args.cache_dir, quiet=args.quiet, log_with=args.log_with, on_failure=say)
     if records and records[-1].status == "interrupted":

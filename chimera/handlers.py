@@ -22,7 +22,7 @@ DATA_ENV = api.DATA_ENV  # what --data-dir falls back to (the command table stat
 def run_reproduce(args: argparse.Namespace) -> int:
     from chimera.reproduce import reproduce_main
 
-    return reproduce_main(args.record, out_dir=args.out, data_dir=_data_dir(args), cache_dir=args.cache_dir,
+    return reproduce_main(args.record, out_dir=args.out, data_dir=args.data_dir, cache_dir=args.cache_dir,
                           quiet=args.quiet, out=sys.stdout)
 
 
@@ -67,7 +67,3 @@ def run_tables_write(args: argparse.Namespace) -> int:
 def _repository() -> Path:
     return Path(chimera.__file__).resolve().parents[1]
 
-
-def _data_dir(args: argparse.Namespace) -> Path | None:
-    """--data-dir, else $CHIMERA_DATA_DIR, else None (the Hugging Face hub)."""
-    return api.data_folder(args.data_dir, flag="--data-dir")

@@ -29,7 +29,10 @@ from chimera.records.store import RECORD_NAME, load_record
 def reproduce_main(record_path: Path, *, out_dir: Path, data_dir: Path | None, cache_dir: Path | None = None,
                    quiet: bool = False, out: TextIO) -> int:
     """Rerun the record at `record_path` into `out_dir`, write the diff to `out`; 0 identical, 1 not."""
+    from chimera.api import data_folder
+
     old = load_record(record_path)
+    data_dir = data_folder(data_dir, flag="--data-dir", dataset=old.config.data.dataset)  # the record's dataset
     new, new_path = rerun(old, where=str(record_path), out_dir=out_dir, data_dir=data_dir, cache_dir=cache_dir,
                           quiet=quiet)
     diff = diff_records(old, new)

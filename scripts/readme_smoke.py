@@ -109,8 +109,14 @@ SMOKES: tuple[Smoke, ...] = (
                     "chimera train --cell fixed/dense --profile ci",
                     "chimera train --cell fixed/dense --profile ci --set train.max_steps=100",
                     "chimera train --cell fixed/dense --profile ci --set data.train_pool=all",
-                    "chimera train --device cuda"), (
+                    "chimera train --device cuda",
+                    "chimera train --cell fixed/dense --profile ci --set data.dataset=path/to/news --set "
+                    "data.text_column=headline --set data.label_column=topic --set data.train_pool=all"), (
         Step(f"{TRAIN} --out $SMOKE/train --seed 1 --set train.lr=2e-4 --precision fp32 --log-with tensorboard"),
+        # another dataset: one CSV file (its test rows carved out), read by data.dataset, not --data-dir
+        Step("$CHIMERA train --cell fixed/dense --profile ci --device cpu --quiet $TINY --set "
+             "data.dataset=$DATA/train.csv --set data.text_column=text --set data.label_column=label "
+             "--set data.train_pool=all --out $SMOKE/own-data"),
         Step(f"{TRAIN} --out $SMOKE/train-pool-all --set data.train_pool=all"),
         # a torch without CUDA (or a host without a visible GPU) refuses in one line, never trains on the CPU
         Step(TRAIN.replace("--device cpu", "--device cuda") + " --out $SMOKE/train-cuda", ok=(2,),

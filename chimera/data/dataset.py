@@ -85,7 +85,7 @@ def load_data(data: DataConfig, data_dir: Path | str | None = None) -> LoadedDat
     else:
         if data_dir is not None:
             raise ChimeraError(f"--data-dir {data_dir}: it holds AG News; data.dataset={data.dataset} names the "
-                               "data to read (leave --data-dir out, and unset $CHIMERA_DATA_DIR)")
+                               "data to read (leave --data-dir out)")
         read, declared, source = _load_named(data)
         names, numbered = _number_labels(read, declared, train=data.train_split)
         numbered = {("train" if k == data.train_split else "test"): v for k, v in numbered.items()}

@@ -165,8 +165,8 @@ def test_gate_imports_only_stdlib_chimera_errors_fileio_and_the_bench_reader(mod
     chimera_imports = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                        and node.module and node.module.startswith("chimera")}
     assert chimera_imports <= {"chimera.errors", "chimera.fileio", "chimera.records.bench_report"}
-    stdlib = {"__future__", "argparse", "collections", "dataclasses", "fnmatch", "json", "os", "pathlib", "subprocess",
-              "sys", "tempfile", "types", "typing"}
+    stdlib = {"__future__", "argparse", "collections", "contextlib", "csv", "dataclasses", "fnmatch", "json", "os",
+              "pathlib", "subprocess", "sys", "tempfile", "types", "typing"}
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
