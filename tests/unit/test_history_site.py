@@ -221,3 +221,22 @@ def test_the_console_check_catches_a_page_that_throws(two_machines, tmp_path, ca
     parser.feed(dom)
     assert code == 0 and parser.series == []
     assert len(console) == 1 and "Uncaught Error: drawn nothing" in console[0]
+
+
+REPO = Path(__file__).resolve().parents[2]
+COMMITTED = ("docs/results/full", "docs/results/ci-seeds", "docs/results/bench/cpu.json",
+             "docs/results/gpu-check/h200/bench.json")  # records of two machines, benchmarks of two
+
+
+def test_a_site_of_the_committed_results_opens_in_a_browser_with_every_series_and_no_console_error(tmp_path, capsys):
+    store, site = tmp_path / "history.sqlite", tmp_path / "site"
+    assert history("add", *(str(REPO / path) for path in COMMITTED), "--store", str(store), capsys=capsys)[0] == 0
+    rows = json.loads(history("export", "--format", "json", "--store", str(store), capsys=capsys)[1])
+    expected = {f"{row['machine_label']} · {row['precision']}" for row in rows if row["cell"] == "fixed/dense"}
+    assert len({label.partition(" · ")[0] for label in expected}) >= 2  # the committed results span two machines
+    history("site", str(site), "--store", str(store), capsys=capsys)
+    code, dom, console = render(site / "fixed-dense.html", tmp_path / "profile")
+    assert code == 0 and console == []
+    parser = _Series()
+    parser.feed(dom)
+    assert {series for _, series in parser.series} == expected  # every machine and precision drawn, no other
