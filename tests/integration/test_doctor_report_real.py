@@ -14,7 +14,8 @@ from chimera.analysis.report_figures import DPI, FIGSIZES, TRAIN_COLOUR, VAL_COL
 from tests.helpers import load_cell, run_chimera
 from tests.report_checks import assert_figure, assert_row_matches, assert_stat, matrix_table
 
-pytestmark = pytest.mark.integration
+# one test process trains the ci matrix (a session fixture) for every test that reads it
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ci_matrix")]
 
 CELLS = ("baseline/dense", "baseline/moe", "fixed/dense", "fixed/moe", "reference/bow")
 

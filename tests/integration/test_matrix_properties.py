@@ -14,7 +14,8 @@ import pytest
 
 from tests.helpers import load_cell
 
-pytestmark = pytest.mark.integration
+# one test process trains the ci matrix (a session fixture) for every test that reads it
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("ci_matrix")]
 
 CHANCE_ACC = 0.25
 # fixed/*: measured min clean train loss over the run: 0.268-0.331

