@@ -82,10 +82,11 @@ $(VENV)/.installed: requirements-cpu.txt requirements-dev.txt pyproject.toml scr
 
 # The full tier gets the data folder resolved above, so the integration tests run wherever `make matrix` would.
 # Test processes for `make test` (pytest-xdist): most tests train in a one-thread subprocess, so two keep two
-# cores busy; tests that share the ci matrix or a launcher's port run in one process each (xdist_group).
+# cores busy. --dist loadfile keeps a file's tests in one process: the ci matrix, a session fixture, is read
+# by one file only, so it trains once.
 TEST_WORKERS ?= 2
 test: setup ## the full tier: unit + integration on real AG News (DATA_DIR); what CI runs
-	CHIMERA_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	CHIMERA_DATA_DIR=$(DATA_DIR) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # More pytest flags for test-fast, e.g. PYTEST_ARGS="-k doctor" or "-x".
 PYTEST_ARGS ?=

@@ -27,8 +27,7 @@ from chimera.records.record import RunRecord
 from chimera.records.store import load_record
 from tests.helpers import TINY, quiet_env, run_chimera, sets
 
-# torchrun's rendezvous port is fixed: one test process runs every multi-process launch (xdist_group)
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("launchers")]
+pytestmark = pytest.mark.integration
 
 RUN = "fixed-dense-ci-s0"
 SETTINGS = sets(*TINY, "model.dropout=0", "augment.synonym_prob=0", "train.lr=0.001", "train.patience=100",

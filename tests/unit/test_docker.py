@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from fnmatch import fnmatch
@@ -237,7 +238,6 @@ def test_accelerate_configs_cover_one_gpu_one_node_two_nodes_and_two_cpu_process
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("launchers")  # a fixed rendezvous port: never beside another launch
 def test_cpu_2proc_config_starts_a_two_process_gloo_group(tmp_path):
     """accelerate 1.15's MULTI_CPU type starts one process without MPI; the shipped config must start two."""
     script = tmp_path / "probe.py"
@@ -245,9 +245,12 @@ def test_cpu_2proc_config_starts_a_two_process_gloo_group(tmp_path):
                       "a = Accelerator(cpu=True)  # as chimera's trainer builds it on the cpu policy\n"
                       "open(sys.argv[1] + f'/rank{a.process_index}', 'w').write(f'{a.num_processes} "
                       "{a.distributed_type.value}')\n")
+    with socket.socket() as probe:  # a free port: torchrun's default one may be in use by a launch beside this
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                str(REPO / "docker/accelerate/cpu_2proc.yaml"), "--num_cpu_threads_per_process", "1",
-               str(script), str(tmp_path)]
+               "--main_process_port", str(port), str(script), str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     seen = sorted((path.name, path.read_text()) for path in tmp_path.glob("rank*"))
