@@ -58,7 +58,10 @@ def quiet_env(**extra: str) -> dict[str, str]:
     """The environment for training subprocesses: one torch thread (on a shared 2-core box a tiny op can
     stall ~100 ms while the thread pool waits for a busy core) plus `extra`. Every run a test compares
     uses it, so comparisons stay like for like."""
-    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+    # a subprocess is a session of its own: xdist's worker variables would make a pytest inside it (the GPU
+    # check's benchmark pass) believe it runs under xdist, which turns benchmarks off
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    return {**inherited, "OMP_NUM_THREADS": "1", **extra}
 
 
 TOPICS = (("council", "minister", "treaty", "election"), ("league", "striker", "coach", "season"),

@@ -21,7 +21,7 @@ from chimera.config import AG_NEWS_LABELS, DATASET_DEFAULTS, DEFAULT_TRAIN_POOL
 from chimera.errors import ChimeraError
 from chimera.records import record as types
 from chimera.records.env import ADDED_AFTER_VERSION_1, RunEnv
-from chimera.records.store import load_record, load_schema, validate_record, write_record
+from chimera.records.store import load_record, load_schema, write_record
 from tests.unit.record_factory import CELL_SHAPES, minimal_record, run_record
 
 REPO = Path(__file__).resolve().parents[2]
@@ -343,39 +343,6 @@ def test_the_committed_version_3_records_load_and_are_rewritten_changing_only_th
     assert written.read_text() == expected  # every other byte as committed
     again = write_record(load_record(written), tmp_path / "again")
     assert again.read_bytes() == written.read_bytes()  # a record written now round-trips exactly
-
-
-@pytest.mark.parametrize("path", COMMITTED_V1, ids=lambda p: str(p.parent.relative_to(REPO)))
-def test_the_committed_version_1_records_load_and_keep_every_key_and_value(path):
-    raw = json.loads(path.read_text())
-    assert raw["schema_version"] == 1  # written before the typed record: the upgrade path is what loads them
-    record = load_record(path)
-    again = record.to_json()
-    validate_record(again)
-    upgraded = ("schema_version", "precision", "config", "env", "final_metrics", "data")
-    assert {k: v for k, v in again.items() if k not in upgraded} == {k: v for k, v in raw.items() if k not in upgraded}
-    assert again["data"] == {"source": raw["data"]["source"], "label_names": list(AG_NEWS_LABELS), **raw["data"]}
-    assert again["final_metrics"] == _renamed(raw["final_metrics"], "train_loss", "clean_train_loss")
-    # config and env keep every key and value, exactly (as JSON text: 1 and 1.0 differ there); the upgrade
-    # only adds what the record lacked: the hardware fields as None, the precision that ran
-    for part, may_add in (("env", {*ADDED_AFTER_VERSION_1, "precision"}),
-                          ("config", {"train.precision", "data.train_pool", "train.step_mode",
-                                      *(f"data.{key}" for key in DATASET_DEFAULTS)})):
-        written, original = _flat(again[part]), _flat(raw[part])
-        assert json.dumps({k: written[k] for k in original}) == json.dumps(original)
-        assert set(written) - set(original) <= may_add
-    assert record.env.precision == record.config.train.precision == record.precision.value
-    assert record.precision.value == "fp32" and raw["env"]["mixed_precision"] == "no"
-    if "precision" in raw:  # written once precision was an axis: kept as it was, not re-derived
-        assert again["precision"] == raw["precision"]
-
-
-def _flat(node: dict, prefix: str = "") -> dict:
-    """A config or env as dotted key -> value (lists are values)."""
-    out = {}
-    for key, value in node.items():
-        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
 
 
 def test_a_record_of_an_unknown_version_is_refused_in_one_line(tmp_path):
