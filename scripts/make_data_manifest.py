@@ -2,9 +2,13 @@
 
     python scripts/make_data_manifest.py "$CHIMERA_DATA_DIR" --name ag_news-train-subset
     python scripts/make_data_manifest.py "$CHIMERA_DATA_DIR" --name ag_news-train-subset --check
+    python scripts/make_data_manifest.py news.csv --name news --as-dataset --text-column headline --label-column topic
 
 The folder is read exactly as `chimera train --data-dir` reads it (either layout); each row becomes
-chimera.data.subsets.row_hash of its hub text and label, so the manifest holds no text. `--check` writes
+chimera.data.subsets.row_hash of its hub text and label, so the manifest holds no text. With --as-dataset,
+DATA is another dataset, read as `--set data.dataset=DATA` reads it (its columns by --text-column /
+--label-column), each row hashed with its label's index; a run then selects it with
+data.train_pool=manifest:NAME. `--check` writes
 nothing and exits 1 when the committed manifest differs from what the folder gives.
 Exit codes: 0 written (or unchanged), 1 --check found a difference, 2 bad input.
 """
@@ -16,18 +20,20 @@ import hashlib
 import sys
 from pathlib import Path
 
+from chimera.config import AG_NEWS, DataConfig
 from chimera.data.dataset import HUB_ID, train_row_hashes
 from chimera.data.subsets import MANIFEST_DIR, format_manifest
 from chimera.errors import ChimeraError
 
 
-def manifest_text(data_dir: Path, name: str) -> str:
-    """The manifest file `data_dir`'s train split gives, its header naming the file and that file's sha256."""
-    where, hashes = train_row_hashes(data_dir)
+def manifest_text(data_dir: Path, name: str, data: DataConfig | None = None) -> str:
+    """The manifest file the train split gives, its header naming the file and that file's sha256."""
+    where, hashes = train_row_hashes(data_dir, data)
     train_file = Path(where)
     digest = hashlib.sha256(train_file.read_bytes()).hexdigest()
-    return format_manifest(name, source=f"hub {HUB_ID}, split train", hashes=hashes,
-                           made_from=f"{train_file.name} sha256 {digest}")
+    source = f"hub {HUB_ID}, split train" if data is None or data.dataset == AG_NEWS else \
+        f"{data.dataset}, split {data.train_split}"
+    return format_manifest(name, source=source, hashes=hashes, made_from=f"{train_file.name} sha256 {digest}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,10 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="the manifest's name, as data.train_pool=manifest:NAME says it")
     parser.add_argument("--out", type=Path, default=None, help=f"where to write (default {MANIFEST_DIR}/NAME.txt)")
     parser.add_argument("--check", action="store_true", help="compare with the existing file instead of writing")
+    parser.add_argument("--as-dataset", action="store_true", help="data_dir is another dataset's file or folder, "
+                        "read as data.dataset reads it (not AG News)")
+    parser.add_argument("--text-column", default="text", help="its text column (data.text_column)")
+    parser.add_argument("--label-column", default="label", help="its label column (data.label_column)")
     args = parser.parse_args(argv)
     out = args.out or MANIFEST_DIR / f"{args.name}.txt"
     try:
-        text = manifest_text(args.data_dir, args.name)
+        data = None if not args.as_dataset else DataConfig(
+            dataset=str(args.data_dir), text_column=args.text_column, label_column=args.label_column, train_pool="all")
+        text = manifest_text(None if data else args.data_dir, args.name, data)
     except ChimeraError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -236,8 +236,12 @@ SMOKES: tuple[Smoke, ...] = (
         Step('CHIMERA_REPRO_SET="${TINY//--set /}" CHIMERA_REPRO_CELLS="fixed/dense" CHIMERA_REPRO_SECOND_SEED=1 '
              "$VENV/bin/tox -e repro", ok=(1,), expect="DIFFERENT"))),  # the comparison has teeth
     Smoke("data-manifest", ('python scripts/make_data_manifest.py "$CHIMERA_DATA_DIR" --name '
-                            "ag_news-train-subset --check",), (
-        Step("$PY scripts/make_data_manifest.py $DATA --name ag_news-train-subset --check"),)),
+                            "ag_news-train-subset --check",
+                            "scripts/make_data_manifest.py DATA --name NAME --as-dataset --text-column headline "
+                            "--label-column topic"), (
+        Step("$PY scripts/make_data_manifest.py $DATA --name ag_news-train-subset --check"),
+        # another dataset's own pool: the AG News train file read as "your data", written outside the package
+        Step("$PY scripts/make_data_manifest.py $DATA/train.csv --name own --as-dataset --out $SMOKE/own-pool.txt"),)),
     Smoke("full-record-from-the-hub", ("chimera reproduce docs/results/full/fixed-dense-full-s0/record.json "
                                        "--out runs/reproduced",),
           why_not_run="no --data-dir: it reads the Hugging Face hub, which CI cannot reach, and trains the full "

@@ -103,12 +103,18 @@ def load_ag_news(data_dir: Path | str | None, *, train_pool: str = "all") -> dic
     return load_data(DataConfig(train_pool=train_pool), data_dir).splits
 
 
-def train_row_hashes(data_dir: Path | str | None) -> tuple[str, list[str]]:
-    """(where AG News' train split was read, the manifest hash of each of its rows in order): what a manifest
-    lists."""
-    train = (_load_hub(HUB_ID, SPLITS, _Columns()) if data_dir is None
-             else _load_folder(Path(data_dir), SPLITS, _Columns()))["train"]
-    return train.where, _row_hashes(train.raw_texts, train.labels)
+def train_row_hashes(data_dir: Path | str | None, data: DataConfig | None = None) -> tuple[str, list[str]]:
+    """(where the train split was read, the manifest hash of each of its rows in order): what a manifest lists.
+    AG News from `data_dir` (None: the hub); another `data.dataset` from where it names, each row hashed with
+    its label's index among the dataset's label names, as `load_data` numbers them."""
+    if data is None or data.dataset == AG_NEWS:
+        train = (_load_hub(HUB_ID, SPLITS, _Columns()) if data_dir is None
+                 else _load_folder(Path(data_dir), SPLITS, _Columns()))["train"]
+        return train.where, _row_hashes(train.raw_texts, train.labels)
+    read, declared, _ = _load_named(data)
+    _, numbered = _number_labels(read, declared, train=data.train_split)
+    train = read[data.train_split]
+    return train.where, _row_hashes(train.raw_texts, numbered[data.train_split].labels)
 
 
 def _row_hashes(raw_texts: Sequence[str], labels: Sequence[int]) -> list[str]:

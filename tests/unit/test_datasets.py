@@ -50,8 +50,8 @@ def _folder(root: Path, train=None, test=None) -> Path:
 
 
 def _config(dataset: Path | str, **keys) -> DataConfig:
-    return DataConfig(dataset=str(dataset), text_column="headline", label_column="topic", train_pool="all",
-                      train_samples=32, val_samples=16, **keys)
+    return DataConfig(**{"dataset": str(dataset), "text_column": "headline", "label_column": "topic",
+                         "train_pool": "all", "train_samples": 32, "val_samples": 16, **keys})
 
 
 def test_a_folder_with_other_columns_and_string_labels_reads_with_sorted_label_names(tmp_path):
@@ -139,3 +139,21 @@ def test_a_cell_trains_on_another_dataset_through_the_cli_and_records_its_labels
     assert record.data.label_names == ["money", "sport", "tech"] and record.data.source == str(folder)
     assert set(record.data.label_counts["test"]) == {"0", "1", "2"} and record.config.data.dataset == str(folder)
     assert record.status in ("completed", "stopped_early")
+
+
+def test_a_manifest_of_another_datasets_rows_selects_them_from_a_larger_copy(tmp_path, monkeypatch, capsys):
+    from chimera.data import subsets as manifest_module
+    from scripts.make_data_manifest import main as make_manifest
+
+    pool, others = _rows(60), _rows(60, offset=700)
+    larger = [*others[:30], *reversed(pool), *others[30:]]  # the pool's rows in another order, among others
+    _folder(tmp_path / "pool", train=pool)
+    _folder(tmp_path / "larger", train=larger)
+    manifests = tmp_path / "manifests"
+    assert make_manifest([str(tmp_path / "pool"), "--name", "news-pool", "--as-dataset", "--text-column",
+                          "headline", "--label-column", "topic", "--out", str(manifests / "news-pool.txt")]) == 0
+    assert "split train" in (manifests / "news-pool.txt").read_text()
+    assert "news-pool.txt: 60 rows" in capsys.readouterr().out
+    monkeypatch.setattr(manifest_module, "MANIFEST_DIR", manifests)
+    selected = load_data(_config(tmp_path / "larger", train_pool="manifest:news-pool")).splits["train"]
+    assert selected == load_data(_config(tmp_path / "pool")).splits["train"]  # the pool's rows, in its order
