@@ -49,11 +49,10 @@ def train_config(config: RunConfig, *, out_dir: Path | str = "runs", data_dir: P
     """Train `config` into OUT_DIR/<cell>-<profile>-s<seed>/ and return its record (also written there as record.json).
 
     `data_dir`: AG News' local copy; None: $CHIMERA_DATA_DIR, else the Hugging Face hub (another data.dataset
-    is read from where it names). `resume`: the run
-    folder of an interrupted run of this config to continue (`out_dir` is then its parent). `log_with`:
-    accelerate tracker names. The record's status is completed, stopped_early or interrupted; bad input raises
-    ChimeraError before any work, and a run that fails writes a `failed` record and raises RunFailed (a
-    ChimeraError)."""
+    is read from where it names). `resume`: the run folder of an interrupted run of this config to continue
+    (`out_dir` is then its parent). `log_with`: accelerate tracker names. The record's status is completed,
+    stopped_early or interrupted; bad input raises ChimeraError before any work, and a run that fails writes a
+    `failed` record and raises RunFailed (a ChimeraError)."""
     data, trackers = data_folder(data_dir, dataset=config.data.dataset), _trackers(log_with)
     plan = _plan(config, Path(resume).parent if resume is not None else Path(out_dir))
     if resume is not None and plan.run_dir.resolve() != Path(resume).resolve():
